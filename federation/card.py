@@ -1,0 +1,138 @@
+"""The peer card: who a peer is and what it offers, signed by its key.
+
+A card is served at `GET /peer` (JSON) and `GET /peer.md` (Markdown for
+people). Discovery and relays pass cards around; whoever receives one checks
+it with `verify_card` before trusting anything in it. The signature covers the
+canonical JSON of every field but `signature` itself, so a one-byte change
+anywhere fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from federation.const import PROTOCOL_VERSION
+from federation.errors import CardError
+from federation.identity import Identity, peer_id_for, verify_signature
+
+__all__ = ["Load", "ModelSummary", "PeerCard", "ToolSummary", "card_markdown", "sign_card", "verify_card"]
+
+
+class ModelSummary(BaseModel):
+    name: str
+    architecture: str
+    quantization: str
+    size_bytes: int
+    sha256: str
+    n_ctx: int
+    n_gpu_layers: int = 0
+
+
+class ToolSummary(BaseModel):
+    name: str
+    description: str = ""
+
+
+class Load(BaseModel):
+    in_flight: int = 0
+    queued: int = 0
+
+
+class PeerCard(BaseModel):
+    id: str
+    name: str
+    pubkey: str = Field(description="base64 of the raw Ed25519 public key")
+    mesh: str | None = None
+    protocol: str = PROTOCOL_VERSION
+    software: str = ""
+    endpoints: list[str] = Field(default_factory=list, description="URLs of the peer's MCP endpoint")
+    models: list[ModelSummary] = Field(default_factory=list)
+    tools: list[ToolSummary] = Field(default_factory=list)
+    load: Load = Field(default_factory=Load)
+    issued_at: float = 0.0
+    signature: str = ""
+
+    def signed_bytes(self) -> bytes:
+        """Canonical JSON of every field except the signature."""
+        body = self.model_dump(mode="json", exclude={"signature"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    def digest(self) -> str:
+        """Short hash of what the peer offers (not its load): changes when models or tools change."""
+        body = self.model_dump(mode="json", include={"id", "name", "mesh", "endpoints", "models", "tools", "protocol"})
+        raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def sign_card(card: PeerCard, identity: Identity) -> PeerCard:
+    """Return `card` stamped with the identity's id, key, time and signature."""
+    stamped = card.model_copy(
+        update={
+            "id": identity.peer_id,
+            "pubkey": base64.b64encode(identity.public_key).decode("ascii"),
+            "issued_at": round(time.time(), 3),
+            "signature": "",
+        }
+    )
+    signature = identity.sign(stamped.signed_bytes())
+    return stamped.model_copy(update={"signature": base64.b64encode(signature).decode("ascii")})
+
+
+def verify_card(card: PeerCard | dict[str, Any] | bytes | str, *, expected_id: str | None = None, mesh: str | None = None) -> PeerCard:
+    """Parse and check a card; raise `CardError` saying exactly what is wrong."""
+    try:
+        if isinstance(card, (bytes, str)):
+            parsed = PeerCard.model_validate_json(card)
+        elif isinstance(card, dict):
+            parsed = PeerCard.model_validate(card)
+        else:
+            parsed = card
+    except ValueError as exc:
+        raise CardError(f"malformed peer card: {exc}") from exc
+    try:
+        public_key = base64.b64decode(parsed.pubkey, validate=True)
+        signature = base64.b64decode(parsed.signature, validate=True)
+    except ValueError as exc:
+        raise CardError(f"peer card {parsed.id!r} has a key or signature that is not base64") from exc
+    if peer_id_for(public_key) != parsed.id:
+        raise CardError(f"peer card claims id {parsed.id!r} but its key hashes to {peer_id_for(public_key)!r}")
+    if expected_id is not None and parsed.id != expected_id:
+        raise CardError(f"expected peer {expected_id!r} but the card is for {parsed.id!r}")
+    if not verify_signature(public_key, signature, parsed.signed_bytes()):
+        raise CardError(f"peer card {parsed.id!r} has a bad signature (altered in transit or forged)")
+    if mesh is not None and parsed.mesh != mesh:
+        raise CardError(f"peer {parsed.id!r} belongs to mesh {parsed.mesh!r}, not {mesh!r}")
+    return parsed
+
+
+def card_markdown(card: PeerCard) -> str:
+    """A human description of the peer, for `GET /peer.md` and people reading it."""
+    lines = [
+        f"# {card.name} (`{card.id}`)",
+        "",
+        f"- mesh: {card.mesh or '(none)'}",
+        f"- protocol: {card.protocol}; software: {card.software}",
+        f"- load: {card.load.in_flight} in flight, {card.load.queued} queued",
+        *(f"- endpoint: <{url}>" for url in card.endpoints),
+        "",
+        "## Models",
+        "",
+    ]
+    if card.models:
+        lines += ["| name | quantization | size | context | GPU layers | sha256 |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"| {m.name} | {m.quantization} | {m.size_bytes / 1e6:.0f} MB | {m.n_ctx} | {m.n_gpu_layers} | `{m.sha256[:16]}…` |"
+            for m in card.models
+        ]
+    else:
+        lines.append("(no model)")
+    lines += ["", "## Tools", ""]
+    lines += [f"- `{t.name}`: {t.description.splitlines()[0] if t.description else ''}" for t in card.tools] or ["(none)"]
+    lines += ["", f"Signed by `{card.pubkey}` at {card.issued_at}.", ""]
+    return "\n".join(lines)

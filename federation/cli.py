@@ -1,0 +1,200 @@
+"""`mcpfed`: the command line. It parses, calls the library, prints; no logic lives here.
+
+Errors go to stderr as one line saying what was wrong and what to do, with a
+non-zero exit code; never a stack trace for a mistake a user can make.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import anyio
+import typer
+from rich.console import Console
+
+from federation.errors import FederationError
+
+app = typer.Typer(
+    name="mcpfed",
+    help="A federation of MCP servers: serve a local llama.cpp model as an MCP peer, ask it, call its tools.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DEFAULT_URL = "http://127.0.0.1:8801/mcp"
+UrlOption = Annotated[str, typer.Option("--url", "-u", help="MCP URL of the peer.", envvar="MCPFED_URL")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _parse_gpu_layers(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        _fail(f"--gpu-layers takes 'auto', -1 (all) or a number of layers, not {value!r}.", 2)
+    return None
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="GGUF file to serve, 'default' (embedded Gemma 3 270M) or 'none'.")] = "default",
+    name: Annotated[Optional[str], typer.Option(help="Display name (default: host name).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8801,
+    gpu_layers: Annotated[str, typer.Option("--gpu-layers", help="'auto' (all when the build has GPU offload), -1 or N.")] = "auto",
+    ctx: Annotated[int, typer.Option("--ctx", help="Context window in tokens.")] = 4096,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for the model (default: all cores).")] = None,
+    home: Annotated[Optional[Path], typer.Option(help="State directory (key, database).", envvar="MCPFED_HOME")] = None,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).")] = None,
+) -> None:
+    """Run a peer until Ctrl-C and print its MCP URL."""
+    from federation.settings import PeerSettings
+
+    settings = PeerSettings(
+        model=None if model == "none" else model,
+        name=name,
+        host=host,
+        port=port,
+        gpu_layers=_parse_gpu_layers(gpu_layers),
+        n_ctx=ctx,
+        threads=threads,
+        home=home,
+        db=db,
+    )
+    try:
+        anyio.run(_serve, settings)
+    except KeyboardInterrupt:
+        err.print("stopped")
+
+
+async def _serve(settings: Any) -> None:
+    from federation.node import Node
+
+    async with Node(settings) as node:
+        if node.engine is not None:
+            with err.status(f"loading {node.engine.info.name} ({node.engine.info.size / 1e6:.0f} MB)…", spinner="dots"):
+                await node.wait_ready()
+            err.print(f"model {node.engine.info.name} ready: {node.engine.n_threads} threads, {node.engine.n_gpu_layers} GPU layers")
+        err.print(f"peer [bold]{node.name}[/] ({node.peer_id}) serving; Ctrl-C stops it")
+        out.print(node.mcp_url, highlight=False)
+        await anyio.sleep_forever()
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="What to ask.")],
+    url: UrlOption = DEFAULT_URL,
+    max_tokens: Annotated[int, typer.Option(help="Most tokens to generate.")] = 256,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.7,
+    raw: Annotated[bool, typer.Option("--raw", help="Plain completion (generate) instead of a chat turn.")] = False,
+) -> None:
+    """Ask a peer's model; the answer streams as it is generated."""
+    anyio.run(_ask, url, prompt, max_tokens, temperature, raw)
+
+
+async def _ask(url: str, prompt: str, max_tokens: int, temperature: float, raw: bool) -> None:
+    from federation.client import call_tool, connect
+
+    async def show(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    if raw:
+        tool, arguments = "generate", {"prompt": prompt}
+    else:
+        tool, arguments = "chat", {"messages": [{"role": "user", "content": prompt}]}
+    arguments |= {"max_tokens": max_tokens, "temperature": temperature}
+    async with connect(url) as client:
+        result = await call_tool(client, tool, arguments, on_text=show)
+    sys.stdout.write("\n")
+    usage = (result.structured_content or {}).get("usage", {})
+    if usage:
+        err.print(f"[dim]{usage['completion_tokens']} tokens, {usage['tokens_per_s']} tok/s, {usage['total_ms'] / 1000:.2f} s[/]")
+
+
+@app.command()
+def call(
+    tool: Annotated[str, typer.Argument(help="Tool name, e.g. model_info.")],
+    arguments: Annotated[str, typer.Argument(help="Arguments as a JSON object.")] = "{}",
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Call any tool on a peer and print its result as JSON."""
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError as exc:
+        _fail(f"arguments are not valid JSON ({exc.msg} at column {exc.colno}); pass an object like '{{\"prompt\": \"hi\"}}'.", 2)
+    if not isinstance(parsed, dict):
+        _fail("arguments must be a JSON object, like '{\"prompt\": \"hi\"}'.", 2)
+    anyio.run(_call, url, tool, parsed)
+
+
+async def _call(url: str, tool: str, arguments: dict[str, Any]) -> None:
+    from federation.client import call_tool, connect, result_text
+
+    async with connect(url) as client:
+        result = await call_tool(client, tool, arguments)
+    if result.structured_content is not None:
+        out.print_json(data=result.structured_content)
+    else:
+        out.print(result_text(result), highlight=False)
+
+
+@app.command()
+def tools(url: UrlOption = DEFAULT_URL) -> None:
+    """List the tools a peer offers."""
+    anyio.run(_tools, url)
+
+
+async def _tools(url: str) -> None:
+    from federation.client import connect
+
+    async with connect(url) as client:
+        listed = await client.list_tools()
+    for tool in listed.tools:
+        summary = (tool.description or "").strip().splitlines()
+        out.print(f"[bold]{tool.name}[/]  {summary[0] if summary else ''}", highlight=False)
+
+
+@app.command()
+def models(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Extra .gguf files or folders to list.")] = None,
+    home: Annotated[Optional[Path], typer.Option(help="State directory; its models/ folder is listed.", envvar="MCPFED_HOME")] = None,
+) -> None:
+    """List local models: the embedded default, the state dir's models/, and PATHS."""
+    from rich.table import Table
+
+    from federation.models import find_models
+
+    table = Table("name", "file", "size", "quantization", "arch", "sha256", box=None)
+    with err.status("hashing model files…", spinner="dots"):
+        found = find_models(paths or [], home)
+    for entry in found:
+        if entry.error:
+            table.add_row("[red]unusable[/]", str(entry.path), "", "", "", f"[red]{entry.error}[/]")
+        else:
+            table.add_row(entry.name, str(entry.path), f"{entry.size / 1e6:.0f} MB", entry.quantization, entry.architecture, entry.sha256)
+    out.print(table)
+
+
+def main() -> None:
+    """Console entry point: run the app, turning our errors into one stderr line."""
+    try:
+        app()
+    except FederationError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

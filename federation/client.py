@@ -1,0 +1,75 @@
+"""Talking to one peer's MCP endpoint with the SDK client, errors translated.
+
+The CLI, the demo and tests all connect the same way: one long-lived session
+per peer, a clear `PeerError` when the peer is not there, and tool errors
+turned into `ToolCallError` with the peer's own message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import mcp.types as types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from federation.errors import PeerError, ToolCallError
+
+__all__ = ["connect", "call_tool", "result_text"]
+
+TextCallback = Callable[[str], Awaitable[None]]
+
+_TIMEOUT = httpx2.Timeout(10.0, read=300.0)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+@asynccontextmanager
+async def connect(url: str, *, headers: dict[str, str] | None = None) -> AsyncIterator[Client]:
+    """An open SDK `Client` on `url`, or `PeerError` saying why there is none."""
+    try:
+        async with httpx2.AsyncClient(headers=headers or {}, timeout=_TIMEOUT) as http:
+            async with Client(streamable_http_client(url, http_client=http)) as client:
+                yield client
+    except (httpx2.HTTPError, OSError, MCPError) as exc:
+        raise PeerError(f"cannot reach the peer at {url}: {exc}. Is `mcpfed serve` running there?") from exc
+    except BaseExceptionGroup as group:
+        cause = _root_cause(group)
+        if isinstance(cause, (httpx2.HTTPError, OSError, MCPError)):
+            raise PeerError(f"cannot reach the peer at {url}: {cause}. Is `mcpfed serve` running there?") from cause
+        raise
+
+
+def result_text(result: types.CallToolResult) -> str:
+    return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+async def call_tool(
+    client: Client,
+    tool: str,
+    arguments: dict[str, Any],
+    *,
+    on_text: TextCallback | None = None,
+    meta: dict[str, Any] | None = None,
+) -> types.CallToolResult:
+    """Call a tool; streamed text (progress messages) goes to `on_text`; errors raise `ToolCallError`."""
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        if on_text is not None and message:
+            await on_text(message)
+
+    try:
+        result = await client.call_tool(tool, arguments, progress_callback=progress, meta=meta)
+    except MCPError as exc:
+        raise ToolCallError(f"{tool}: {exc.error.message}") from exc
+    if result.is_error:
+        raise ToolCallError(result_text(result) or f"{tool} failed without a message")
+    return result

@@ -1,0 +1,321 @@
+"""One running peer: its identity, store, model, MCP face and HTTP server.
+
+```python
+async with Node(PeerSettings(port=0)) as node:
+    print(node.mcp_url)          # http://127.0.0.1:<port>/mcp
+    await node.wait_ready()      # model loaded
+```
+
+Routes on one port: `/mcp` (Streamable HTTP MCP), `/peer` (signed card,
+JSON), `/peer.md` (the card for people), `/health`, `/events` (Server-Sent
+Events), `/metrics` (Prometheus). Everything the node starts it stops on exit,
+in reverse order; the node's lifetime is one task group.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+
+import anyio
+import uvicorn
+from anyio.abc import TaskGroup
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
+from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH
+from federation.errors import ConfigError, ModelFileError, PortInUseError
+from federation.events import EventBus
+from federation.home import state_dir
+from federation.identity import Identity
+from federation.settings import PeerSettings
+from federation.store import CallRecord, Store, database_url
+from federation.toolhost import CallOutcome, HostedServer, ToolHost
+from servers.gguf_file import GGUFError
+from servers.llama import build_server as build_llama_server
+from servers.llama_engine import LlamaEngine, default_model_path
+
+__all__ = ["Node", "SOFTWARE"]
+
+SOFTWARE = "mcp-federation/0.1.0"
+logger = logging.getLogger(__name__)
+
+_SSE_HEARTBEAT_SECONDS = 15.0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves, so port 0 works and a taken port gets a clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(f"port {port} on {host} is already in use; pick another with --port, or --port 0 for any free one.") from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class _Metrics:
+    """Prometheus metrics of one node (own registry: several nodes share a test process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter("mcpfed_calls", "Tool calls served", ["tool", "outcome"], registry=self.registry)
+        self.seconds = Histogram("mcpfed_call_seconds", "Tool call duration", ["tool"], registry=self.registry)
+        self.tokens = Counter("mcpfed_tokens", "Tokens processed", ["direction"], registry=self.registry)
+        self.in_flight = Gauge("mcpfed_in_flight", "Model requests running", registry=self.registry)
+        self.queued = Gauge("mcpfed_queued", "Model requests waiting", registry=self.registry)
+
+
+class Node:
+    """A peer; `async with` starts it, exit stops everything it started."""
+
+    def __init__(self, settings: PeerSettings | None = None) -> None:
+        self.settings = settings or PeerSettings()
+        if problem := self.settings.bind_problem():
+            raise ConfigError(problem)
+        self.home = state_dir(self.settings.home)
+        self.identity = Identity.load_or_create(self.home)
+        self.name = self.settings.name or socket.gethostname().split(".")[0]
+        self.events = EventBus()
+        self.engine: LlamaEngine | None = self._make_engine()
+        self.tools = ToolHost(
+            self.name,
+            version=SOFTWARE,
+            instructions=f"mcp-federation peer {self.name} ({self.identity.peer_id}).",
+            observer=self._observe_call,
+        )
+        self.store = Store(self.settings.db or database_url(self.home))
+        self._metrics = _Metrics()
+        self._server: uvicorn.Server | None = None
+        self._task_group: TaskGroup | None = None
+        self._stack = AsyncExitStack()
+        self.port = 0
+        self.started_at = 0.0
+        self.calls_served = 0
+
+    def _make_engine(self) -> LlamaEngine | None:
+        choice = self.settings.model
+        if choice is None:
+            return None
+        try:
+            path = default_model_path() if choice == "default" else choice
+            return LlamaEngine(path, n_ctx=self.settings.n_ctx, n_gpu_layers=self.settings.gpu_layers, n_threads=self.settings.threads)
+        except GGUFError as exc:
+            raise ModelFileError(str(exc)) from exc
+
+    # -- lifecycle -------------------------------------------------------
+    async def __aenter__(self) -> Node:
+        sock = _bind(self.settings.host, self.settings.port)
+        self.port = sock.getsockname()[1]
+        async with AsyncExitStack() as stack:
+            stack.callback(sock.close)
+            await stack.enter_async_context(self.store)
+            if self.engine is not None:
+                await stack.enter_async_context(self.engine)
+                await self.tools.add_provider(HostedServer(build_llama_server(self.engine)))
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._stop_http)
+            await self._start_http(sock)
+            self._stack = stack.pop_all()
+        self.started_at = time.time()
+        return self
+
+    def _stop_http(self) -> None:
+        self.events.close()
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def _start_http(self, sock: socket.socket) -> None:
+        app = self.tools.server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            host=self.settings.host,
+            max_request_body_size=self.settings.max_request_bytes,
+            custom_starlette_routes=self._routes(),
+        )
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1, access_log=False)
+        self._server = uvicorn.Server(config)
+        assert self._task_group is not None
+        self._task_group.start_soon(self._server.serve, [sock])
+        with anyio.fail_after(10):
+            while not self._server.started:
+                if self._server.should_exit:
+                    raise ConfigError(f"the HTTP server on {self.settings.host}:{self.port} failed to start")
+                await anyio.sleep(0.005)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop serving, then free the model, then flush the store (reverse of start)."""
+        await self._stack.aclose()
+
+    async def wait_ready(self) -> None:
+        """Wait until the model (if any) is loaded; raises if loading failed."""
+        if self.engine is not None:
+            await self.engine.wait_ready()
+
+    # -- addresses -------------------------------------------------------
+    @property
+    def peer_id(self) -> str:
+        return self.identity.peer_id
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def mcp_url(self) -> str:
+        return self.url + MCP_PATH
+
+    # -- card --------------------------------------------------------------
+    def load(self) -> Load:
+        if self.engine is None:
+            return Load()
+        return Load(in_flight=self.engine.in_flight, queued=self.engine.queued)
+
+    def card(self) -> PeerCard:
+        models = []
+        if self.engine is not None:
+            info = self.engine.info
+            models.append(
+                ModelSummary(
+                    name=info.name,
+                    architecture=info.architecture,
+                    quantization=info.quantization,
+                    size_bytes=info.size,
+                    sha256=self.engine.sha256,
+                    n_ctx=self.engine.n_ctx,
+                    n_gpu_layers=self.engine.n_gpu_layers,
+                )
+            )
+        unsigned = PeerCard(
+            id=self.peer_id,
+            name=self.name,
+            pubkey="",
+            mesh=self.settings.mesh,
+            software=SOFTWARE,
+            endpoints=[self.mcp_url],
+            models=models,
+            tools=[ToolSummary(name=t.name, description=t.description or "") for t in self.tools.tools],
+            load=self.load(),
+        )
+        return sign_card(unsigned, self.identity)
+
+    # -- calls -------------------------------------------------------------
+    def _observe_call(self, call: CallOutcome, finished: bool) -> None:
+        trace = call.trace
+        if not finished:
+            self.events.publish("call_started", tool=call.tool, trace_id=trace.get("trace_id"), caller=trace.get("caller"), callee=self.peer_id)
+            return
+        self.calls_served += 1
+        self._metrics.calls.labels(call.tool, call.outcome).inc()
+        self._metrics.seconds.labels(call.tool).observe(call.ms / 1000)
+        self._metrics.tokens.labels("in").inc(call.tokens_in)
+        self._metrics.tokens.labels("out").inc(call.tokens_out)
+        self.events.publish(
+            "call_finished",
+            tool=call.tool,
+            trace_id=trace.get("trace_id"),
+            caller=trace.get("caller"),
+            callee=self.peer_id,
+            ms=round(call.ms, 2),
+            outcome=call.outcome,
+            error=call.error,
+            tokens_in=call.tokens_in,
+            tokens_out=call.tokens_out,
+        )
+        self.store.record(
+            CallRecord(
+                trace_id=trace.get("trace_id"),
+                span_id=trace.get("span_id"),
+                parent_span=trace.get("parent"),
+                caller=trace.get("caller"),
+                callee=self.peer_id,
+                tool=call.tool,
+                started=datetime.fromtimestamp(call.started, timezone.utc),
+                ms=round(call.ms, 3),
+                outcome=call.outcome,
+                error=call.error,
+                tokens_in=call.tokens_in,
+                tokens_out=call.tokens_out,
+            )
+        )
+
+    # -- HTTP routes -------------------------------------------------------
+    def _routes(self) -> list[Route]:
+        return [
+            Route(CARD_PATH, self._get_card, methods=["GET"]),
+            Route(CARD_MARKDOWN_PATH, self._get_card_markdown, methods=["GET"]),
+            Route(HEALTH_PATH, self._get_health, methods=["GET"]),
+            Route(EVENTS_PATH, self._get_events, methods=["GET"]),
+            Route(METRICS_PATH, self._get_metrics, methods=["GET"]),
+        ]
+
+    async def _get_card(self, request: Request) -> Response:
+        return Response(self.card().model_dump_json(), media_type="application/json")
+
+    async def _get_card_markdown(self, request: Request) -> Response:
+        return PlainTextResponse(card_markdown(self.card()), media_type="text/markdown")
+
+    def health(self) -> dict[str, Any]:
+        load = self.load()
+        model_state = self.engine.state.value if self.engine is not None else "none"
+        return {
+            "ok": model_state in ("ready", "none"),
+            "id": self.peer_id,
+            "name": self.name,
+            "model": model_state,
+            "error": self.engine.error if self.engine is not None else None,
+            "in_flight": load.in_flight,
+            "queued": load.queued,
+            "calls_served": self.calls_served,
+            "uptime_s": round(time.time() - self.started_at, 1) if self.started_at else 0.0,
+        }
+
+    async def _get_health(self, request: Request) -> Response:
+        return JSONResponse(self.health())
+
+    async def _get_metrics(self, request: Request) -> Response:
+        load = self.load()
+        self._metrics.in_flight.set(load.in_flight)
+        self._metrics.queued.set(load.queued)
+        return Response(generate_latest(self._metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def _get_events(self, request: Request) -> Response:
+        return StreamingResponse(self._event_stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def _event_stream(self) -> AsyncIterator[str]:
+        """SSE: a `hello` with the card, then every event; a comment line as heartbeat."""
+        async with self.events.subscribe() as events:
+            yield _sse("hello", 0, {"card": self.card().model_dump(mode="json")})
+            while True:
+                with anyio.move_on_after(_SSE_HEARTBEAT_SECONDS) as waited:
+                    event = await anext(events, None)
+                if waited.cancelled_caught:
+                    yield ": heartbeat\n\n"
+                elif event is None:  # the bus closed: the node is stopping
+                    return
+                else:
+                    yield _sse(event.kind, event.seq, {"at": event.at, **event.data})
+
+
+def _sse(kind: str, seq: int, data: dict[str, Any]) -> str:
+    return f"id: {seq}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"

@@ -1,0 +1,123 @@
+"""The peer's database: every served call, in SQLite (or any SQLAlchemy URL).
+
+Writes stay off the request path: `record()` only puts the row on a bounded
+in-memory queue; a background task writes queued rows in one transaction
+every `LEDGER_FLUSH_SECONDS` from a worker thread. A full queue drops the row
+and counts it rather than slow a call. Closing the store flushes what is
+queued, so a clean stop loses nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskGroup
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Field, Session, SQLModel, create_engine, func, select
+
+from federation.const import LEDGER_FLUSH_SECONDS, LEDGER_QUEUE_LIMIT
+from federation.errors import ConfigError
+
+__all__ = ["CallRecord", "Store", "database_url"]
+
+
+class CallRecord(SQLModel, table=True):
+    """One tool call this peer served (or, later, made)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    trace_id: str | None = Field(default=None, index=True)
+    span_id: str | None = None
+    parent_span: str | None = None
+    caller: str | None = Field(default=None, index=True)
+    callee: str = Field(index=True)
+    tool: str = Field(index=True)
+    started: datetime = Field(index=True)
+    ms: float
+    outcome: str = Field(description="ok, error or cancelled")
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+def database_url(home: Path) -> str:
+    return f"sqlite:///{home / 'mcpfed.db'}"
+
+
+class Store:
+    """A database engine plus the batching writer; `async with` runs the writer."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self._engine: Engine = create_engine(url, connect_args={"check_same_thread": False} if url.startswith("sqlite") else {})
+            SQLModel.metadata.create_all(self._engine)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise ConfigError(f"cannot open database {url!r}: {exc}") from exc
+        self._send, self._receive = anyio.create_memory_object_stream[CallRecord](math.inf)
+        self._queued = 0
+        self.dropped = 0
+        self._task_group: TaskGroup | None = None
+
+    async def __aenter__(self) -> Store:
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._write_batches)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._send.close()  # the writer drains what is queued, then ends
+        assert self._task_group is not None
+        await self._task_group.__aexit__(exc_type, exc, tb)
+        self._engine.dispose()
+
+    def record(self, row: CallRecord) -> None:
+        """Queue a row for writing; never blocks."""
+        if self._queued >= LEDGER_QUEUE_LIMIT:
+            self.dropped += 1
+            return
+        self._queued += 1
+        self._send.send_nowait(row)
+
+    async def _write_batches(self) -> None:
+        with self._receive:
+            while True:
+                try:
+                    first = await self._receive.receive()
+                except anyio.EndOfStream:
+                    return
+                await anyio.sleep(LEDGER_FLUSH_SECONDS)
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                self._queued -= len(batch)
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._write, batch)
+
+    def _write(self, rows: Sequence[CallRecord]) -> None:
+        with Session(self._engine) as session:
+            session.add_all(rows)
+            session.commit()
+
+    # -- queries (sync; call from a thread or a CLI) -------------------------
+    def calls(self, limit: int = 100) -> list[CallRecord]:
+        with Session(self._engine) as session:
+            return list(session.exec(select(CallRecord).order_by(CallRecord.id.desc()).limit(limit)))  # type: ignore[union-attr]
+
+    def count_calls(self) -> int:
+        with Session(self._engine) as session:
+            return session.exec(select(func.count()).select_from(CallRecord)).one()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,189 @@
+"""One MCP face for everything a peer offers.
+
+A peer hosts several tool sources behind one `/mcp` endpoint: its model
+server, shared stdio servers, demo servers and (later) the mesh's tools. Each
+source is a `ToolProvider`; the host merges their tool lists, sends each call
+to the provider that owns the name, and around every call publishes
+`call_started`/`call_finished` events and queues a ledger row, so no provider
+has to know about either.
+
+Hosted `MCPServer`s are called in-process with the caller's own request
+context, so their progress notifications and cancellation reach the caller
+as if the server were alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import mcp.types as types
+from mcp.server import Server, ServerRequestContext
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.shared.subscriptions import ToolsListChanged
+
+from federation.const import TRACE_META_KEY
+
+__all__ = ["CallOutcome", "HostedServer", "ToolHost", "ToolProvider", "error_result"]
+
+logger = logging.getLogger(__name__)
+
+
+def error_result(message: str) -> types.CallToolResult:
+    """A tool error the caller (often a model) can read."""
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+
+
+class ToolProvider(Protocol):
+    """A source of tools behind the peer's MCP face."""
+
+    async def list_tools(self) -> list[types.Tool]: ...
+
+    async def call_tool(
+        self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]
+    ) -> types.CallToolResult: ...
+
+
+class HostedServer:
+    """An `MCPServer` hosted in-process, called with the caller's request context."""
+
+    def __init__(self, server: MCPServer) -> None:
+        self.server = server
+
+    async def list_tools(self) -> list[types.Tool]:
+        return await self.server.list_tools()
+
+    async def call_tool(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self.server)
+        try:
+            result = await self.server.call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            logger.exception("tool %s crashed", name)
+            return error_result(f"tool {name} failed unexpectedly: {exc.__cause__!r}")
+        except ToolError as exc:
+            return error_result(str(exc))
+        if not isinstance(result, types.CallToolResult):
+            return error_result(f"tool {name} asked for input, which this peer cannot relay yet")
+        return result
+
+
+@dataclass
+class CallOutcome:
+    """What the host observed about one call, handed to its observer."""
+
+    tool: str
+    arguments: dict[str, Any]
+    trace: dict[str, Any]
+    started: float
+    ms: float = 0.0
+    outcome: str = "ok"
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    result: types.CallToolResult | None = field(default=None, repr=False)
+
+
+CallObserver = Callable[[CallOutcome, bool], None]
+"""Called with (outcome, finished): once when a call starts, once when it ends."""
+
+
+class ToolHost:
+    """Merges providers into one low-level MCP `Server` (`.server`)."""
+
+    def __init__(self, name: str, *, version: str, instructions: str, observer: CallObserver | None = None) -> None:
+        self._providers: list[ToolProvider] = []
+        self._owners: dict[str, ToolProvider] = {}
+        self._tools: list[types.Tool] = []
+        self._observer = observer
+        self._bus = InMemorySubscriptionBus()
+        self._legacy_sessions: set[Any] = set()
+        self.server: Server[Any] = Server(
+            name,
+            version=version,
+            instructions=instructions,
+            on_list_tools=self._on_list_tools,
+            on_call_tool=self._on_call_tool,
+            on_subscriptions_listen=ListenHandler(self._bus),
+        )
+
+    async def add_provider(self, provider: ToolProvider) -> None:
+        self._providers.append(provider)
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Rebuild the merged tool list; the first provider to claim a name keeps it."""
+        owners: dict[str, ToolProvider] = {}
+        tools: list[types.Tool] = []
+        for provider in self._providers:
+            try:
+                offered = await provider.list_tools()
+            except Exception:  # noqa: BLE001 - one broken provider must not hide the others
+                logger.exception("a tool provider failed to list its tools")
+                continue
+            for tool in offered:
+                if tool.name not in owners:
+                    owners[tool.name] = provider
+                    tools.append(tool)
+        changed = [t.name for t in tools] != [t.name for t in self._tools]
+        self._owners, self._tools = owners, tools
+        if changed:
+            await self._announce_tools_changed()
+
+    @property
+    def tools(self) -> list[types.Tool]:
+        return list(self._tools)
+
+    async def _announce_tools_changed(self) -> None:
+        await self._bus.publish(ToolsListChanged())
+        for session in list(self._legacy_sessions):
+            try:
+                await session.send_tool_list_changed()
+            except Exception:  # noqa: BLE001 - a closed session just leaves the set
+                self._legacy_sessions.discard(session)
+
+    async def _on_list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        if ctx.protocol_version < "2026":  # handshake-era clients are notified directly
+            self._legacy_sessions.add(ctx.session)
+        return types.ListToolsResult(tools=self._tools)
+
+    async def _on_call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        arguments = params.arguments or {}
+        meta = dict(ctx.meta or {})
+        outcome = CallOutcome(tool=params.name, arguments=arguments, trace=dict(meta.get(TRACE_META_KEY) or {}), started=time.time())
+        provider = self._owners.get(params.name)
+        if provider is None:
+            offered = ", ".join(sorted(self._owners)) or "(none)"
+            return self._finish(outcome, error_result(f"Unknown tool: {params.name!r}. This peer offers: {offered}."))
+        self._notify(outcome, finished=False)
+        clock = time.perf_counter()
+        try:
+            result = await provider.call_tool(ctx, params.name, arguments)
+        except BaseException:
+            outcome.ms = (time.perf_counter() - clock) * 1000
+            outcome.outcome, outcome.error = "cancelled", "the caller cancelled or the peer stopped"
+            self._notify(outcome, finished=True)
+            raise
+        outcome.ms = (time.perf_counter() - clock) * 1000
+        return self._finish(outcome, result)
+
+    def _finish(self, outcome: CallOutcome, result: types.CallToolResult) -> types.CallToolResult:
+        outcome.result = result
+        if result.is_error:
+            outcome.outcome = "error"
+            outcome.error = "".join(c.text for c in result.content if isinstance(c, types.TextContent))[:500]
+        usage = (result.structured_content or {}).get("usage") if isinstance(result.structured_content, dict) else None
+        if isinstance(usage, dict):
+            outcome.tokens_in = int(usage.get("prompt_tokens", 0))
+            outcome.tokens_out = int(usage.get("completion_tokens", 0))
+        self._notify(outcome, finished=True)
+        return result
+
+    def _notify(self, outcome: CallOutcome, *, finished: bool) -> None:
+        if self._observer is not None:
+            self._observer(outcome, finished)
+

@@ -1,0 +1,182 @@
+"""A llama.cpp model as an MCP server: `generate`, `chat`, `embed`, `model_info`.
+
+Standalone: `python -m servers.llama --model PATH --port 8811` serves it over
+Streamable HTTP at /mcp. A federation peer hosts the same server next to its
+mesh tools. Generated text streams to the caller as MCP progress
+notifications (one per piece of text, the text in `message`), and the final
+result carries the whole text and its usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from servers.llama_engine import ChatMessage, Completion, LlamaEngine, ModelUnavailable, RequestRejected, default_model_path
+
+__all__ = ["build_server", "main"]
+
+MaxTokens = Annotated[int, Field(description="Most tokens to generate (1 … context size).")]
+Temperature = Annotated[float, Field(ge=0.0, le=5.0, description="Sampling temperature; 0 is greedy.")]
+TopP = Annotated[float, Field(gt=0.0, le=1.0, description="Nucleus sampling mass.")]
+Stop = Annotated[list[str] | None, Field(description="Strings that end generation when produced.")]
+Seed = Annotated[int | None, Field(description="Sampling seed, for repeatable output.")]
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_ms: float
+    tokens_per_s: float
+
+
+class GenerateResult(BaseModel):
+    text: str
+    finish_reason: str = Field(description="stop, length or cancelled")
+    model: str
+    usage: UsageInfo
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class EmbedResult(BaseModel):
+    model: str
+    dimensions: int
+    vectors: list[list[float]]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    path: str
+    architecture: str
+    quantization: str
+    size_bytes: int
+    sha256: str
+    n_ctx: int
+    trained_context: int | None
+    n_threads: int
+    n_gpu_layers: int
+    gpu_offload_supported: bool
+    chat_template: str
+    state: str
+    error: str | None
+    in_flight: int
+    queued: int
+    requests_served: int
+
+
+_READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+
+def build_server(engine: LlamaEngine, *, name: str = "llama", lifespan: Any = None) -> MCPServer:
+    """An MCP server over `engine`; whoever runs it owns the engine's lifetime."""
+    server: MCPServer = MCPServer(
+        name,
+        version="0.1.0",
+        instructions=f"Local llama.cpp model {engine.info.name}. Use generate for raw completion, chat for turns.",
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
+
+    async def run(ctx: Context, call: Any) -> GenerateResult:
+        pieces = 0
+
+        async def stream(text: str) -> None:
+            nonlocal pieces
+            pieces += 1
+            await ctx.report_progress(pieces, None, text)
+
+        try:
+            done: Completion = await call(stream)
+        except (ModelUnavailable, RequestRejected) as exc:
+            raise ToolError(str(exc)) from exc
+        return GenerateResult(text=done.text, finish_reason=done.finish_reason, model=engine.info.name, usage=UsageInfo(**done.usage.__dict__))
+
+    @server.tool(annotations=_READ_ONLY)
+    async def generate(
+        prompt: Annotated[str, Field(description="Text to continue.")],
+        ctx: Context,
+        max_tokens: MaxTokens = 256,
+        temperature: Temperature = 0.8,
+        top_p: TopP = 0.95,
+        stop: Stop = None,
+        seed: Seed = None,
+    ) -> GenerateResult:
+        """Continue `prompt` with the local model. Text streams as progress notifications (text in `message`)."""
+        options = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed}
+        return await run(ctx, lambda on_token: engine.complete(prompt, on_token=on_token, **options))
+
+    @server.tool(annotations=_READ_ONLY)
+    async def chat(
+        messages: Annotated[list[Message], Field(description="The conversation so far, oldest first.")],
+        ctx: Context,
+        max_tokens: MaxTokens = 256,
+        temperature: Temperature = 0.8,
+        top_p: TopP = 0.95,
+        stop: Stop = None,
+        seed: Seed = None,
+    ) -> GenerateResult:
+        """Answer the last message of a conversation, using the model's chat template. Streams like generate."""
+        turns = [ChatMessage(m.role, m.content) for m in messages]
+        options = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed}
+        return await run(ctx, lambda on_token: engine.chat(turns, on_token=on_token, **options))
+
+    @server.tool(annotations=_READ_ONLY)
+    async def embed(texts: Annotated[list[str], Field(description="Texts to embed.")]) -> EmbedResult:
+        """Embed texts as unit-length vectors (mean-pooled over tokens)."""
+        try:
+            vectors = await engine.embed(texts)
+        except (ModelUnavailable, RequestRejected) as exc:
+            raise ToolError(str(exc)) from exc
+        return EmbedResult(model=engine.info.name, dimensions=len(vectors[0]), vectors=vectors)
+
+    @server.tool(annotations=_READ_ONLY)
+    def model_info() -> ModelInfo:
+        """What model this server runs, how (context, threads, GPU layers) and how busy it is."""
+        return ModelInfo(
+            **engine.describe(), in_flight=engine.in_flight, queued=engine.queued, requests_served=engine.requests_served
+        )
+
+    return server
+
+
+def build_standalone(engine: LlamaEngine) -> MCPServer:
+    """The server with the engine's lifetime tied to the server's lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
+        async with engine:
+            yield {}
+
+    return build_server(engine, lifespan=lifespan)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m servers.llama", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default", help="path to a .gguf file, or 'default' for the embedded Gemma 3 270M")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8811)
+    parser.add_argument("--ctx", type=int, default=4096, help="context window in tokens")
+    parser.add_argument("--gpu-layers", type=int, default=None, help="layers to offload (default: all if a GPU build)")
+    parser.add_argument("--stdio", action="store_true", help="speak MCP over stdio instead of HTTP")
+    args = parser.parse_args(argv)
+    path = default_model_path() if args.model == "default" else args.model
+    server = build_standalone(LlamaEngine(path, n_ctx=args.ctx, n_gpu_layers=args.gpu_layers))
+    if args.stdio:
+        server.run()
+    else:
+        server.run("streamable-http", host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()

