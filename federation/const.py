@@ -9,6 +9,7 @@ MCP_PATH = "/mcp"
 CARD_PATH = "/peer"
 CARD_MARKDOWN_PATH = "/peer.md"
 HEALTH_PATH = "/health"
+PEERS_PATH = "/peers"
 EVENTS_PATH = "/events"
 METRICS_PATH = "/metrics"
 

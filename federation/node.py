@@ -7,8 +7,8 @@ async with Node(PeerSettings(port=0)) as node:
 ```
 
 Routes on one port: `/mcp` (Streamable HTTP MCP), `/peer` (signed card,
-JSON), `/peer.md` (the card for people), `/health`, `/events` (Server-Sent
-Events), `/metrics` (Prometheus). Everything the node starts it stops on exit,
+JSON), `/peer.md` (the card for people), `/health`, `/peers` (the peer
+table), `/events` (Server-Sent Events), `/metrics` (Prometheus). Everything the node starts it stops on exit,
 in reverse order; the node's lifetime is one task group.
 """
 
@@ -19,8 +19,8 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
@@ -34,11 +34,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
-from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH
+from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH
 from federation.errors import ConfigError, ModelFileError, PortInUseError
 from federation.events import EventBus
 from federation.home import state_dir
 from federation.identity import Identity
+from federation.peers import PeerTable
 from federation.settings import PeerSettings
 from federation.store import CallRecord, Store, database_url
 from federation.toolhost import CallOutcome, HostedServer, ToolHost
@@ -46,12 +47,15 @@ from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
 from servers.llama_engine import LlamaEngine, default_model_path
 
-__all__ = ["Node", "SOFTWARE"]
+__all__ = ["Node", "SOFTWARE", "ServiceFactory"]
 
 SOFTWARE = "mcp-federation/0.1.0"
 logger = logging.getLogger(__name__)
 
 _SSE_HEARTBEAT_SECONDS = 15.0
+
+ServiceFactory = Callable[["Node"], AbstractAsyncContextManager[Any]]
+"""Something that runs for the node's lifetime once it serves HTTP (discovery, relay link, router)."""
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -87,14 +91,16 @@ class _Metrics:
 class Node:
     """A peer; `async with` starts it, exit stops everything it started."""
 
-    def __init__(self, settings: PeerSettings | None = None) -> None:
+    def __init__(self, settings: PeerSettings | None = None, *, services: Sequence[ServiceFactory] = ()) -> None:
         self.settings = settings or PeerSettings()
+        self._service_factories = list(services)
         if problem := self.settings.bind_problem():
             raise ConfigError(problem)
         self.home = state_dir(self.settings.home)
         self.identity = Identity.load_or_create(self.home)
         self.name = self.settings.name or socket.gethostname().split(".")[0]
         self.events = EventBus()
+        self.peers = PeerTable(self.events, self.identity.peer_id)
         self.engine: LlamaEngine | None = self._make_engine()
         self.tools = ToolHost(
             self.name,
@@ -134,6 +140,8 @@ class Node:
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._stop_http)
             await self._start_http(sock)
+            for factory in self._service_factories:
+                await stack.enter_async_context(factory(self))
             self._stack = stack.pop_all()
         self.started_at = time.time()
         return self
@@ -265,6 +273,7 @@ class Node:
             Route(CARD_PATH, self._get_card, methods=["GET"]),
             Route(CARD_MARKDOWN_PATH, self._get_card_markdown, methods=["GET"]),
             Route(HEALTH_PATH, self._get_health, methods=["GET"]),
+            Route(PEERS_PATH, self._get_peers, methods=["GET"]),
             Route(EVENTS_PATH, self._get_events, methods=["GET"]),
             Route(METRICS_PATH, self._get_metrics, methods=["GET"]),
         ]
@@ -292,6 +301,9 @@ class Node:
 
     async def _get_health(self, request: Request) -> Response:
         return JSONResponse(self.health())
+
+    async def _get_peers(self, request: Request) -> Response:
+        return JSONResponse({"self": self.peer_id, "peers": self.peers.snapshot()})
 
     async def _get_metrics(self, request: Request) -> Response:
         load = self.load()
