@@ -106,6 +106,7 @@ class Node:
             self.name,
             version=SOFTWARE,
             instructions=f"mcp-federation peer {self.name} ({self.identity.peer_id}).",
+            identity=self.identity,
             observer=self._observe_call,
         )
         self.store = Store(self.settings.db or database_url(self.home))
@@ -222,7 +223,7 @@ class Node:
             software=SOFTWARE,
             endpoints=[self.mcp_url],
             models=models,
-            tools=[ToolSummary(name=t.name, description=t.description or "") for t in self.tools.tools],
+            tools=[ToolSummary(name=t.name, description=t.description or "") for t in self.tools.local_tools],
             load=self.load(),
         )
         return sign_card(unsigned, self.identity)
@@ -230,8 +231,9 @@ class Node:
     # -- calls -------------------------------------------------------------
     def _observe_call(self, call: CallOutcome, finished: bool) -> None:
         trace = call.trace
+        ids = {"tool": call.tool, "trace_id": trace.trace_id, "span_id": trace.span_id, "parent": trace.parent, "caller": trace.caller, "callee": self.peer_id}
         if not finished:
-            self.events.publish("call_started", tool=call.tool, trace_id=trace.get("trace_id"), caller=trace.get("caller"), callee=self.peer_id)
+            self.events.publish("call_started", **ids)
             return
         self.calls_served += 1
         self._metrics.calls.labels(call.tool, call.outcome).inc()
@@ -239,23 +241,15 @@ class Node:
         self._metrics.tokens.labels("in").inc(call.tokens_in)
         self._metrics.tokens.labels("out").inc(call.tokens_out)
         self.events.publish(
-            "call_finished",
-            tool=call.tool,
-            trace_id=trace.get("trace_id"),
-            caller=trace.get("caller"),
-            callee=self.peer_id,
-            ms=round(call.ms, 2),
-            outcome=call.outcome,
-            error=call.error,
-            tokens_in=call.tokens_in,
-            tokens_out=call.tokens_out,
+            "call_finished", **ids, ms=round(call.ms, 2), outcome=call.outcome, error=call.error, tokens_in=call.tokens_in, tokens_out=call.tokens_out
         )
         self.store.record(
             CallRecord(
-                trace_id=trace.get("trace_id"),
-                span_id=trace.get("span_id"),
-                parent_span=trace.get("parent"),
-                caller=trace.get("caller"),
+                role="served",
+                trace_id=trace.trace_id,
+                span_id=trace.span_id,
+                parent_span=trace.parent,
+                caller=trace.caller,
                 callee=self.peer_id,
                 tool=call.tool,
                 started=datetime.fromtimestamp(call.started, timezone.utc),

@@ -29,9 +29,10 @@ __all__ = ["CallRecord", "Store", "database_url"]
 
 
 class CallRecord(SQLModel, table=True):
-    """One tool call this peer served (or, later, made)."""
+    """One tool call this peer served, or made to another peer (with that peer's signed receipt)."""
 
     id: int | None = Field(default=None, primary_key=True)
+    role: str = Field(default="served", index=True, description="served (by this peer) or made (to callee)")
     trace_id: str | None = Field(default=None, index=True)
     span_id: str | None = None
     parent_span: str | None = None
@@ -44,6 +45,9 @@ class CallRecord(SQLModel, table=True):
     error: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    receipt: str | None = Field(default=None, description="the callee's signed receipt, JSON")
+    receipt_ok: bool | None = Field(default=None, description="receipt verified when received; None if none came")
+    receipt_problem: str | None = None
 
 
 def database_url(home: Path) -> str:

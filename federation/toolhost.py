@@ -27,7 +27,9 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.subscriptions import ToolsListChanged
 
-from federation.const import TRACE_META_KEY
+from federation.identity import Identity
+from federation.receipt import RECEIPT_META_KEY, sign_receipt
+from federation.trace import Trace
 
 __all__ = ["CallOutcome", "HostedServer", "ToolHost", "ToolProvider", "error_result"]
 
@@ -78,7 +80,7 @@ class CallOutcome:
 
     tool: str
     arguments: dict[str, Any]
-    trace: dict[str, Any]
+    trace: Trace
     started: float
     ms: float = 0.0
     outcome: str = "ok"
@@ -95,8 +97,12 @@ CallObserver = Callable[[CallOutcome, bool], None]
 class ToolHost:
     """Merges providers into one low-level MCP `Server` (`.server`)."""
 
-    def __init__(self, name: str, *, version: str, instructions: str, observer: CallObserver | None = None) -> None:
+    def __init__(
+        self, name: str, *, version: str, instructions: str, identity: Identity, observer: CallObserver | None = None
+    ) -> None:
+        self._identity = identity
         self._providers: list[ToolProvider] = []
+        self._local: set[int] = set()
         self._owners: dict[str, ToolProvider] = {}
         self._tools: list[types.Tool] = []
         self._observer = observer
@@ -111,8 +117,11 @@ class ToolHost:
             on_subscriptions_listen=ListenHandler(self._bus),
         )
 
-    async def add_provider(self, provider: ToolProvider) -> None:
+    async def add_provider(self, provider: ToolProvider, *, local: bool = True) -> None:
+        """Add a tool source; `local=False` marks mesh tools, which the peer card does not advertise."""
         self._providers.append(provider)
+        if local:
+            self._local.add(id(provider))
         await self.refresh()
 
     async def refresh(self) -> None:
@@ -138,6 +147,15 @@ class ToolHost:
     def tools(self) -> list[types.Tool]:
         return list(self._tools)
 
+    @property
+    def local_tools(self) -> list[types.Tool]:
+        """This peer's own tools (models, shared servers), without the mesh's."""
+        return [t for t in self._tools if id(self._owners[t.name]) in self._local]
+
+    async def call_local(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any], meta: dict[str, Any]) -> types.CallToolResult:
+        """Serve one of this peer's own tools in-process, recorded and receipted like a remote call."""
+        return await self._serve(ctx, name, arguments, meta, only_local=True)
+
     async def _announce_tools_changed(self) -> None:
         await self._bus.publish(ToolsListChanged())
         for session in list(self._legacy_sessions):
@@ -152,17 +170,20 @@ class ToolHost:
         return types.ListToolsResult(tools=self._tools)
 
     async def _on_call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        arguments = params.arguments or {}
-        meta = dict(ctx.meta or {})
-        outcome = CallOutcome(tool=params.name, arguments=arguments, trace=dict(meta.get(TRACE_META_KEY) or {}), started=time.time())
-        provider = self._owners.get(params.name)
-        if provider is None:
+        return await self._serve(ctx, params.name, params.arguments or {}, dict(ctx.meta or {}), only_local=False)
+
+    async def _serve(
+        self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any], meta: dict[str, Any], *, only_local: bool
+    ) -> types.CallToolResult:
+        outcome = CallOutcome(tool=name, arguments=arguments, trace=Trace.from_meta(meta), started=time.time())
+        provider = self._owners.get(name)
+        if provider is None or (only_local and id(provider) not in self._local):
             offered = ", ".join(sorted(self._owners)) or "(none)"
-            return self._finish(outcome, error_result(f"Unknown tool: {params.name!r}. This peer offers: {offered}."))
+            return self._finish(outcome, error_result(f"Unknown tool: {name!r}. This peer offers: {offered}."))
         self._notify(outcome, finished=False)
         clock = time.perf_counter()
         try:
-            result = await provider.call_tool(ctx, params.name, arguments)
+            result = await provider.call_tool(ctx, name, arguments)
         except BaseException:
             outcome.ms = (time.perf_counter() - clock) * 1000
             outcome.outcome, outcome.error = "cancelled", "the caller cancelled or the peer stopped"
@@ -180,6 +201,17 @@ class ToolHost:
         if isinstance(usage, dict):
             outcome.tokens_in = int(usage.get("prompt_tokens", 0))
             outcome.tokens_out = int(usage.get("completion_tokens", 0))
+        receipt = sign_receipt(
+            self._identity,
+            trace_id=outcome.trace.trace_id,
+            span_id=outcome.trace.span_id,
+            tool=outcome.tool,
+            tokens_in=outcome.tokens_in,
+            tokens_out=outcome.tokens_out,
+            result=result,
+        )
+        result = result.model_copy(update={"meta": {**(result.meta or {}), RECEIPT_META_KEY: receipt}})
+        outcome.result = result
         self._notify(outcome, finished=True)
         return result
 
