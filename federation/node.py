@@ -93,7 +93,7 @@ class Node:
 
     def __init__(self, settings: PeerSettings | None = None, *, services: Sequence[ServiceFactory] = ()) -> None:
         self.settings = settings or PeerSettings()
-        self._service_factories = list(services)
+        self._service_factories = [*self._default_services(), *services]
         if problem := self.settings.bind_problem():
             raise ConfigError(problem)
         self.home = state_dir(self.settings.home)
@@ -108,6 +108,7 @@ class Node:
             instructions=f"mcp-federation peer {self.name} ({self.identity.peer_id}).",
             identity=self.identity,
             observer=self._observe_call,
+            max_hops=self.settings.max_hops,
         )
         self.store = Store(self.settings.db or database_url(self.home))
         self._metrics = _Metrics()
@@ -117,6 +118,13 @@ class Node:
         self.port = 0
         self.started_at = 0.0
         self.calls_served = 0
+
+    @staticmethod
+    def _default_services() -> list[ServiceFactory]:
+        """What every peer runs: the router (mesh tools); discovery and relay links join here."""
+        from federation.router import Router
+
+        return [Router]
 
     def _make_engine(self) -> LlamaEngine | None:
         choice = self.settings.model

@@ -43,6 +43,7 @@ class PeerSettings(BaseSettings):
     mesh: str | None = None
     mesh_secret: str | None = Field(default=None, repr=False)
     max_request_bytes: int = Field(default=MAX_REQUEST_BYTES, ge=1024)
+    max_hops: int = Field(default=4, ge=0, le=32, description="calls that have passed this many peers are refused")
 
     @field_validator("model")
     @classmethod

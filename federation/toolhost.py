@@ -29,7 +29,7 @@ from mcp.shared.subscriptions import ToolsListChanged
 
 from federation.identity import Identity
 from federation.receipt import RECEIPT_META_KEY, sign_receipt
-from federation.trace import Trace
+from federation.trace import DEFAULT_MAX_HOPS, LoopError, Trace
 
 __all__ = ["CallOutcome", "HostedServer", "ToolHost", "ToolProvider", "error_result"]
 
@@ -98,9 +98,17 @@ class ToolHost:
     """Merges providers into one low-level MCP `Server` (`.server`)."""
 
     def __init__(
-        self, name: str, *, version: str, instructions: str, identity: Identity, observer: CallObserver | None = None
+        self,
+        name: str,
+        *,
+        version: str,
+        instructions: str,
+        identity: Identity,
+        observer: CallObserver | None = None,
+        max_hops: int = DEFAULT_MAX_HOPS,
     ) -> None:
         self._identity = identity
+        self._max_hops = max_hops
         self._providers: list[ToolProvider] = []
         self._local: set[int] = set()
         self._owners: dict[str, ToolProvider] = {}
@@ -176,6 +184,10 @@ class ToolHost:
         self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any], meta: dict[str, Any], *, only_local: bool
     ) -> types.CallToolResult:
         outcome = CallOutcome(tool=name, arguments=arguments, trace=Trace.from_meta(meta), started=time.time())
+        try:  # the loop guard: a call that comes back to a peer it passed, or hops too far, stops here
+            outcome.trace.check(self._identity.peer_id, self._max_hops)
+        except LoopError as exc:
+            return self._finish(outcome, error_result(str(exc)))
         provider = self._owners.get(name)
         if provider is None or (only_local and id(provider) not in self._local):
             offered = ", ".join(sorted(self._owners)) or "(none)"
