@@ -187,6 +187,66 @@ def models(
     out.print(table)
 
 
+@app.command()
+def gateway(
+    mesh: Annotated[Optional[str], typer.Option(help="Mesh to join (default: the one `mcpfed join` stored, if any).")] = None,
+    name: Annotated[str, typer.Option(help="Name this light member shows to the mesh.")] = "gateway",
+    home: Annotated[Optional[Path], typer.Option(help="State directory.", envvar="MCPFED_HOME")] = None,
+) -> None:
+    """Speak MCP over stdio for Claude Desktop / Gemini CLI, fronting the whole mesh (no model here)."""
+    from federation.gateway import run_gateway
+    from federation.home import state_dir
+    from federation.settings import PeerSettings
+
+    member_home = state_dir(home) / "clients" / name  # its own identity, never a local serve's
+    anyio.run(run_gateway, PeerSettings(name=name, port=0, model=None, mesh=mesh, home=member_home))
+
+
+def _parse_since(value: str | None) -> Any:
+    from datetime import datetime, timedelta, timezone
+
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return datetime.now(timezone.utc) - timedelta(seconds=float(value[:-1]) * units[value[-1]])
+    except (KeyError, ValueError, IndexError):
+        _fail(f"--since takes a duration like 30m, 2h or 7d, not {value!r}.", 2)
+
+
+@app.command()
+def ledger(
+    action: Annotated[str, typer.Argument(help="'show' (default) or 'verify' (re-check every stored receipt's signature).")] = "show",
+    by: Annotated[str, typer.Option(help="Group by 'peer' (who served) or 'tool'.")] = "peer",
+    since: Annotated[Optional[str], typer.Option(help="Only calls newer than this, e.g. 30m, 2h, 7d.")] = None,
+    home: Annotated[Optional[Path], typer.Option(help="State directory whose ledger to read.", envvar="MCPFED_HOME")] = None,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store instead of the state dir's SQLite.")] = None,
+) -> None:
+    """Who served how many calls and tokens, from the signed receipts this peer stored."""
+    import json as json_module
+
+    from rich.table import Table
+
+    from federation.home import state_dir
+    from federation.receipt import verify_receipt
+    from federation.store import Store, database_url
+
+    if by not in ("peer", "tool") or action not in ("show", "verify"):
+        _fail("usage: mcpfed ledger [show|verify] [--by peer|tool] [--since 2h].", 2)
+    store = Store(db or database_url(state_dir(home)))
+    if action == "verify":
+        receipts = store.receipts()
+        bad = [(row, callee, problem) for row, callee, raw in receipts if (problem := verify_receipt(json_module.loads(raw), expected_peer=callee))]
+        for row, callee, problem in bad:
+            err.print(f"[red]row {row}[/] from {callee}: {problem}")
+        out.print(f"{len(receipts) - len(bad)} of {len(receipts)} receipts verify")
+        raise typer.Exit(1 if bad else 0)
+    table = Table("peer" if by == "peer" else "tool", "role", "calls", "ok", "tokens in", "tokens out", "avg ms", "receipts ✓", "receipts ✗", box=None)
+    for row in store.ledger(by=by, since=_parse_since(since)):
+        table.add_row(*(str(row[k]) for k in ("key", "role", "calls", "ok", "tokens_in", "tokens_out", "avg_ms", "receipts_ok", "receipts_bad")))
+    out.print(table)
+
+
 def main() -> None:
     """Console entry point: run the app, turning our errors into one stderr line."""
     try:

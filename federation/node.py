@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import uvicorn
@@ -53,6 +53,8 @@ SOFTWARE = "mcp-federation/0.1.0"
 logger = logging.getLogger(__name__)
 
 _SSE_HEARTBEAT_SECONDS = 15.0
+
+_S = TypeVar("_S")
 
 ServiceFactory = Callable[["Node"], AbstractAsyncContextManager[Any]]
 """Something that runs for the node's lifetime once it serves HTTP (discovery, relay link, router)."""
@@ -115,6 +117,7 @@ class Node:
         self._server: uvicorn.Server | None = None
         self._task_group: TaskGroup | None = None
         self._stack = AsyncExitStack()
+        self.services: list[Any] = []
         self.port = 0
         self.started_at = 0.0
         self.calls_served = 0
@@ -150,7 +153,7 @@ class Node:
             stack.callback(self._stop_http)
             await self._start_http(sock)
             for factory in self._service_factories:
-                await stack.enter_async_context(factory(self))
+                self.services.append(await stack.enter_async_context(factory(self)))
             self._stack = stack.pop_all()
         self.started_at = time.time()
         return self
@@ -182,6 +185,13 @@ class Node:
     ) -> None:
         """Stop serving, then free the model, then flush the store (reverse of start)."""
         await self._stack.aclose()
+
+    def service(self, kind: type[_S]) -> _S:
+        """The running service of that class (e.g. `node.service(Router)`)."""
+        for service in self.services:
+            if isinstance(service, kind):
+                return service
+        raise LookupError(f"this node runs no {kind.__name__}")
 
     async def wait_ready(self) -> None:
         """Wait until the model (if any) is loaded; raises if loading failed."""

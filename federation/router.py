@@ -292,7 +292,7 @@ class Router:
         peer_id, tool = self._names[name]
         trace = Trace.from_meta(dict(ctx.meta or {}))
         try:
-            peer = self._named_peer(peer_id)
+            peer = self.peer(peer_id)
             return await self.forward(peer, tool, arguments, trace, ctx.session.report_progress)
         except PeerError as exc:
             return error_result(str(exc))
@@ -357,7 +357,8 @@ class Router:
     def is_self(self, name_or_id: str) -> bool:
         return name_or_id in (self.node.peer_id, self.node.name) or (len(name_or_id) >= 4 and self.node.peer_id.startswith(name_or_id))
 
-    def _named_peer(self, name_or_id: str) -> Peer:
+    def peer(self, name_or_id: str) -> Peer:
+        """The peer called `name_or_id` (name, id or id prefix); PeerError if unknown or dead."""
         peer = self.node.peers.find(name_or_id)
         if peer is None:
             known = ", ".join(sorted(f"{p.name} ({p.id})" for p in self.node.peers)) or "none"
@@ -367,7 +368,7 @@ class Router:
             raise PeerError(f"peer {peer.name} ({peer.id}) is unreachable (last seen {ago:.0f} s ago).")
         return peer
 
-    def _targets(self, model: str | None) -> list[_Target]:
+    def _targets(self, model: str | None, *, local: bool) -> list[_Target]:
         """Peers able to answer a chat: up, with a model matching `model` (substring, any case)."""
 
         def fits(models: list[str]) -> bool:
@@ -375,7 +376,7 @@ class Router:
 
         targets: list[_Target] = []
         engine = self.node.engine
-        if engine is not None and engine.state.value == "ready" and fits([engine.info.name]):
+        if local and engine is not None and engine.state.value == "ready" and fits([engine.info.name]):
             targets.append(_Target(self.node.peer_id, self.node.name, True, engine.in_flight + engine.queued, 0.0))
         for peer in self.node.peers.up():
             if fits(peer.models) and any(t.name == "chat" for t in peer.card.tools):
@@ -390,25 +391,39 @@ class Router:
             return min(targets, key=_Target.score)
         return min(random.sample(targets, 2), key=_Target.score)
 
-    async def ask_once(self, target: _Target, arguments: dict[str, Any], trace: Trace, ctx: ServerRequestContext[Any] | None) -> types.CallToolResult:
-        relay = ctx.session.report_progress if ctx is not None else None
+    async def _ask_once(self, target: _Target, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None, ctx: ServerRequestContext[Any] | None) -> types.CallToolResult:
         if target.local:
-            assert ctx is not None
+            assert ctx is not None, "the local model is only reachable from inside a request"
             return await self.node.tools.call_local(ctx, "chat", arguments, trace.child_meta(self.node.peer_id))
         assert target.peer is not None
-        return await self.forward(target.peer, "chat", arguments, trace, relay)
+        return await self.forward(target.peer, "chat", arguments, trace, on_progress)
 
-    async def ask(self, arguments: dict[str, Any], trace: Trace, ctx: ServerRequestContext[Any] | None, *, model: str | None, peer: str | None, first: _Target | None = None) -> AskResult:
-        """One chat turn routed to the best able peer, retried once elsewhere if that peer dies."""
+    async def ask(
+        self,
+        arguments: dict[str, Any],
+        trace: Trace,
+        *,
+        model: str | None = None,
+        peer: str | None = None,
+        on_progress: ProgressRelay | None = None,
+        ctx: ServerRequestContext[Any] | None = None,
+        first: _Target | None = None,
+    ) -> AskResult:
+        """One chat turn routed to the best able peer, retried once elsewhere if that peer dies.
+
+        `ctx` is the inbound request when there is one: it lets the local model
+        serve in-process. Without it (a script's light member) only other peers
+        are candidates.
+        """
         if peer is not None and self.is_self(peer):
-            targets = [t for t in self._targets(None) if t.local]
+            targets = [t for t in self._targets(None, local=ctx is not None) if t.local]
             tries = 1
         elif peer is not None:
-            named = self._named_peer(peer)
+            named = self.peer(peer)
             targets = [_Target(named.id, named.name, False, 0, 0.0, named)]
             tries = 1
         else:
-            targets = self._targets(model)
+            targets = self._targets(model, local=ctx is not None)
             tries = 2
         if not targets:
             wanted = f"model matching {model!r}" if model else "a model"
@@ -418,7 +433,7 @@ class Router:
         for attempt in range(tries):
             clock = time.perf_counter()
             try:
-                result = await self.ask_once(target, arguments, trace, ctx)
+                result = await self._ask_once(target, arguments, trace, on_progress, ctx)
             except PeerGone as exc:
                 attempts.append(Attempt(peer=target.id, peer_name=target.name, outcome="peer_gone", ms=_ms(clock), error=str(exc)))
                 others = [t for t in targets if t.id not in {a.peer for a in attempts}]
@@ -441,9 +456,9 @@ class Router:
             )
         raise AssertionError("unreachable")
 
-    async def fan_out(self, arguments: dict[str, Any], n: int, trace: Trace, ctx: ServerRequestContext[Any] | None, *, model: str | None) -> FanOutResult:
+    async def fan_out(self, arguments: dict[str, Any], n: int, trace: Trace, *, model: str | None = None, ctx: ServerRequestContext[Any] | None = None) -> FanOutResult:
         """The same prompt on up to `n` peers at once, spread over distinct peers first."""
-        targets = sorted(self._targets(model), key=_Target.score)
+        targets = sorted(self._targets(model, local=ctx is not None), key=_Target.score)
         if not targets:
             raise PeerError("no peer that is up serves a model; see mesh_peers.")
         answers: list[AskResult] = []
@@ -452,7 +467,7 @@ class Router:
         async def one(target: _Target) -> None:
             clock = time.perf_counter()
             try:
-                answers.append(await self.ask(dict(arguments), trace, ctx, model=model, peer=None, first=target))
+                answers.append(await self.ask(dict(arguments), trace, model=model, ctx=ctx, first=target))
             except (PeerError, ToolError) as exc:
                 failed.append(Attempt(peer=target.id, peer_name=target.name, outcome="failed", ms=_ms(clock), error=str(exc)))
 
@@ -492,7 +507,10 @@ class Router:
         ) -> AskResult:
             """Ask the mesh: routed to the least busy able peer (or `peer`); the answer streams as progress."""
             try:
-                return await router.ask(chat_arguments(prompt, max_tokens, temperature), trace_of(ctx), ctx.request_context, model=model, peer=peer)
+                request = ctx.request_context
+                return await router.ask(
+                    chat_arguments(prompt, max_tokens, temperature), trace_of(ctx), model=model, peer=peer, on_progress=request.session.report_progress, ctx=request
+                )
             except PeerError as exc:
                 raise ToolError(str(exc)) from exc
 
@@ -507,7 +525,7 @@ class Router:
         ) -> FanOutResult:
             """Ask `n` peers the same prompt in parallel, on distinct peers where there are enough."""
             try:
-                return await router.fan_out(chat_arguments(prompt, max_tokens, temperature), n, trace_of(ctx), None, model=model)
+                return await router.fan_out(chat_arguments(prompt, max_tokens, temperature), n, trace_of(ctx), model=model, ctx=ctx.request_context)
             except PeerError as exc:
                 raise ToolError(str(exc)) from exc
 
@@ -523,7 +541,7 @@ class Router:
             try:
                 if router.is_self(peer):
                     return await router.node.tools.call_local(ctx.request_context, tool, arguments or {}, trace.child_meta(router.node.peer_id))
-                target = router._named_peer(peer)
+                target = router.peer(peer)
                 return await router.forward(target, tool, arguments or {}, trace, ctx.request_context.session.report_progress)
             except PeerError as exc:
                 raise ToolError(str(exc)) from exc

@@ -118,6 +118,33 @@ class Store:
         with Session(self._engine) as session:
             return list(session.exec(select(CallRecord).order_by(CallRecord.id.desc()).limit(limit)))  # type: ignore[union-attr]
 
+    def ledger(self, *, by: str = "peer", since: datetime | None = None) -> list[dict[str, object]]:
+        """Who served how much: calls, outcomes, tokens and receipts grouped by callee or tool."""
+        key = CallRecord.callee if by == "peer" else CallRecord.tool
+        query = select(
+            key,
+            CallRecord.role,
+            func.count(),
+            func.sum(CallRecord.outcome == "ok"),
+            func.sum(CallRecord.tokens_in),
+            func.sum(CallRecord.tokens_out),
+            func.avg(CallRecord.ms),
+            func.sum(CallRecord.receipt_ok == True),  # noqa: E712 - SQL comparison
+            func.sum(CallRecord.receipt_ok == False),  # noqa: E712
+        ).group_by(key, CallRecord.role)
+        if since is not None:
+            query = query.where(CallRecord.started >= since)
+        with Session(self._engine) as session:
+            rows = session.exec(query).all()
+        names = ("key", "role", "calls", "ok", "tokens_in", "tokens_out", "avg_ms", "receipts_ok", "receipts_bad")
+        return [dict(zip(names, (r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, round(r[6] or 0.0, 1), r[7] or 0, r[8] or 0))) for r in rows]
+
+    def receipts(self) -> list[tuple[int, str, str]]:
+        """(row id, callee, receipt JSON) of every call made that came back with a receipt."""
+        with Session(self._engine) as session:
+            rows = session.exec(select(CallRecord.id, CallRecord.callee, CallRecord.receipt).where(CallRecord.receipt != None))  # noqa: E711
+            return [(r[0], r[1], r[2]) for r in rows]
+
     def count_calls(self) -> int:
         with Session(self._engine) as session:
             return session.exec(select(func.count()).select_from(CallRecord)).one()

@@ -15,6 +15,7 @@ answer (with "still loading") while a large file is read.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import os
 import threading
@@ -174,6 +175,7 @@ class LlamaEngine:
     def _load_sync(self, embedding: bool) -> Any:
         import llama_cpp
 
+        _silence_llama_log()
         if self._gpu_layers_requested is None:
             self.n_gpu_layers = -1 if gpu_offload_supported() else 0
         else:
@@ -400,6 +402,21 @@ class LlamaEngine:
                 vector = [sum(column) / len(vector) for column in zip(*vector)]
             vectors.append([float(x) for x in vector])
         return vectors
+
+
+@functools.cache
+def _silence_llama_log() -> None:
+    """llama.cpp logs context details to stderr even with verbose=False; load errors still raise."""
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def ignore(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        return None
+
+    _silence_llama_log.callback = ignore  # type: ignore[attr-defined]  # keep it alive
+    llama_cpp.llama_log_set(ignore, ctypes.c_void_p(0))
 
 
 def _format_gemma(messages: Sequence[ChatMessage]) -> str:
