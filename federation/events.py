@@ -10,8 +10,6 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import anyio
@@ -52,10 +50,24 @@ class _Subscriber:
 
 
 class Subscription:
-    """Async iterator over events published after subscribing."""
+    """Async iterator over events published after `EventBus.subscribe()` returned it.
 
-    def __init__(self, subscriber: _Subscriber) -> None:
+    Registration happens at creation, not on first iteration, so a task started
+    later misses nothing that happened in between.
+    """
+
+    def __init__(self, bus: EventBus, subscriber: _Subscriber) -> None:
+        self._bus = bus
         self._subscriber = subscriber
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._bus._subscribers.discard(self._subscriber)
 
     def __aiter__(self) -> Subscription:
         return self
@@ -87,16 +99,13 @@ class EventBus:
             subscriber.push(event)
         return event
 
-    @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Subscription]:
+    def subscribe(self) -> Subscription:
+        """`async with bus.subscribe() as events: async for event in events: ...`"""
         subscriber = _Subscriber()
         if self._closed:
             subscriber.close()
         self._subscribers.add(subscriber)
-        try:
-            yield Subscription(subscriber)
-        finally:
-            self._subscribers.discard(subscriber)
+        return Subscription(self, subscriber)
 
     def close(self) -> None:
         """End every subscription (after its buffered events): the peer is stopping."""

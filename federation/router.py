@@ -43,6 +43,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, Field
 
 from federation.errors import PeerError
+from federation.events import Subscription
 from federation.membership import auth_headers
 from federation.peers import Peer
 from federation.receipt import RECEIPT_META_KEY, verify_receipt
@@ -200,7 +201,7 @@ class Router:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         await self.node.tools.add_provider(self, local=False)
-        self._task_group.start_soon(self._follow_peers)
+        self._task_group.start_soon(self._follow_peers, self.node.events.subscribe())
         for peer in self.node.peers.up():
             self._task_group.start_soon(self._learn_tools, peer.id)
         return self
@@ -214,8 +215,8 @@ class Router:
         self._task_group.cancel_scope.cancel()
         await self._task_group.__aexit__(exc_type, exc, tb)
 
-    async def _follow_peers(self) -> None:
-        async with self.node.events.subscribe() as events:
+    async def _follow_peers(self, subscription: Subscription) -> None:
+        async with subscription as events:
             async for event in events:
                 peer_id = event.data.get("id")
                 if event.kind in ("peer_up", "peer_changed") and peer_id:
@@ -277,6 +278,11 @@ class Router:
             self._task_group.start_soon(link.run)
         return await link.borrow()
 
+    def _lost(self, peer: Peer) -> None:
+        """A call failed in transport: new session next time, and one liveness miss."""
+        self._drop_link(peer.id)
+        self.node.peers.miss(peer.id)
+
     def _drop_link(self, peer_id: str) -> None:
         link = self._links.pop(peer_id, None)
         if link is not None:
@@ -310,16 +316,15 @@ class Router:
             client = await self._client(peer)
             result = await client.call_tool(tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress, meta=meta)
         except MCPError as exc:
-            self._drop_link(peer.id)
+            self._lost(peer)
             if exc.error.code == types.REQUEST_TIMEOUT:
                 raise PeerGone(f"peer {peer.name} ({peer.id}) did not answer {tool} within {remaining:.0f} s") from exc
             raise PeerGone(f"peer {peer.name} ({peer.id}) failed during {tool}: {exc.error.message}") from exc
         except PeerGone:
-            self.node.peers.miss(peer.id)
+            self._lost(peer)
             raise
         except Exception as exc:  # noqa: BLE001 - transport failures all mean the peer is gone for this call
-            self._drop_link(peer.id)
-            self.node.peers.miss(peer.id)
+            self._lost(peer)
             raise PeerGone(f"peer {peer.name} ({peer.id}) stopped answering during {tool}: {_root(exc)!r}") from exc
         finally:
             self._outstanding[peer.id] -= 1

@@ -48,3 +48,11 @@ def start_node(make_settings: Callable[..., PeerSettings]) -> Callable[..., Abst
         return Node(make_settings(**overrides))
 
     return start
+
+
+def introduce(*nodes: Node) -> None:
+    """Admit every node's real, signed card into every other node's table (as a static peer)."""
+    for node in nodes:
+        for other in nodes:
+            if other is not node:
+                node.peers.admit(other.card(), "static", other.mcp_url)

@@ -1,0 +1,188 @@
+"""Routing across real peers on loopback: mesh tools, forwarding, streaming, failover, loops, receipts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import mcp.types as types
+import pytest
+
+from federation.client import call_tool, connect
+from federation.node import Node
+from federation.router import namespaced
+from tests.conftest import introduce
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.02)
+
+
+@pytest.fixture
+async def pair(model_node: Node, start_node: Any) -> Any:
+    """A light peer (no model) that knows the model peer, and vice versa."""
+    async with start_node(name="light") as light:
+        introduce(model_node, light)
+        await wait_until(lambda: any(t.name.endswith("__generate") for t in light.tools.tools))
+        yield model_node, light
+
+
+async def test_light_peer_offers_remote_tools_under_peer_names(pair: Any) -> None:
+    model, light = pair
+    async with connect(light.mcp_url) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert {"mesh_peers", "mesh_ask", "mesh_call", "mesh_fan_out"} <= names
+    assert {f"{model.name}__generate", f"{model.name}__chat", f"{model.name}__model_info"} <= names
+    assert not any(n.startswith(f"{model.name}__mesh_") for n in names), "mesh tools are not re-exported"
+
+
+async def test_mesh_ask_streams_from_the_model_peer_and_says_who_answered(pair: Any) -> None:
+    model, light = pair
+    pieces: list[str] = []
+
+    async def collect(text: str) -> None:
+        pieces.append(text)
+
+    async with connect(light.mcp_url) as client:
+        result = await call_tool(client, "mesh_ask", {"prompt": "Name a colour.", "max_tokens": 8}, on_text=collect)
+    answer = result.structured_content
+    assert answer["peer"] == model.peer_id
+    assert answer["usage"]["completion_tokens"] > 0
+    assert "".join(pieces) == answer["text"], "progress passes through the hop in order"
+
+
+async def test_forwarded_call_returns_upstream_validation_error_intact(pair: Any) -> None:
+    model, light = pair
+    async with connect(light.mcp_url) as client:
+        result = await client.call_tool(f"{model.name}__generate", {"prompt": 7})
+    assert result.is_error
+    assert "prompt" in result.content[0].text and "valid string" in result.content[0].text
+
+
+async def test_unknown_peer_and_unknown_tool_are_clear_errors(pair: Any) -> None:
+    model, light = pair
+    async with connect(light.mcp_url) as client:
+        unknown_peer = await client.call_tool("mesh_call", {"peer": "nobody", "tool": "x"})
+        unknown_tool = await client.call_tool("mesh_call", {"peer": model.name, "tool": "nope", "arguments": {}})
+    assert unknown_peer.is_error and "unknown peer 'nobody'" in unknown_peer.content[0].text
+    assert model.name in unknown_peer.content[0].text, "the error lists the peers that do exist"
+    assert unknown_tool.is_error and "Unknown tool: 'nope'" in unknown_tool.content[0].text
+
+
+async def test_call_that_would_loop_is_refused(pair: Any) -> None:
+    model, light = pair
+    async with connect(light.mcp_url) as client:
+        result = await client.call_tool(
+            "mesh_call", {"peer": model.name, "tool": "mesh_call", "arguments": {"peer": light.name, "tool": "mesh_peers"}}
+        )
+    assert result.is_error
+    assert "would loop" in result.content[0].text
+
+
+async def test_hop_limit_is_enforced(model_node: Node) -> None:
+    async with connect(model_node.mcp_url) as client:
+        result = await client.call_tool("model_info", {}, meta={"mcpfed/trace": {"hop": 9, "visited": []}})
+    assert result.is_error and "over the limit" in result.content[0].text
+
+
+async def test_receipt_is_verified_and_stored_in_the_callers_ledger(pair: Any) -> None:
+    model, light = pair
+    async with connect(light.mcp_url) as client:
+        await call_tool(client, f"{model.name}__generate", {"prompt": "Hi", "max_tokens": 3})
+    await anyio.sleep(0.5)  # the store writes in batches
+    made = [r for r in light.store.calls() if r.role == "made"]
+    served = [r for r in model.store.calls() if r.role == "served"]
+    assert made and made[0].callee == model.peer_id and made[0].receipt_ok is True
+    assert made[0].tokens_out == 3
+    assert served and served[0].trace_id == made[0].trace_id, "caller and callee agree on the trace"
+
+
+async def test_cancelling_a_routed_call_frees_the_remote_model(pair: Any) -> None:
+    model, light = pair
+    assert model.engine is not None
+    async with connect(light.mcp_url) as client:
+        with anyio.move_on_after(0.6):
+            await client.call_tool("mesh_ask", {"prompt": "Tell a very long story.", "max_tokens": 1500})
+        await wait_until(lambda: model.engine.in_flight == 0, timeout=5)
+        result = await call_tool(client, "mesh_ask", {"prompt": "Hi", "max_tokens": 3})
+    assert result.structured_content["usage"]["completion_tokens"] == 3
+
+
+async def test_tools_list_changed_reaches_a_client_when_a_peer_joins(model_node: Node, start_node: Any) -> None:
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ServerNotification) and isinstance(message, types.ToolListChangedNotification) or (
+            getattr(message, "root", None) is not None and isinstance(message.root, types.ToolListChangedNotification)
+        ):
+            changed.set()
+
+    async with start_node(name="watcher") as watcher:
+        from mcp import Client
+
+        async with Client(watcher.mcp_url, mode="legacy", message_handler=on_message) as client:
+            before = {t.name for t in (await client.list_tools()).tools}
+            introduce(watcher, model_node)
+            with anyio.fail_after(10):
+                await changed.wait()
+            after = {t.name for t in (await client.list_tools()).tools}
+    assert f"{model_node.name}__chat" in after - before
+
+
+def test_namespaced_names_fit_the_mcp_rules() -> None:
+    assert namespaced("alice", "search_notes") == "alice__search_notes"
+    weird = namespaced("bob's laptop", "read file/v2!" + "x" * 80)
+    assert len(weird) <= 64 and all(c.isalnum() or c in "_-" for c in weird)
+    assert weird != namespaced("bob's laptop", "read file/v2!" + "y" * 80), "shortened names stay distinct"
+
+
+async def test_failover_after_the_answering_peer_is_killed_mid_generation(model_node: Node, start_node: Any, tmp_path: Path) -> None:
+    """Kill the chosen peer with SIGKILL mid-stream: the ask is retried on the other model peer."""
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "federation.cli", "serve", "--port", "0", "--name", "victim", "--ctx", "2048"],
+        cwd=ROOT,
+        env=os.environ | {"MCPFED_HOME": str(tmp_path / "victim")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert victim.stdout is not None
+        url = await anyio.to_thread.run_sync(victim.stdout.readline)
+        base = url.strip().removesuffix("/mcp")
+        async with httpx.AsyncClient() as http:
+            card = (await http.get(base + "/peer")).json()
+        from federation.card import verify_card
+
+        async with start_node(name="caller") as caller:
+            caller.peers.admit(verify_card(card), "static", url.strip())  # the victim is first among equals
+            introduce(caller, model_node)
+            seen: list[str] = []
+
+            async def kill_after_some_tokens(text: str) -> None:
+                seen.append(text)
+                if len(seen) == 5:
+                    victim.send_signal(signal.SIGKILL)
+
+            async with connect(caller.mcp_url) as client:
+                result = await call_tool(client, "mesh_ask", {"prompt": "Count to fifty.", "max_tokens": 40}, on_text=kill_after_some_tokens)
+            answer = result.structured_content
+            assert [a["peer_name"] for a in answer["attempts"]] == ["victim", model_node.name]
+            assert answer["attempts"][0]["outcome"] == "peer_gone"
+            assert answer["peer"] == model_node.peer_id and answer["usage"]["completion_tokens"] > 0
+            assert caller.peers.find("victim").status in ("suspect", "dead")
+    finally:
+        victim.kill()
+        victim.wait(timeout=10)
