@@ -32,7 +32,8 @@ class Event(BaseModel):
 
 
 class _Subscriber:
-    def __init__(self) -> None:
+    def __init__(self, kinds: frozenset[str] | None) -> None:
+        self.kinds = kinds
         self.buffer: deque[Event] = deque(maxlen=_BUFFER)
         self.dropped = 0
         self.wakeup = anyio.Event()
@@ -96,12 +97,16 @@ class EventBus:
     def publish(self, kind: EventKind, **data: Any) -> Event:
         event = Event(seq=next(self._seq), kind=kind, data=data)
         for subscriber in self._subscribers:
-            subscriber.push(event)
+            if subscriber.kinds is None or kind in subscriber.kinds:
+                subscriber.push(event)
         return event
 
-    def subscribe(self) -> Subscription:
-        """`async with bus.subscribe() as events: async for event in events: ...`"""
-        subscriber = _Subscriber()
+    def subscribe(self, *kinds: EventKind) -> Subscription:
+        """`async with bus.subscribe() as events: async for event in events: ...`
+
+        Name `kinds` to receive only those (the router follows peers, not calls).
+        """
+        subscriber = _Subscriber(frozenset(kinds) or None)
         if self._closed:
             subscriber.close()
         self._subscribers.add(subscriber)

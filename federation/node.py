@@ -41,7 +41,7 @@ from federation.home import state_dir
 from federation.identity import Identity
 from federation.peers import PeerTable
 from federation.settings import PeerSettings
-from federation.store import CallRecord, Store, database_url
+from federation.store import Store, database_url
 from federation.toolhost import CallOutcome, HostedServer, ToolHost
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
@@ -262,21 +262,19 @@ class Node:
             "call_finished", **ids, ms=round(call.ms, 2), outcome=call.outcome, error=call.error, tokens_in=call.tokens_in, tokens_out=call.tokens_out
         )
         self.store.record(
-            CallRecord(
-                role="served",
-                trace_id=trace.trace_id,
-                span_id=trace.span_id,
-                parent_span=trace.parent,
-                caller=trace.caller,
-                callee=self.peer_id,
-                tool=call.tool,
-                started=datetime.fromtimestamp(call.started, timezone.utc),
-                ms=round(call.ms, 3),
-                outcome=call.outcome,
-                error=call.error,
-                tokens_in=call.tokens_in,
-                tokens_out=call.tokens_out,
-            )
+            role="served",
+            trace_id=trace.trace_id,
+            span_id=trace.span_id,
+            parent_span=trace.parent,
+            caller=trace.caller,
+            callee=self.peer_id,
+            tool=call.tool,
+            started=datetime.fromtimestamp(call.started, timezone.utc),
+            ms=round(call.ms, 3),
+            outcome=call.outcome,
+            error=call.error,
+            tokens_in=call.tokens_in,
+            tokens_out=call.tokens_out,
         )
 
     # -- HTTP routes -------------------------------------------------------

@@ -47,7 +47,6 @@ from federation.events import Subscription
 from federation.membership import auth_headers
 from federation.peers import Peer
 from federation.receipt import RECEIPT_META_KEY, verify_receipt
-from federation.store import CallRecord
 from federation.toolhost import HostedServer, error_result
 from federation.trace import Trace
 
@@ -201,7 +200,7 @@ class Router:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         await self.node.tools.add_provider(self, local=False)
-        self._task_group.start_soon(self._follow_peers, self.node.events.subscribe())
+        self._task_group.start_soon(self._follow_peers, self.node.events.subscribe("peer_up", "peer_changed", "peer_down"))
         for peer in self.node.peers.up():
             self._task_group.start_soon(self._learn_tools, peer.id)
         return self
@@ -339,23 +338,21 @@ class Router:
             logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, problem)
         usage = receipt if isinstance(receipt, dict) else {}
         self.node.store.record(
-            CallRecord(
-                role="made",
-                trace_id=span["trace_id"],
-                span_id=span["span_id"],
-                parent_span=span["parent"],
-                caller=self.node.peer_id,
-                callee=peer.id,
-                tool=tool,
-                started=datetime.fromtimestamp(started, timezone.utc),
-                ms=round(ms, 3),
-                outcome="error" if result.is_error else "ok",
-                tokens_in=int(usage.get("tokens_in", 0) or 0),
-                tokens_out=int(usage.get("tokens_out", 0) or 0),
-                receipt=json.dumps(receipt) if isinstance(receipt, dict) else None,
-                receipt_ok=None if receipt is None else problem is None,
-                receipt_problem=problem if receipt is not None else None,
-            )
+            role="made",
+            trace_id=span["trace_id"],
+            span_id=span["span_id"],
+            parent_span=span["parent"],
+            caller=self.node.peer_id,
+            callee=peer.id,
+            tool=tool,
+            started=datetime.fromtimestamp(started, timezone.utc),
+            ms=round(ms, 3),
+            outcome="error" if result.is_error else "ok",
+            tokens_in=int(usage.get("tokens_in", 0) or 0),
+            tokens_out=int(usage.get("tokens_out", 0) or 0),
+            receipt=json.dumps(receipt) if isinstance(receipt, dict) else None,
+            receipt_ok=None if receipt is None else problem is None,
+            receipt_problem=problem if receipt is not None else None,
         )
 
     # -- choosing peers ----------------------------------------------------

@@ -113,6 +113,7 @@ class ToolHost:
         self._local: set[int] = set()
         self._owners: dict[str, ToolProvider] = {}
         self._tools: list[types.Tool] = []
+        self._schemas: dict[str, dict[str, Any]] = {}
         self._observer = observer
         self._bus = InMemorySubscriptionBus()
         self._legacy_sessions: set[Any] = set()
@@ -122,6 +123,7 @@ class ToolHost:
             instructions=instructions,
             on_list_tools=self._on_list_tools,
             on_call_tool=self._on_call_tool,
+            get_tool_input_schema=self._input_schema,
             on_subscriptions_listen=ListenHandler(self._bus),
         )
 
@@ -148,8 +150,13 @@ class ToolHost:
                     tools.append(tool)
         changed = [t.name for t in tools] != [t.name for t in self._tools]
         self._owners, self._tools = owners, tools
+        self._schemas = {t.name: t.input_schema for t in tools}
         if changed:
             await self._announce_tools_changed()
+
+    def _input_schema(self, name: str) -> dict[str, Any] | None:
+        """For the SDK's Mcp-Param header check; without it the SDK re-lists every tool on every call."""
+        return self._schemas.get(name)
 
     @property
     def tools(self) -> list[types.Tool]:
