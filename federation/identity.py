@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -39,11 +38,13 @@ def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> boo
     return True
 
 
-@dataclass(frozen=True)
 class Identity:
-    """A private key and the id derived from it."""
+    """A private key and the id derived from it (both computed once: ids are read on every call)."""
 
-    private_key: Ed25519PrivateKey
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self.private_key = private_key
+        self.public_key: bytes = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.peer_id: str = peer_id_for(self.public_key)
 
     @classmethod
     def generate(cls) -> Identity:
@@ -68,14 +69,6 @@ class Identity:
         path.touch(mode=0o600)
         path.write_bytes(pem)
         return identity
-
-    @property
-    def public_key(self) -> bytes:
-        return self.private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-    @property
-    def peer_id(self) -> str:
-        return peer_id_for(self.public_key)
 
     def sign(self, message: bytes) -> bytes:
         return self.private_key.sign(message)

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
+import mcp.types as types
 import uvicorn
 from anyio.abc import TaskGroup
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -42,7 +43,8 @@ from federation.identity import Identity
 from federation.peers import PeerTable
 from federation.settings import PeerSettings
 from federation.store import Store, database_url
-from federation.toolhost import CallOutcome, HostedServer, ToolHost
+from federation.forward import FastForward
+from federation.toolhost import CallOutcome, HostedServer, ToolHost, settle
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
 from servers.llama_engine import LlamaEngine, default_model_path
@@ -109,7 +111,7 @@ class Node:
             version=SOFTWARE,
             instructions=f"mcp-federation peer {self.name} ({self.identity.peer_id}).",
             identity=self.identity,
-            observer=self._observe_call,
+            observer=self.observe_call,
             max_hops=self.settings.max_hops,
         )
         self.store = Store(self.settings.db or database_url(self.home))
@@ -118,6 +120,7 @@ class Node:
         self._task_group: TaskGroup | None = None
         self._stack = AsyncExitStack()
         self.services: list[Any] = []
+        self.app: FastForward | None = None
         self.port = 0
         self.started_at = 0.0
         self.calls_served = 0
@@ -150,6 +153,7 @@ class Node:
                 await stack.enter_async_context(self.engine)
                 await self.tools.add_provider(HostedServer(build_llama_server(self.engine)))
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.push_async_callback(self._close_forwarder)
             stack.callback(self._stop_http)
             await self._start_http(sock)
             for factory in self._service_factories:
@@ -157,6 +161,10 @@ class Node:
             self._stack = stack.pop_all()
         self.started_at = time.time()
         return self
+
+    async def _close_forwarder(self) -> None:
+        if self.app is not None:
+            await self.app.aclose()
 
     def _stop_http(self) -> None:
         self.events.close()
@@ -170,7 +178,8 @@ class Node:
             max_request_body_size=self.settings.max_request_bytes,
             custom_starlette_routes=self._routes(),
         )
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1, access_log=False)
+        self.app = FastForward(app, self, MCP_PATH)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1, access_log=False)
         self._server = uvicorn.Server(config)
         assert self._task_group is not None
         self._task_group.start_soon(self._server.serve, [sock])
@@ -247,7 +256,13 @@ class Node:
         return sign_card(unsigned, self.identity)
 
     # -- calls -------------------------------------------------------------
-    def _observe_call(self, call: CallOutcome, finished: bool) -> None:
+    def observe_result(self, call: CallOutcome, result: types.CallToolResult) -> None:
+        """Record a call that ended with `result` (for calls served outside the tool host)."""
+        settle(call, result)
+        self.observe_call(call, finished=True)
+
+    def observe_call(self, call: CallOutcome, finished: bool) -> None:
+        """Events, metrics and a ledger row for a call this peer served."""
         trace = call.trace
         ids = {"tool": call.tool, "trace_id": trace.trace_id, "span_id": trace.span_id, "parent": trace.parent, "caller": trace.caller, "callee": self.peer_id}
         if not finished:

@@ -191,7 +191,7 @@ class Router:
         self._remote_tools: dict[str, list[types.Tool]] = {}
         self._names: dict[str, tuple[str, str]] = {}  # namespaced -> (peer id, tool)
         self._exposed: list[types.Tool] = []
-        self._outstanding: Counter[str] = Counter()
+        self.outstanding: Counter[str] = Counter()
         self._task_group: TaskGroup | None = None
         self._mesh_tools = HostedServer(self._build_mesh_server())
 
@@ -277,7 +277,7 @@ class Router:
             self._task_group.start_soon(link.run)
         return await link.borrow()
 
-    def _lost(self, peer: Peer) -> None:
+    def lost(self, peer: Peer) -> None:
         """A call failed in transport: new session next time, and one liveness miss."""
         self._drop_link(peer.id)
         self.node.peers.miss(peer.id)
@@ -286,6 +286,10 @@ class Router:
         link = self._links.pop(peer_id, None)
         if link is not None:
             link.close()
+
+    def remote_tool(self, name: str) -> tuple[str, str] | None:
+        """(peer id, tool) behind a `<peer>__<tool>` name, or None."""
+        return self._names.get(name)
 
     # -- ToolProvider ------------------------------------------------------
     async def list_tools(self) -> list[types.Tool]:
@@ -310,27 +314,27 @@ class Router:
             raise PeerGone(f"the caller's deadline passed before {tool} could be sent to {peer.name}")
         meta = trace.child_meta(self.node.peer_id)
         started, clock = time.time(), time.perf_counter()
-        self._outstanding[peer.id] += 1
+        self.outstanding[peer.id] += 1
         try:
             client = await self._client(peer)
             result = await client.call_tool(tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress, meta=meta)
         except MCPError as exc:
-            self._lost(peer)
+            self.lost(peer)
             if exc.error.code == types.REQUEST_TIMEOUT:
                 raise PeerGone(f"peer {peer.name} ({peer.id}) did not answer {tool} within {remaining:.0f} s") from exc
             raise PeerGone(f"peer {peer.name} ({peer.id}) failed during {tool}: {exc.error.message}") from exc
         except PeerGone:
-            self._lost(peer)
+            self.lost(peer)
             raise
         except Exception as exc:  # noqa: BLE001 - transport failures all mean the peer is gone for this call
-            self._lost(peer)
+            self.lost(peer)
             raise PeerGone(f"peer {peer.name} ({peer.id}) stopped answering during {tool}: {_root(exc)!r}") from exc
         finally:
-            self._outstanding[peer.id] -= 1
-        self._record_made(peer, tool, meta, result, started, (time.perf_counter() - clock) * 1000)
+            self.outstanding[peer.id] -= 1
+        self.record_made(peer, tool, meta, result, started, (time.perf_counter() - clock) * 1000)
         return result
 
-    def _record_made(self, peer: Peer, tool: str, meta: dict[str, Any], result: types.CallToolResult, started: float, ms: float) -> None:
+    def record_made(self, peer: Peer, tool: str, meta: dict[str, Any], result: types.CallToolResult, started: float, ms: float) -> None:
         span = next(iter(meta.values()))
         receipt = (result.meta or {}).get(RECEIPT_META_KEY)
         problem = verify_receipt(receipt, result=result, expected_peer=peer.id) if isinstance(receipt, dict) else "no receipt"
@@ -382,7 +386,7 @@ class Router:
             targets.append(_Target(self.node.peer_id, self.node.name, True, engine.in_flight + engine.queued, 0.0))
         for peer in self.node.peers.up():
             if fits(peer.models) and any(t.name == "chat" for t in peer.card.tools):
-                load = self._outstanding[peer.id] + peer.in_flight + peer.queued
+                load = self.outstanding[peer.id] + peer.in_flight + peer.queued
                 targets.append(_Target(peer.id, peer.name, False, load, peer.latency_ms or 0.0, peer))
         return targets
 

@@ -31,7 +31,7 @@ from federation.identity import Identity
 from federation.receipt import RECEIPT_META_KEY, sign_receipt
 from federation.trace import DEFAULT_MAX_HOPS, LoopError, Trace
 
-__all__ = ["CallOutcome", "HostedServer", "ToolHost", "ToolProvider", "error_result"]
+__all__ = ["CallOutcome", "HostedServer", "ToolHost", "ToolProvider", "error_result", "settle"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,18 @@ class CallOutcome:
     tokens_in: int = 0
     tokens_out: int = 0
     result: types.CallToolResult | None = field(default=None, repr=False)
+
+
+def settle(outcome: CallOutcome, result: types.CallToolResult) -> None:
+    """Fill in how a call ended from its result: outcome, error text, tokens from `usage`."""
+    outcome.result = result
+    if result.is_error:
+        outcome.outcome = "error"
+        outcome.error = "".join(c.text for c in result.content if isinstance(c, types.TextContent))[:500]
+    usage = result.structured_content.get("usage") if isinstance(result.structured_content, dict) else None
+    if isinstance(usage, dict):
+        outcome.tokens_in = int(usage.get("prompt_tokens", 0))
+        outcome.tokens_out = int(usage.get("completion_tokens", 0))
 
 
 CallObserver = Callable[[CallOutcome, bool], None]
@@ -212,14 +224,7 @@ class ToolHost:
         return self._finish(outcome, result)
 
     def _finish(self, outcome: CallOutcome, result: types.CallToolResult) -> types.CallToolResult:
-        outcome.result = result
-        if result.is_error:
-            outcome.outcome = "error"
-            outcome.error = "".join(c.text for c in result.content if isinstance(c, types.TextContent))[:500]
-        usage = (result.structured_content or {}).get("usage") if isinstance(result.structured_content, dict) else None
-        if isinstance(usage, dict):
-            outcome.tokens_in = int(usage.get("prompt_tokens", 0))
-            outcome.tokens_out = int(usage.get("completion_tokens", 0))
+        settle(outcome, result)
         receipt = sign_receipt(
             self._identity,
             trace_id=outcome.trace.trace_id,

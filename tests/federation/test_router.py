@@ -186,3 +186,23 @@ async def test_failover_after_the_answering_peer_is_killed_mid_generation(model_
     finally:
         victim.kill()
         victim.wait(timeout=10)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_remote_tool_streams_progress_in_either_protocol_era(pair: Any, mode: str) -> None:
+    """Modern requests take the message-level fast path, legacy sessions the SDK path: same behaviour."""
+    from mcp import Client
+
+    model, light = pair
+    pieces: list[str] = []
+
+    async def collect(progress: float, total: float | None, message: str | None) -> None:
+        pieces.append(message or "")
+
+    async with Client(light.mcp_url, mode=mode) as client:
+        result = await client.call_tool(f"{model.name}__generate", {"prompt": "One, two,", "max_tokens": 6}, progress_callback=collect)
+    assert not result.is_error
+    assert "".join(pieces) == result.structured_content["text"] and len(pieces) >= 2
+    await anyio.sleep(0.5)
+    made = [r for r in light.store.calls() if r.role == "made"]
+    assert made and made[0].tool == "generate" and made[0].receipt_ok is True and made[0].tokens_out == 6

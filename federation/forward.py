@@ -1,0 +1,220 @@
+"""The fast path for `<peer>__<tool>` calls: forward the JSON-RPC message, not the SDK stack.
+
+A hop through the SDK (server handler -> `Client.call_tool` -> upstream)
+re-runs the whole client and server machinery and costs about as much as the
+call itself. A modern-era (2026-07-28) MCP request is self-contained — no
+session, the method and tool name in headers — so a peer can route it by
+looking at the headers alone: rewrite the tool name and the trace `_meta`,
+POST it over a pooled keep-alive connection to the target peer's `/mcp`, and
+stream the answer (JSON, or SSE with progress notifications) straight back.
+
+What the SDK path does is still done, just after the bytes went out: the
+loop guard before forwarding, the call events, the ledger row and the
+receipt check once the answer is complete. Anything else (legacy sessions,
+other methods, tools that are not remote) goes to the SDK app untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+import mcp.types as types
+
+from federation.membership import auth_headers
+from federation.toolhost import CallOutcome
+from federation.trace import LoopError, Trace
+
+if TYPE_CHECKING:
+    from federation.node import Node
+    from federation.router import Router
+
+__all__ = ["FastForward"]
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_MODERN = b"2026-07-28"
+_HOP_HEADERS = {b"host", b"content-length", b"connection", b"mcp-name", b"authorization", b"accept-encoding"}
+_CONNECT_SECONDS = 5.0
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+class FastForward:
+    """ASGI middleware in front of a node's app; forwards remote tool calls at the message level."""
+
+    def __init__(self, app: Any, node: Node, mcp_path: str) -> None:
+        self._app = app
+        self._node = node
+        self._path = mcp_path
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(_CONNECT_SECONDS, read=None),
+            limits=httpx.Limits(max_keepalive_connections=64, keepalive_expiry=60),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = self._route(scope) if scope["type"] == "http" else None
+        if target is None:
+            await self._app(scope, receive, send)
+            return
+        router, peer_id, tool = target
+        await self._forward(router, peer_id, tool, scope, receive, send)
+
+    def _route(self, scope: Scope) -> tuple[Router, str, str] | None:
+        """(router, peer id, upstream tool) for a modern tools/call of a remote tool, else None."""
+        if scope["method"] != "POST" or scope["path"] != self._path:
+            return None
+        if _header(scope, b"mcp-method") != b"tools/call" or _header(scope, b"mcp-protocol-version") != _MODERN:
+            return None
+        name = _header(scope, b"mcp-name")
+        if name is None or _header(scope, b"mcp-session-id") is not None:
+            return None
+        from federation.router import Router
+
+        try:
+            router = self._node.service(Router)
+        except LookupError:
+            return None
+        hit = router.remote_tool(name.decode("utf-8", "replace"))
+        return None if hit is None else (router, *hit)
+
+    async def _forward(self, router: Router, peer_id: str, tool: str, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive, self._node.settings.max_request_bytes)
+        if body is None:
+            await _send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"request body over {self._node.settings.max_request_bytes} bytes"}})
+            return
+        try:
+            request = json.loads(body)
+            params = request["params"]
+            request_id = request.get("id")
+        except (ValueError, KeyError, TypeError):
+            await self._app(scope, _replay(body), send)  # let the SDK produce its own parse error
+            return
+        meta = params.get("_meta") or {}
+        trace = Trace.from_meta(meta)
+        exposed = params.get("name", tool)
+        outcome = CallOutcome(tool=exposed, arguments=params.get("arguments") or {}, trace=trace, started=time.time())
+        peer = self._node.peers.get(peer_id)
+        try:
+            trace.check(self._node.peer_id, self._node.settings.max_hops)
+        except LoopError as exc:
+            await self._reply_error(send, request_id, str(exc), outcome)
+            return
+        if peer is None or peer.status == "dead":
+            await self._reply_error(send, request_id, f"peer {peer_id} is unreachable; see mesh_peers.", outcome)
+            return
+        child = trace.child_meta(self._node.peer_id)
+        params["name"] = tool
+        params["_meta"] = {**meta, **child}
+        headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_HEADERS]
+        headers.append((b"mcp-name", tool.encode()))
+        headers.extend((k.lower().encode(), v.encode()) for k, v in auth_headers(self._node.settings).items())
+        self._node.observe_call(outcome, finished=False)
+        router.outstanding[peer_id] += 1
+        clock = time.perf_counter()
+        received = bytearray()
+        try:
+            remaining = trace.remaining_s()
+            request_out = self._http.build_request(
+                "POST", peer.url, content=json.dumps(request, separators=(",", ":")).encode(), headers=headers,
+                timeout=httpx.Timeout(_CONNECT_SECONDS, read=max(0.1, remaining)),
+            )
+            response = await self._http.send(request_out, stream=True)
+        except httpx.HTTPError as exc:
+            router.lost(peer)
+            await self._reply_error(send, request_id, f"peer {peer.name} ({peer.id}) is unreachable: {exc!r}", outcome)
+            router.outstanding[peer_id] -= 1
+            return
+        try:
+            await send({"type": "http.response.start", "status": response.status_code, "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in (b"connection", b"keep-alive")]})
+            async for chunk in response.aiter_raw():
+                received += chunk
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.HTTPError as exc:
+            router.lost(peer)
+            logger.info("peer %s stopped answering mid-stream: %r", peer.name, exc)
+            outcome.outcome, outcome.error = "error", f"peer {peer.name} stopped answering mid-stream"
+            self._node.observe_call(outcome, finished=True)
+            return
+        finally:
+            router.outstanding[peer_id] -= 1
+            await response.aclose()
+        outcome.ms = (time.perf_counter() - clock) * 1000
+        result = _final_result(bytes(received), response.headers.get("content-type", ""))
+        if result is not None:
+            router.record_made(peer, tool, child, result, outcome.started, outcome.ms)
+            self._node.observe_result(outcome, result)
+        else:
+            outcome.outcome, outcome.error = "error", "no result in the peer's answer"
+            self._node.observe_call(outcome, finished=True)
+
+    async def _reply_error(self, send: Send, request_id: Any, message: str, outcome: CallOutcome) -> None:
+        result = types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+        self._node.observe_result(outcome, result)
+        payload = {"jsonrpc": "2.0", "id": request_id, "result": result.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        await _send_json(send, 200, payload)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body"):
+            return bytes(body)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if sent:
+            await anyio.sleep_forever()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _final_result(raw: bytes, content_type: str) -> types.CallToolResult | None:
+    """The JSON-RPC result in a JSON body, or in the last `data:` line of an SSE body."""
+    try:
+        if content_type.startswith("text/event-stream"):
+            lines = [line for line in raw.decode("utf-8", "replace").splitlines() if line.startswith("data:")]
+            messages = [json.loads(line[5:]) for line in lines]
+            message = next((m for m in reversed(messages) if "result" in m or "error" in m), None)
+        else:
+            message = json.loads(raw)
+        if not isinstance(message, dict) or "result" not in message:
+            return None
+        return types.CallToolResult.model_validate(message["result"])
+    except ValueError:
+        return None
+
