@@ -46,6 +46,8 @@ from federation.toolhost import CallOutcome, HostedServer, ToolHost
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
 from servers.llama_engine import LlamaEngine, default_model_path
+from servers.notes import build_server as build_notes_server
+from servers.share import SharedStdioServer
 
 __all__ = ["Node", "SOFTWARE", "ServiceFactory"]
 
@@ -116,6 +118,7 @@ class Node:
         self.port = 0
         self.started_at = 0.0
         self.calls_served = 0
+        self.shares: list[SharedStdioServer] = []
 
     def _make_engine(self) -> LlamaEngine | None:
         choice = self.settings.model
@@ -137,6 +140,7 @@ class Node:
             if self.engine is not None:
                 await stack.enter_async_context(self.engine)
                 await self.tools.add_provider(HostedServer(build_llama_server(self.engine)))
+            await self._host_shared_tools(stack)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._stop_http)
             await self._start_http(sock)
@@ -145,6 +149,15 @@ class Node:
             self._stack = stack.pop_all()
         self.started_at = time.time()
         return self
+
+    async def _host_shared_tools(self, stack: AsyncExitStack) -> None:
+        """`--notes` and each `--share` child; a child that fails to start offers nothing (see `shares[i].error`)."""
+        if self.settings.notes is not None:
+            await self.tools.add_provider(HostedServer(build_notes_server(self.settings.notes)))
+        for share_name, command in self.settings.shares():
+            share = SharedStdioServer(share_name, command, on_change=self.tools.refresh)
+            self.shares.append(await stack.enter_async_context(share))
+            await self.tools.add_provider(share)
 
     def _stop_http(self) -> None:
         self.events.close()
