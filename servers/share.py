@@ -151,12 +151,13 @@ class SharedStdioServer:
         on_change: ChangeCallback | None = None,
         start_timeout: float = START_TIMEOUT,
         call_timeout: float = CALL_TIMEOUT,
-        restart_attempts: int = RESTART_ATTEMPTS,
+        restart_attempts: int | None = None,
     ) -> None:
         """`command` is split like a shell would (`shlex`); ValueError if it is empty or badly quoted.
 
         `on_change` is awaited whenever the offered tools may have changed: after each
-        (re)start and when the server gives up on the child.
+        (re)start and when the server gives up on the child. `restart_attempts` defaults
+        to `RESTART_ATTEMPTS`, read when the server is made.
         """
         argv = shlex.split(command)
         if not argv:
@@ -169,7 +170,7 @@ class SharedStdioServer:
         self._on_change = on_change
         self._start_timeout = start_timeout
         self._call_timeout = call_timeout
-        self._restart_attempts = restart_attempts
+        self._restart_attempts = RESTART_ATTEMPTS if restart_attempts is None else restart_attempts
         self._client: Client | None = None
         self._tools: list[types.Tool] = []
         self._up = anyio.Event()
