@@ -57,6 +57,10 @@ def serve(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for the model (default: all cores).")] = None,
     home: Annotated[Optional[Path], typer.Option(help="State directory (key, database).", envvar="MCPFED_HOME")] = None,
     db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).")] = None,
+    notes: Annotated[Optional[Path], typer.Option(help="Folder of Markdown notes to offer as search_notes/read_note.")] = None,
+    share: Annotated[
+        Optional[list[str]], typer.Option(help='Offer a stdio MCP server\'s tools: NAME="command args" (repeatable).')
+    ] = None,
 ) -> None:
     """Run a peer until Ctrl-C and print its MCP URL."""
     from federation.settings import PeerSettings
@@ -71,6 +75,8 @@ def serve(
         threads=threads,
         home=home,
         db=db,
+        notes=notes,
+        share=share or [],
     )
     try:
         anyio.run(_serve, settings)

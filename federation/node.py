@@ -48,6 +48,8 @@ from federation.toolhost import CallOutcome, HostedServer, ToolHost, settle
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
 from servers.llama_engine import LlamaEngine, default_model_path
+from servers.notes import build_server as build_notes_server
+from servers.share import SharedStdioServer
 
 __all__ = ["Node", "SOFTWARE", "ServiceFactory"]
 
@@ -124,6 +126,7 @@ class Node:
         self.port = 0
         self.started_at = 0.0
         self.calls_served = 0
+        self.shares: list[SharedStdioServer] = []
 
     @staticmethod
     def _default_services() -> list[ServiceFactory]:
@@ -152,6 +155,7 @@ class Node:
             if self.engine is not None:
                 await stack.enter_async_context(self.engine)
                 await self.tools.add_provider(HostedServer(build_llama_server(self.engine)))
+            await self._host_shared_tools(stack)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.push_async_callback(self._close_forwarder)
             stack.callback(self._stop_http)
@@ -165,6 +169,15 @@ class Node:
     async def _close_forwarder(self) -> None:
         if self.app is not None:
             await self.app.aclose()
+
+    async def _host_shared_tools(self, stack: AsyncExitStack) -> None:
+        """`--notes` and each `--share` child; a child that fails to start offers nothing (see `shares[i].error`)."""
+        if self.settings.notes is not None:
+            await self.tools.add_provider(HostedServer(build_notes_server(self.settings.notes)))
+        for share_name, command in self.settings.shares():
+            share = SharedStdioServer(share_name, command, on_change=self.tools.refresh)
+            self.shares.append(await stack.enter_async_context(share))
+            await self.tools.add_provider(share)
 
     def _stop_http(self) -> None:
         self.events.close()

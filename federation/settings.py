@@ -7,14 +7,19 @@ and `mcpfed serve --port 9000` all end up here, validated once.
 from __future__ import annotations
 
 import ipaddress
+import re
+import shlex
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, MAX_REQUEST_BYTES
+from federation.errors import ConfigError
 
-__all__ = ["PeerSettings", "is_loopback"]
+__all__ = ["PeerSettings", "is_loopback", "parse_share"]
+
+_SHARE_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 def is_loopback(host: str) -> bool:
@@ -24,6 +29,22 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def parse_share(spec: str) -> tuple[str, str]:
+    """`NAME=COMMAND` as (name, command), or ConfigError saying how to write it."""
+    name, sep, command = spec.partition("=")
+    name, command = name.strip(), command.strip()
+    example = 'e.g. --share fs="npx -y @modelcontextprotocol/server-filesystem ~/docs"'
+    if not sep or not command:
+        raise ConfigError(f"--share {spec!r} needs the form NAME=COMMAND, {example}.")
+    if not _SHARE_NAME.fullmatch(name):
+        raise ConfigError(f"--share name {name!r} must be 1-32 letters, digits, '_' or '-', {example}.")
+    try:
+        shlex.split(command)
+    except ValueError as exc:
+        raise ConfigError(f"--share {name}: cannot split the command {command!r} ({exc}); check its quotes.") from exc
+    return name, command
 
 
 class PeerSettings(BaseSettings):
@@ -44,11 +65,36 @@ class PeerSettings(BaseSettings):
     mesh_secret: str | None = Field(default=None, repr=False)
     max_request_bytes: int = Field(default=MAX_REQUEST_BYTES, ge=1024)
     max_hops: int = Field(default=4, ge=0, le=32, description="calls that have passed this many peers are refused")
+    notes: Path | None = Field(default=None, description="folder of Markdown notes to offer as search_notes/read_note")
+    share: list[str] = Field(default_factory=list, description="stdio MCP servers to offer, each NAME=COMMAND")
 
     @field_validator("model")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("notes")
+    @classmethod
+    def _notes_is_a_folder(cls, value: Path | None) -> Path | None:
+        """Raises ConfigError (not a pydantic error) so the CLI prints one clear line."""
+        if value is None:
+            return None
+        value = value.expanduser()
+        if not value.is_dir():
+            raise ConfigError(f"--notes {value} is not a folder; point it at a folder of Markdown (.md) files.")
+        return value
+
+    @field_validator("share")
+    @classmethod
+    def _shares_are_well_formed(cls, value: list[str]) -> list[str]:
+        names = [parse_share(spec)[0] for spec in value]
+        if duplicates := sorted({n for n in names if names.count(n) > 1}):
+            raise ConfigError(f"--share names must be unique; {', '.join(duplicates)} given more than once.")
+        return value
+
+    def shares(self) -> list[tuple[str, str]]:
+        """The `share` entries as (name, command) pairs."""
+        return [parse_share(spec) for spec in self.share]
 
     def bind_problem(self) -> str | None:
         """Why binding `host` is refused, or None when it is allowed."""

@@ -20,6 +20,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from servers.llama_engine import ChatMessage, Completion, LlamaEngine, ModelUnavailable, RequestRejected, default_model_path
+from servers.standalone import add_transport_args, serve
 
 __all__ = ["build_server", "main"]
 
@@ -164,18 +165,12 @@ def build_standalone(engine: LlamaEngine) -> MCPServer:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m servers.llama", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default", help="path to a .gguf file, or 'default' for the embedded Gemma 3 270M")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8811)
     parser.add_argument("--ctx", type=int, default=4096, help="context window in tokens")
     parser.add_argument("--gpu-layers", type=int, default=None, help="layers to offload (default: all if a GPU build)")
-    parser.add_argument("--stdio", action="store_true", help="speak MCP over stdio instead of HTTP")
+    add_transport_args(parser, port=8811)
     args = parser.parse_args(argv)
     path = default_model_path() if args.model == "default" else args.model
-    server = build_standalone(LlamaEngine(path, n_ctx=args.ctx, n_gpu_layers=args.gpu_layers))
-    if args.stdio:
-        server.run()
-    else:
-        server.run("streamable-http", host=args.host, port=args.port)
+    serve(build_standalone(LlamaEngine(path, n_ctx=args.ctx, n_gpu_layers=args.gpu_layers)), args)
 
 
 if __name__ == "__main__":
