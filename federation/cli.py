@@ -61,6 +61,7 @@ def serve(
     share: Annotated[
         Optional[list[str]], typer.Option(help='Offer a stdio MCP server\'s tools: NAME="command args" (repeatable).')
     ] = None,
+    mesh: Annotated[Optional[str], typer.Option(help="Mesh this peer belongs to; peers of other meshes are ignored.")] = None,
 ) -> None:
     """Run a peer until Ctrl-C and print its MCP URL."""
     from federation.settings import PeerSettings
@@ -77,6 +78,7 @@ def serve(
         db=db,
         notes=notes,
         share=share or [],
+        mesh=mesh,
     )
     try:
         anyio.run(_serve, settings)
@@ -197,6 +199,8 @@ def models(
 def gateway(
     mesh: Annotated[Optional[str], typer.Option(help="Mesh to join (default: the one `mcpfed join` stored, if any).")] = None,
     name: Annotated[str, typer.Option(help="Name this light member shows to the mesh.")] = "gateway",
+    peer: Annotated[Optional[list[str]], typer.Option(help="A peer's URL to know without mDNS (repeatable).")] = None,
+    mdns: Annotated[str, typer.Option(help="'auto' (loopback), 'off', or interfaces to browse on.")] = "auto",
     home: Annotated[Optional[Path], typer.Option(help="State directory.", envvar="MCPFED_HOME")] = None,
 ) -> None:
     """Speak MCP over stdio for Claude Desktop / Gemini CLI, fronting the whole mesh (no model here)."""
@@ -205,7 +209,7 @@ def gateway(
     from federation.settings import PeerSettings
 
     member_home = state_dir(home) / "clients" / name  # its own identity, never a local serve's
-    anyio.run(run_gateway, PeerSettings(name=name, port=0, model=None, mesh=mesh, home=member_home))
+    anyio.run(run_gateway, PeerSettings(name=name, port=0, model=None, mesh=mesh, home=member_home, peers=peer or [], mdns=mdns))
 
 
 def _parse_since(value: str | None) -> Any:

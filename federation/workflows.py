@@ -7,6 +7,7 @@ final answer plus every step (which peer did what, tokens, time), which
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field
 
-from federation.api import Answer, Mesh
+from federation.api import Answer, Mesh, TextCallback
 from federation.trace import Trace
 
 __all__ = ["PipelineStep", "Step", "WorkflowResult", "debate", "map_reduce", "pipeline"]
@@ -63,9 +64,14 @@ async def map_reduce(
     reduce_prompt: str,
     model: str | None = None,
     max_tokens: int = 96,
+    on_text: TextCallback | None = None,
+    trace: Trace | None = None,
 ) -> WorkflowResult:
-    """Map every chunk in parallel (the router spreads them over able peers), then reduce on one."""
-    root, clock = Trace(caller=mesh.node.peer_id), time.perf_counter()
+    """Map every chunk in parallel (the router spreads them over able peers), then reduce on one.
+
+    `on_text` streams the reduce step's answer; `trace` joins a larger workflow's trace.
+    """
+    root, clock = trace or Trace(caller=mesh.node.peer_id), time.perf_counter()
     mapped: list[tuple[int, Answer]] = []
 
     async def map_one(index: int, chunk: str) -> None:
@@ -76,7 +82,7 @@ async def map_reduce(
             task_group.start_soon(map_one, index, chunk)
     mapped.sort(key=lambda pair: pair[0])
     bullet_list = "\n".join(f"- {answer.text.strip()}" for _, answer in mapped)
-    reduced = await mesh.ask(f"{reduce_prompt}\n\n{bullet_list}", model=model, max_tokens=max_tokens, trace=root)
+    reduced = await mesh.ask(f"{reduce_prompt}\n\n{bullet_list}", model=model, max_tokens=max_tokens, trace=root, on_text=on_text)
     steps = [Step.of(f"map {i + 1}", a) for i, a in mapped] + [Step.of("reduce", reduced)]
     return WorkflowResult(workflow="map_reduce", answer=reduced.text, trace_id=root.trace_id, ms=_ms(clock), steps=steps)
 
@@ -156,14 +162,21 @@ async def pipeline(mesh: Mesh, steps: Sequence[PipelineStep], initial: str) -> W
 
 
 def _as_text(data: Any) -> str:
+    """A tool's structured result as text a model can read: the text-like field, or each item of its list."""
     if isinstance(data, str):
         return data
-    if isinstance(data, dict) and isinstance(data.get("result"), (str, list)):
-        data = data["result"]
     if isinstance(data, list):
         return "\n".join(_as_text(item) for item in data)
     if isinstance(data, dict):
-        return "\n".join(f"{k}: {v}" for k, v in data.items())
+        if isinstance(data.get("snippet"), str):
+            return f"{data.get('title', '')}: {data['snippet']}".strip(": ")
+        for key in ("text", "result", "answer", "content"):
+            if key in data:
+                return _as_text(data[key])
+        lists = [value for value in data.values() if isinstance(value, list)]
+        if lists:
+            return _as_text(lists[0])
+        return json.dumps(data, ensure_ascii=False)
     return str(data)
 
 

@@ -1,0 +1,32 @@
+"""A debate: N peers answer, each answer is critiqued, and a judge picks the best.
+
+    python -m examples.debate [--peer URL]... [--mesh NAME] [--question TEXT]
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from examples._common import join, mesh_arguments
+from federation import debate
+
+
+async def run(argv: list[str] | None = None) -> str:
+    parser = mesh_arguments(__doc__.splitlines()[0])
+    parser.add_argument("--question", default="Why do local models matter?")
+    parser.add_argument("-n", type=int, default=2, help="how many answers")
+    args = parser.parse_args(argv)
+    async with join(args) as mesh:
+        await mesh.wait_for_peers(args.wait, timeout=args.timeout, model=True)
+        result = await debate(mesh, args.question, n=args.n, max_tokens=40)
+    print(result.answer.strip())
+    print(result.render_tree())
+    return result.answer
+
+
+def main(argv: list[str] | None = None) -> None:
+    anyio.run(run, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The Python API and workflows, against real peers (static URLs, no mDNS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from federation import Mesh, PeerError, PipelineStep, SyncMesh, ToolCallError, debate, map_reduce, pipeline
+from federation.node import Node
+
+pytestmark = pytest.mark.anyio
+
+NOTES = Path(__file__).resolve().parents[2] / "examples" / "notes"
+
+
+@pytest.fixture
+async def notes_node(start_node: Any) -> Any:
+    async with start_node(name="notes", notes=NOTES) as node:
+        yield node
+
+
+def connect(tmp_path: Path, *nodes: Node, **options: Any) -> Any:
+    return Mesh.connect(peers=[n.mcp_url for n in nodes], home=tmp_path, mdns="off", wait_for=len(nodes), **options)
+
+
+async def test_ask_streams_and_reports_the_peer_that_answered(model_node: Node, tmp_path: Path) -> None:
+    pieces: list[str] = []
+
+    async def collect(text: str) -> None:
+        pieces.append(text)
+
+    async with connect(tmp_path, model_node) as mesh:
+        assert [p.name for p in mesh.peers()] == [model_node.name]
+        answer = await mesh.ask("Name a fruit.", max_tokens=6, on_text=collect)
+    assert answer.peer == model_node.peer_id and answer.tokens_out == 6
+    assert "".join(pieces) == answer.text
+
+
+async def test_call_returns_structured_data_and_peer_errors_are_clear(notes_node: Node, tmp_path: Path) -> None:
+    async with connect(tmp_path, notes_node) as mesh:
+        found = await mesh.call("notes", "search_notes", {"query": "relay"})
+        assert found.data["hits"] and found.peer_name == "notes"
+        with pytest.raises(ToolCallError, match="read_note on notes"):
+            await mesh.call("notes", "read_note", {"path": "../../etc/passwd"})
+        with pytest.raises(PeerError, match="unknown peer 'ghost'"):
+            await mesh.call("ghost", "anything")
+        with pytest.raises(PeerError, match="serves a model"):
+            await mesh.ask("nobody here has a model")
+
+
+async def test_waiting_for_absent_peers_fails_with_a_count(tmp_path: Path) -> None:
+    with pytest.raises(PeerError, match="only 0 of 2 peers"):
+        async with Mesh.connect(home=tmp_path, mdns="off", wait_for=2, timeout=0.5):
+            pass
+
+
+async def test_map_reduce_runs_every_chunk_and_one_reduce_under_one_trace(model_node: Node, tmp_path: Path) -> None:
+    async with connect(tmp_path, model_node) as mesh:
+        result = await map_reduce(mesh, ["cats purr", "dogs bark"], map_prompt="Restate:", reduce_prompt="Combine:", max_tokens=8)
+    assert [s.label for s in result.steps] == ["map 1", "map 2", "reduce"]
+    assert all(s.peer == model_node.peer_id and s.tokens_out > 0 for s in result.steps)
+    assert result.answer == result.steps[-1].output
+    assert result.trace_id in result.render_tree() and "reduce" in result.render_tree()
+    await anyio.sleep(0.5)
+    served = {r.trace_id for r in model_node.store.calls() if r.tool == "chat"}
+    assert served == {result.trace_id}, "every step was served under the workflow's trace id"
+
+
+async def test_debate_answers_critiques_and_judges(model_node: Node, tmp_path: Path) -> None:
+    async with connect(tmp_path, model_node) as mesh:
+        result = await debate(mesh, "Is tea better than coffee?", n=2, max_tokens=6)
+    assert [s.label for s in result.steps] == ["answer 1", "answer 2", "critique 1", "critique 2", "judge"]
+
+
+async def test_pipeline_feeds_a_tool_result_into_a_model_step(model_node: Node, notes_node: Node, tmp_path: Path) -> None:
+    steps = [
+        PipelineStep(label="look up", peer="notes", tool="search_notes", arguments={"query": "{input}", "limit": 1}),
+        PipelineStep(label="explain", prompt="Explain: {input}", max_tokens=8),
+    ]
+    async with connect(tmp_path, model_node, notes_node) as mesh:
+        result = await pipeline(mesh, steps, "mdns")
+    look_up, explain = result.steps
+    assert look_up.kind == "tool" and look_up.peer_name == "notes" and "mDNS" in look_up.output
+    assert explain.peer == model_node.peer_id and result.answer == explain.output
+
+
+async def test_sync_mesh_works_from_plain_code(notes_node: Node, tmp_path: Path) -> None:
+    """A plain script's view: no async anywhere (run in a worker thread, as a script's main thread would)."""
+
+    def script() -> list[str]:
+        with SyncMesh.connect(peers=[notes_node.mcp_url], home=tmp_path, mdns="off", wait_for=1) as mesh:
+            return [hit["path"] for hit in mesh.call("notes", "search_notes", {"query": "mdns"}).data["hits"]]
+
+    paths = await anyio.to_thread.run_sync(script)
+    assert any(path.endswith("mdns.md") for path in paths)
