@@ -18,6 +18,7 @@ import enum
 import functools
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +33,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from servers.gguf_file import GGUFInfo, read_gguf_info, sha256_of
+from servers.token_text import TokenText
 
 __all__ = [
     "ChatMessage",
@@ -305,6 +307,13 @@ class LlamaEngine:
     def _generate_sync(
         self, prompt: str, options: dict[str, Any], emit: Callable[[str], None], cancelled: threading.Event
     ) -> Completion:
+        """Sample token by token with `Llama.generate`, so usage counts tokens, not streamed chunks.
+
+        (`create_completion(stream=True)` yields one chunk per *piece of text*: tokens of one
+        multi-byte character come as one chunk, so counting chunks under-reports tokens.)
+        """
+        import llama_cpp
+
         llama = self._llama
         started = time.perf_counter()
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
@@ -314,21 +323,35 @@ class LlamaEngine:
                 f"the prompt is {prompt_tokens} tokens but the context window is {self.n_ctx}; "
                 "shorten the prompt or start the peer with a larger --ctx."
             )
+        budget = min(options["max_tokens"], self.n_ctx - prompt_tokens)  # the reply must fit the context
+        seed = options["seed"]
+        llama.set_seed(seed if seed is not None else random.randrange(2**31))
+        text = TokenText(options["stop"])
         pieces: list[str] = []
+
+        def send(piece: str) -> None:
+            if piece:
+                pieces.append(piece)
+                emit(piece)
+
         finish_reason = "length"
         completion_tokens = 0
-        for chunk in llama.create_completion(tokens, stream=True, **options):
-            choice = chunk["choices"][0]
-            if choice["text"] or not choice.get("finish_reason"):  # the closing chunk is no token
-                completion_tokens += 1
-            if choice["text"]:
-                pieces.append(choice["text"])
-                emit(choice["text"])
-            if choice.get("finish_reason"):
-                finish_reason = choice["finish_reason"]
+        vocab = llama._model.vocab  # what llama-cpp-python's own create_completion checks for end-of-generation
+        for token in llama.generate(tokens, temp=options["temperature"], top_p=options["top_p"]):
             if cancelled.is_set():
                 finish_reason = "cancelled"
                 break
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                finish_reason = "stop"
+                break
+            completion_tokens += 1
+            send(text.push(llama.detokenize([token])))
+            if text.stopped:
+                finish_reason = "stop"
+                break
+            if completion_tokens >= budget:
+                break
+        send(text.flush())
         elapsed = time.perf_counter() - started
         usage = Usage(
             prompt_tokens=prompt_tokens,
