@@ -311,6 +311,11 @@ class LlamaEngine:
 
         (`create_completion(stream=True)` yields one chunk per *piece of text*: tokens of one
         multi-byte character come as one chunk, so counting chunks under-reports tokens.)
+
+        Every prompt is evaluated from scratch. llama-cpp-python would reuse the
+        previous request's matching prefix, but llama.cpp's logits depend on how a
+        prompt is split into batches (Gemma 3: up to 1.0 apart), so the answer to
+        the same prompt and seed would depend on who asked what before.
         """
         import llama_cpp
 
@@ -337,6 +342,7 @@ class LlamaEngine:
         finish_reason = "length"
         completion_tokens = 0
         vocab = llama._model.vocab  # what llama-cpp-python's own create_completion checks for end-of-generation
+        llama.reset()
         for token in llama.generate(tokens, temp=options["temperature"], top_p=options["top_p"]):
             if cancelled.is_set():
                 finish_reason = "cancelled"
