@@ -139,6 +139,7 @@ class LlamaEngine:
         self._sha256: str | None = None
         self._limiter = anyio.CapacityLimiter(1)
         self._ready = anyio.Event()
+        self._hashed = anyio.Event()
         self._task_group: TaskGroup | None = None
         self.requests_served = 0
 
@@ -146,6 +147,7 @@ class LlamaEngine:
     async def __aenter__(self) -> LlamaEngine:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
+        self._task_group.start_soon(self._hash)
         self._task_group.start_soon(self._load)
         return self
 
@@ -167,12 +169,22 @@ class LlamaEngine:
     async def _load(self) -> None:
         try:
             self._llama = await anyio.to_thread.run_sync(self._load_sync, False)
+            await self._hashed.wait()  # "ready" promises that the card can name the file's sha256
             self.state = EngineState.READY
         except Exception as exc:  # noqa: BLE001 - any llama.cpp failure is reported to callers
             self.error = f"could not load model {self.info.path}: {exc}. The file may be corrupt; download it again."
             self.state = EngineState.FAILED
         finally:
             self._ready.set()
+
+    async def _hash(self) -> None:
+        """Hash the file in a thread while it loads: hashing gigabytes on the event loop would freeze the peer."""
+        try:
+            self._sha256 = await anyio.to_thread.run_sync(sha256_of, self.info.path)
+        except OSError:  # the load reports an unreadable file; the card just names no hash
+            pass
+        finally:
+            self._hashed.set()
 
     def _load_sync(self, embedding: bool) -> Any:
         import llama_cpp
@@ -216,10 +228,8 @@ class LlamaEngine:
 
     @property
     def sha256(self) -> str:
-        """Computed once, lazily: hashing 250 MB costs ~0.25 s."""
-        if self._sha256 is None:
-            self._sha256 = sha256_of(self.info.path)
-        return self._sha256
+        """The file's sha256, hashed in the background once the engine is entered; "" until then."""
+        return self._sha256 or ""
 
     def describe(self) -> dict[str, Any]:
         return {
