@@ -436,10 +436,11 @@ class LlamaEngine:
             tokens = len(self._embedder.tokenize(text.encode("utf-8"), add_bos=True))
             if tokens >= self.n_ctx:
                 raise RequestRejected(f"a text is {tokens} tokens, over the {self.n_ctx}-token context; split it.")
-            vector = self._embedder.embed(text, normalize=True)
-            if vector and isinstance(vector[0], list):  # some models return one vector per token
-                vector = [sum(column) / len(vector) for column in zip(*vector)]
-            vectors.append([float(x) for x in vector])
+            vector = self._embedder.embed(text)  # pooled as the model says, or one vector per token
+            if vector and isinstance(vector[0], list):  # a model without pooling (Gemma): mean-pool here
+                vector = [math.fsum(column) / len(vector) for column in zip(*vector)]
+            norm = math.sqrt(math.fsum(x * x for x in vector)) or 1.0  # normalise after pooling, not per token
+            vectors.append([float(x) / norm for x in vector])
         return vectors
 
 
