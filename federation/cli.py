@@ -7,6 +7,7 @@ non-zero exit code; never a stack trace for a mistake a user can make.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -83,7 +84,8 @@ def serve(
     try:
         anyio.run(_serve, settings)
     except KeyboardInterrupt:
-        err.print("stopped")
+        pass
+    err.print("stopped")
 
 
 async def _serve(settings: Any) -> None:
@@ -96,7 +98,10 @@ async def _serve(settings: Any) -> None:
             err.print(f"model {node.engine.info.name} ready: {node.engine.n_threads} threads, {node.engine.n_gpu_layers} GPU layers")
         err.print(f"peer [bold]{node.name}[/] ({node.peer_id}) serving; Ctrl-C stops it")
         out.print(node.mcp_url, highlight=False)
-        await anyio.sleep_forever()
+        # Ctrl-C arrives as KeyboardInterrupt; SIGTERM (docker stop, systemd) must stop as cleanly.
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                return
 
 
 @app.command()
