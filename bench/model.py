@@ -52,16 +52,7 @@ async def run(tokens: int, rounds: int) -> None:
         await node.wait_ready()
         engine = node.engine
         assert engine is not None
-        llama = await anyio.to_thread.run_sync(
-            lambda: llama_cpp.Llama(
-                model_path=str(engine.info.path),
-                n_ctx=engine.n_ctx,
-                n_threads=engine.n_threads,
-                n_threads_batch=engine.n_threads,
-                n_gpu_layers=engine.n_gpu_layers,
-                verbose=False,
-            )
-        )
+        llama = await anyio.to_thread.run_sync(lambda: llama_cpp.Llama(**engine.llama_settings()))
         arguments = {"prompt": PROMPT, "max_tokens": tokens, "temperature": 0.0}
         streamed: list[str] = []
 

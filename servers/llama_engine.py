@@ -194,15 +194,19 @@ class LlamaEngine:
             self.n_gpu_layers = -1 if gpu_offload_supported() else 0
         else:
             self.n_gpu_layers = self._gpu_layers_requested
-        return llama_cpp.Llama(
-            model_path=str(self.info.path),
-            n_ctx=self.n_ctx,
-            n_threads=self.n_threads,
-            n_threads_batch=self.n_threads,
-            n_gpu_layers=self.n_gpu_layers,
-            embedding=embedding,
-            verbose=False,
-        )
+        return llama_cpp.Llama(**self.llama_settings(embedding=embedding))
+
+    def llama_settings(self, *, embedding: bool = False) -> dict[str, Any]:
+        """What this engine passes to `llama_cpp.Llama` (bench/ builds its raw baseline from the same)."""
+        return {
+            "model_path": str(self.info.path),
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "n_threads_batch": self.n_threads,
+            "n_gpu_layers": self.n_gpu_layers,
+            "embedding": embedding,
+            "verbose": False,
+        }
 
     async def wait_ready(self) -> None:
         """Wait for loading to end; raise `ModelUnavailable` if it failed."""
