@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from federation.bodylimit import BodyLimit
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
 from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH
 from federation.errors import ConfigError, ModelFileError, PortInUseError
@@ -192,7 +193,8 @@ class Node:
             custom_starlette_routes=self._routes(),
         )
         self.app = FastForward(app, self, MCP_PATH)
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1, access_log=False)
+        outer = BodyLimit(self.app, limit=self.settings.max_request_bytes, path=MCP_PATH)
+        config = uvicorn.Config(outer, log_level="warning", lifespan="on", timeout_graceful_shutdown=1, access_log=False)
         self._server = uvicorn.Server(config)
         assert self._task_group is not None
         self._task_group.start_soon(self._server.serve, [sock])

@@ -20,7 +20,7 @@ from mcp import Client
 from federation.card import verify_card
 from federation.client import call_tool, connect
 from federation.const import TRACE_META_KEY
-from federation.errors import ModelFileError, PortInUseError
+from federation.errors import ModelFileError, PortInUseError, ToolCallError
 from federation.node import Node
 from federation.settings import PeerSettings
 from federation.store import CallRecord
@@ -359,11 +359,18 @@ async def test_malformed_body_gets_a_json_rpc_error_not_a_crash(node: Node, http
     await still_serves(node)
 
 
-async def test_oversized_body_is_refused_before_it_is_read(node: Node, http: httpx.AsyncClient) -> None:
+async def test_oversized_body_is_refused_with_its_size_and_the_limit(node: Node, http: httpx.AsyncClient) -> None:
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "generate", "arguments": {"prompt": "x" * MAX_BODY}}}
     response = await http.post("/mcp", content=json.dumps(call), headers=MCP_HEADERS)
     assert response.status_code == 413
-    assert "too large" in response.text
+    assert response.json()["error"]["message"].startswith(f"request body is {len(json.dumps(call))} bytes, over this peer's limit of {MAX_BODY} bytes")
+    await still_serves(node)
+
+
+async def test_oversized_call_reaches_an_sdk_caller_as_that_message(node: Node) -> None:
+    with pytest.raises(ToolCallError, match=f"generate: request body is \\d+ bytes, over this peer's limit of {MAX_BODY} bytes"):
+        async with connect(node.mcp_url) as client:
+            await call_tool(client, "generate", {"prompt": "x" * MAX_BODY})
     await still_serves(node)
 
 
