@@ -31,6 +31,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from servers.gguf_file import GGUFInfo, read_gguf_info, sha256_of
 from servers.token_text import TokenText
@@ -265,7 +266,7 @@ class LlamaEngine:
         seed: int | None = None,
         on_token: TokenCallback | None = None,
     ) -> Completion:
-        """Generate a completion; `on_token` gets each piece of text as it is made."""
+        """Generate a completion; `on_token` gets the text as it is made (all that accumulated while it was busy)."""
         self._require_ready()
         if max_tokens <= 0:
             raise RequestRejected(f"max_tokens must be at least 1 (got {max_tokens}).")
@@ -310,7 +311,7 @@ class LlamaEngine:
                 async with receive:
                     async for text in receive:
                         if on_token is not None:
-                            await on_token(text)
+                            await on_token(text + _drain(receive))
             finally:
                 cancelled.set()  # stop the worker at its next token if we leave early
         if failure:
@@ -446,6 +447,20 @@ class LlamaEngine:
             norm = math.sqrt(math.fsum(x * x for x in vector)) or 1.0  # normalise after pooling, not per token
             vectors.append([float(x) / norm for x in vector])
         return vectors
+
+
+def _drain(receive: MemoryObjectReceiveStream[str]) -> str:
+    """The text that arrived while the previous piece was being handed on, so it goes out in one.
+
+    A caller that reads slower than the model writes (a fast GPU, a slow
+    network) then gets fewer, longer pieces instead of falling ever further behind.
+    """
+    pieces: list[str] = []
+    while True:
+        try:
+            pieces.append(receive.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return "".join(pieces)
 
 
 @functools.cache

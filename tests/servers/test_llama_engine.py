@@ -68,6 +68,22 @@ async def test_stop_string_ends_generation_and_is_never_streamed(engine: LlamaEn
     assert "".join(pieces) == done.text
 
 
+async def test_a_slow_reader_gets_what_accumulated_in_one_piece(engine: LlamaEngine) -> None:
+    pieces = Pieces()
+    prompt = "Count: 1, 2, 3,"
+    prompt_tokens = len(engine._llama.tokenize(prompt.encode(), add_bos=True, special=True))
+
+    async def slow_reader(text: str) -> None:
+        await pieces(text)
+        if len(pieces) == 1:  # busy with the first piece until the model has made all twelve tokens
+            await wait_until(lambda: engine._llama.n_tokens >= prompt_tokens + 12 - 1)
+
+    done = await engine.complete(prompt, max_tokens=12, temperature=0.0, on_token=slow_reader)
+    assert done.usage.completion_tokens == 12
+    assert len(pieces) <= 2, "what came while the reader was busy arrives as one piece, not twelve"
+    assert "".join(pieces) == done.text
+
+
 async def test_same_seed_gives_the_same_text(engine: LlamaEngine) -> None:
     first = await engine.complete("Once upon a time", max_tokens=8, temperature=1.0, seed=42)
     second = await engine.complete("Once upon a time", max_tokens=8, temperature=1.0, seed=42)
