@@ -1,13 +1,14 @@
 """What serving a model over MCP costs: raw llama-cpp-python tok/s vs `generate` through a peer.
 
 Same process, same GGUF, same context size, threads and GPU layers, same prompt,
-greedy sampling and the same token count; each round runs both sides back to
-back, in alternating order, and the figure is the median of per-round ratios,
-so a busy machine slows both sides alike. The raw side streams
-`Llama.create_completion(stream=True)`, as a llama-cpp-python user would;
-the peer side is a real SDK client on a long-lived Streamable HTTP session
-receiving every token as a progress notification. tok/s is completion tokens
-over wall time (prompt evaluation included) on both sides.
+greedy sampling and the same token count (the texts are checked equal). Each
+round runs every variant back to back, each leading in turn, and the figure is
+the median of per-round ratios, so a busy machine slows all of them alike. The
+raw side streams `Llama.create_completion(stream=True)`, as a llama-cpp-python
+user would; the peer side is a real SDK client on a long-lived Streamable HTTP
+session, once taking only the final result and once receiving the text as
+progress notifications. tok/s is completion tokens over wall time, prompt
+evaluation included.
 
     python -m bench.model [--tokens 128] [--rounds 8]
 """
@@ -19,6 +20,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from typing import Any
 
 import anyio
@@ -41,58 +43,82 @@ def raw_round(llama: Any, tokens: int) -> tuple[str, float]:
     return "".join(pieces), time.perf_counter() - started
 
 
+RAW = "raw llama-cpp-python create_completion(stream=True)"
+PLAIN = "generate through the peer, final result only"
+STREAMED = "generate through the peer, streaming progress"
+
+
 async def run(tokens: int, rounds: int) -> None:
     import llama_cpp
 
     home = Path(tempfile.mkdtemp(prefix="mcpfed-bench-"))
     settings = PeerSettings(name="bench", port=0, home=home, model="default", n_ctx=2048)
-    raw_rates: list[float] = []
-    peer_rates: list[float] = []
+    rates: dict[str, list[float]] = {RAW: [], PLAIN: [], STREAMED: []}
+    ratios: dict[str, list[float]] = {PLAIN: [], STREAMED: []}
     async with Node(settings) as node:
         await node.wait_ready()
         engine = node.engine
         assert engine is not None
         llama = await anyio.to_thread.run_sync(lambda: llama_cpp.Llama(**engine.llama_settings()))
         arguments = {"prompt": PROMPT, "max_tokens": tokens, "temperature": 0.0}
-        streamed: list[str] = []
+        notifications: list[str] = []
 
         async def collect(text: str) -> None:
-            streamed.append(text)
+            notifications.append(text)
 
         async with connect(node.mcp_url) as client:
+
+            async def through_peer(on_text: Any) -> tuple[str, float]:
+                started = time.perf_counter()
+                result = await call_tool(client, "generate", arguments, on_text=on_text)
+                seconds = time.perf_counter() - started
+                content = result.structured_content or {}
+                if content["usage"]["completion_tokens"] != tokens:
+                    raise SystemExit(f"the peer made {content['usage']['completion_tokens']} tokens, not {tokens}")
+                return content["text"], seconds
+
+            async def streamed() -> tuple[str, float]:
+                notifications.clear()
+                text, seconds = await through_peer(collect)
+                if "".join(notifications) != text:
+                    raise SystemExit("the progress notifications do not join to the final text")
+                return text, seconds
+
+            variants = {
+                RAW: lambda: anyio.to_thread.run_sync(raw_round, llama, tokens),
+                PLAIN: lambda: through_peer(None),
+                STREAMED: streamed,
+            }
             await call_tool(client, "generate", arguments | {"max_tokens": 8})  # warm both sides once
             await anyio.to_thread.run_sync(raw_round, llama, 8)
             for round_number in range(rounds):
-                order = ("raw", "peer") if round_number % 2 == 0 else ("peer", "raw")  # ABBA: drift hits both
-                rates: dict[str, float] = {}
-                for side in order:
-                    if side == "raw":
-                        raw_text, seconds = await anyio.to_thread.run_sync(raw_round, llama, tokens)
-                    else:
-                        streamed.clear()
-                        started = time.perf_counter()
-                        result = await call_tool(client, "generate", arguments, on_text=collect)
-                        seconds = time.perf_counter() - started
-                    rates[side] = tokens / seconds
-                content = result.structured_content or {}
-                if content["usage"]["completion_tokens"] != tokens or content["text"] != raw_text or "".join(streamed) != raw_text:
+                names = list(variants)
+                order = names[round_number % 3 :] + names[: round_number % 3]  # each variant leads in turn
+                texts: dict[str, str] = {}
+                this_round: dict[str, float] = {}
+                for name in order:
+                    texts[name], seconds = await variants[name]()
+                    this_round[name] = tokens / seconds
+                if len(set(texts.values())) != 1:
                     raise SystemExit("raw and peer generated different text: the comparison would be unfair")
-                raw_rates.append(rates["raw"])
-                peer_rates.append(rates["peer"])
+                for name, rate in this_round.items():
+                    rates[name].append(rate)
+                for name in ratios:
+                    ratios[name].append(this_round[name] / this_round[RAW])
                 print(
-                    f"round {round_number + 1}: raw {rates['raw']:6.1f} tok/s   peer {rates['peer']:6.1f} tok/s"
-                    f"   ratio {rates['peer'] / rates['raw']:.3f}   ({len(streamed)} progress notifications)",
+                    f"round {round_number + 1}: raw {this_round[RAW]:5.1f}   peer {this_round[PLAIN]:5.1f}"
+                    f"   peer streaming {this_round[STREAMED]:5.1f} tok/s ({len(notifications)} notifications)",
                     flush=True,
                 )
         llama.close()
-    raw, peer = statistics.median(raw_rates), statistics.median(peer_rates)
-    ratios = sorted(p / r for p, r in zip(peer_rates, raw_rates))
     print(f"\nModel serving: {engine.info.name} {engine.info.quantization}, {tokens} tokens, greedy, "
           f"{engine.n_threads} threads, {engine.n_gpu_layers} GPU layers, {rounds} rounds (medians)")
-    print(f"{'variant':<52}{'tok/s':>8}{'× raw':>9}")
-    print(f"{'raw llama-cpp-python create_completion(stream=True)':<52}{raw:>8.1f}{1.0:>8.2f}×")
-    print(f"{'generate through the MCP peer (progress streaming)':<52}{peer:>8.1f}{statistics.median(ratios):>8.2f}×")
-    print(f"(× raw is the median of per-round ratios; they ranged {ratios[0]:.2f}–{ratios[-1]:.2f})")
+    print(f"{'variant':<52}{'tok/s':>8}{'× raw':>9}   per-round range")
+    print(f"{RAW:<52}{statistics.median(rates[RAW]):>8.1f}{1.0:>8.2f}×")
+    for name, measured in ratios.items():
+        print(f"{name:<52}{statistics.median(rates[name]):>8.1f}{statistics.median(measured):>8.2f}×   {min(measured):.2f}–{max(measured):.2f}")
+    print("(× raw is the median of the per-round ratios: each round runs all three back to back)")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
