@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, create_engine, func, select
 
@@ -49,6 +49,12 @@ class CallRecord(SQLModel, table=True):
     receipt: str | None = Field(default=None, description="the callee's signed receipt, JSON")
     receipt_ok: bool | None = Field(default=None, description="receipt verified when received; None if none came")
     receipt_problem: str | None = None
+
+
+_ROW_DEFAULTS: dict[str, Any] = {
+    name: field.get_default() for name, field in CallRecord.model_fields.items() if name != "id" and not field.is_required()
+}
+"""Every column's default, so rows of different shapes (served, made) go in one executemany."""
 
 
 def database_url(home: Path) -> str:
@@ -114,9 +120,9 @@ class Store:
                     await anyio.to_thread.run_sync(self._write, batch)
 
     def _write(self, rows: Sequence[dict[str, Any]]) -> None:
-        with Session(self._engine) as session:
-            session.add_all(CallRecord(**fields) for fields in rows)
-            session.commit()
+        """One executemany INSERT: building ORM objects for a batch held the GIL ~8 ms, a p99 spike for callers."""
+        with self._engine.begin() as connection:
+            connection.execute(insert(CallRecord), [_ROW_DEFAULTS | fields for fields in rows])
 
     # -- queries (sync; call from a thread or a CLI) -------------------------
     def calls(self, limit: int = 100) -> list[CallRecord]:

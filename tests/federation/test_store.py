@@ -50,6 +50,14 @@ async def test_a_clean_stop_writes_everything_still_queued(tmp_path: Path) -> No
     assert reopened.calls(limit=1)[0].trace_id == "t49", "newest first"
 
 
+async def test_served_and_made_calls_are_written_in_one_batch(tmp_path: Path) -> None:
+    async with Store(database_url(tmp_path)) as store:
+        store.record(**row())
+        store.record(**row(role="made", caller="me", receipt='{"sig": "x"}', receipt_ok=True))
+    written = {(r.role, r.caller, r.receipt_ok, r.tokens_in) for r in Store(database_url(tmp_path)).calls()}
+    assert written == {("served", None, None, 3), ("made", "me", True, 3)}
+
+
 async def test_a_full_queue_drops_and_counts_instead_of_slowing_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(federation.store, "LEDGER_QUEUE_LIMIT", 3)
     async with Store(database_url(tmp_path)) as store:
