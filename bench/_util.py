@@ -48,10 +48,11 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 def print_table(title: str, rows: list[tuple[str, list[float]]], baseline: str) -> None:
-    """One line per variant: p50, p99 and p50 as a ratio of the baseline's p50."""
-    base = statistics.median(dict(rows)[baseline])
+    """One line per variant: p50 and p99, each also as a ratio of the baseline's."""
+    base_p50 = statistics.median(dict(rows)[baseline])
+    base_p99 = percentile(dict(rows)[baseline], 0.99)
     print(f"\n{title}")
-    print(f"{'variant':<44}{'p50 ms':>9}{'p99 ms':>9}{'× ' + baseline:>18}")
+    print(f"{'variant':<44}{'p50 ms':>9}{'p99 ms':>9}{'p50 ×':>8}{'p99 ×':>8}   (× {baseline})")
     for name, samples in rows:
-        p50 = statistics.median(samples)
-        print(f"{name:<44}{p50:>9.2f}{percentile(samples, 0.99):>9.2f}{p50 / base:>17.2f}×")
+        p50, p99 = statistics.median(samples), percentile(samples, 0.99)
+        print(f"{name:<44}{p50:>9.2f}{p99:>9.2f}{p50 / base_p50:>7.2f}×{p99 / base_p99:>7.2f}×")
