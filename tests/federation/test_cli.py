@@ -10,9 +10,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -164,18 +166,12 @@ async def test_ask_where_nothing_listens_says_cannot_reach(env: dict[str, str]) 
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-class socket_without_listener:
+@contextmanager
+def socket_without_listener() -> Iterator[int]:
     """A loopback port that is bound (so nobody else takes it) but not listening: connections are refused."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        return int(self._sock.getsockname()[1])
-
-    def __exit__(self, *exc: object) -> None:
-        self._sock.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 async def test_models_lists_the_embedded_model_with_size_quantization_and_full_sha256(env: dict[str, str]) -> None:
