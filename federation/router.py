@@ -335,13 +335,21 @@ class Router:
         return result
 
     def record_made(self, peer: Peer, tool: str, meta: dict[str, Any], result: types.CallToolResult, started: float, ms: float) -> None:
+        """Ledger row for a call this peer made; the receipt is checked in the store's writer thread."""
         span = next(iter(meta.values()))
         receipt = (result.meta or {}).get(RECEIPT_META_KEY)
-        problem = verify_receipt(receipt, result=result, expected_peer=peer.id) if isinstance(receipt, dict) else "no receipt"
-        if problem and isinstance(receipt, dict):
-            logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, problem)
         usage = receipt if isinstance(receipt, dict) else {}
+
+        def check_receipt(fields: dict[str, Any]) -> None:
+            if not isinstance(receipt, dict):
+                return
+            problem = verify_receipt(receipt, result=result, expected_peer=peer.id)
+            if problem:
+                logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, problem)
+            fields.update(receipt=json.dumps(receipt), receipt_ok=problem is None, receipt_problem=problem)
+
         self.node.store.record(
+            on_write=check_receipt,
             role="made",
             trace_id=span["trace_id"],
             span_id=span["span_id"],
@@ -354,9 +362,6 @@ class Router:
             outcome="error" if result.is_error else "ok",
             tokens_in=int(usage.get("tokens_in", 0) or 0),
             tokens_out=int(usage.get("tokens_out", 0) or 0),
-            receipt=json.dumps(receipt) if isinstance(receipt, dict) else None,
-            receipt_ok=None if receipt is None else problem is None,
-            receipt_problem=problem if receipt is not None else None,
         )
 
     # -- choosing peers ----------------------------------------------------
