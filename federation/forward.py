@@ -135,24 +135,31 @@ class FastForward:
         payload = json.dumps(request, separators=(",", ":")).encode()
         headers += [(b"host", urlsplit(peer.url).netloc.encode()), (b"content-length", str(len(payload)).encode())]
         timeouts = {"connect": _CONNECT_SECONDS, "read": max(0.1, trace.remaining_s()), "write": _CONNECT_SECONDS, "pool": _CONNECT_SECONDS}
-        content_type = ""
+        content_type, answering = "", False
         try:
             async with self._pool.stream("POST", peer.url, headers=headers, content=payload, extensions={"timeout": timeouts}) as response:
                 content_type = next((v.decode() for k, v in response.headers if k.lower() == b"content-type"), "")
                 await send({"type": "http.response.start", "status": response.status, "headers": [(k, v) for k, v in response.headers if k.lower() not in (b"connection", b"keep-alive")]})
+                answering = True
                 async for chunk in response.aiter_stream():
                     received += chunk
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except _TRANSPORT_ERRORS as exc:
-            router.lost(peer)
-            message = f"peer {peer.name} ({peer.id}) is unreachable or stopped answering: {exc!r}"
-            if received or content_type:
-                logger.info("%s", message)  # the answer had begun: nothing more can be sent to the caller
+            if isinstance(exc, httpcore.TimeoutException):
+                message = f"peer {peer.name} ({peer.id}) did not answer {tool} within {timeouts['read']:.1f} s (the caller's deadline)"
+            else:
+                router.lost(peer)
+                message = f"peer {peer.name} ({peer.id}) is unreachable or stopped answering during {tool}: {exc!r}"
+            if not answering:
+                await self._reply_error(send, request_id, message, outcome)
+            elif content_type.startswith("text/event-stream"):
+                # The answer had begun as SSE: end it with an error result for this request, never a hang.
+                await self._reply_error(send, request_id, message, outcome, as_event=True)
+            else:
+                logger.info("%s", message)
                 outcome.outcome, outcome.error = "error", message
                 self._node.observe_call(outcome, finished=True)
-            else:
-                await self._reply_error(send, request_id, message, outcome)
             return
         finally:
             router.outstanding[peer_id] -= 1
@@ -165,11 +172,16 @@ class FastForward:
             outcome.outcome, outcome.error = "error", "no result in the peer's answer"
             self._node.observe_call(outcome, finished=True)
 
-    async def _reply_error(self, send: Send, request_id: Any, message: str, outcome: CallOutcome) -> None:
+    async def _reply_error(self, send: Send, request_id: Any, message: str, outcome: CallOutcome, *, as_event: bool = False) -> None:
+        """Answer the caller with a tool error: a whole JSON response, or a last SSE event if one is streaming."""
         result = types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
         self._node.observe_result(outcome, result)
         payload = {"jsonrpc": "2.0", "id": request_id, "result": result.model_dump(mode="json", by_alias=True, exclude_none=True)}
-        await _send_json(send, 200, payload)
+        if as_event:
+            data = json.dumps(payload, separators=(",", ":")).encode()
+            await send({"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": False})
+        else:
+            await _send_json(send, 200, payload)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

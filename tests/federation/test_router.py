@@ -206,3 +206,47 @@ async def test_remote_tool_streams_progress_in_either_protocol_era(pair: Any, mo
     await anyio.sleep(0.5)
     made = [r for r in light.store.calls() if r.role == "made"]
     assert made and made[0].tool == "generate" and made[0].receipt_ok is True and made[0].tokens_out == 6
+
+
+async def test_callers_deadline_bounds_the_forwarded_call(pair: Any) -> None:
+    model, light = pair
+    async with connect(light.mcp_url) as client:
+        result = await client.call_tool(
+            f"{model.name}__generate", {"prompt": "Write a long story.", "max_tokens": 400}, meta={"mcpfed/trace": {"deadline_s": 0.5}}
+        )
+    assert result.is_error
+    assert "did not answer generate within 0.5 s" in result.content[0].text
+    assert light.peers.get(model.peer_id).status == "up", "a slow peer is not a dead one"
+
+
+async def test_upstream_tool_with_forbidden_characters_is_renamed_and_still_callable(start_node: Any) -> None:
+    from mcp.server.mcpserver import MCPServer
+
+    from federation.toolhost import HostedServer
+
+    odd = MCPServer("odd", log_level="WARNING")
+    odd.add_tool(lambda text: text.upper(), name="shout it/now!", description="Upper-case the text.")
+    async with start_node(name="upstream") as upstream, start_node(name="caller") as caller:
+        await upstream.tools.add_provider(HostedServer(odd))
+        introduce(upstream, caller)
+        await wait_until(lambda: any("shout" in t.name for t in caller.tools.tools))
+        exposed = next(t.name for t in caller.tools.tools if "shout" in t.name)
+        assert exposed.startswith("upstream__shout_it_now_") and len(exposed) <= 64
+        async with connect(caller.mcp_url) as client:
+            result = await call_tool(client, exposed, {"text": "hi"})
+    assert result.content[0].text == "HI"
+
+
+async def test_a_receipt_with_a_bad_signature_is_flagged_but_the_call_succeeds(start_node: Any) -> None:
+    from federation.identity import Identity
+
+    async with start_node(name="liar") as liar, start_node(name="caller") as caller:
+        liar.tools._identity = Identity.generate()  # signs receipts with a key its card does not carry
+        introduce(liar, caller)
+        async with connect(caller.mcp_url) as client:
+            result = await client.call_tool("mesh_call", {"peer": "liar", "tool": "mesh_peers"})
+        assert not result.is_error
+        await anyio.sleep(0.5)
+    made = [r for r in caller.store.calls() if r.role == "made"]
+    assert made and made[0].receipt_ok is False
+    assert "not the peer called" in made[0].receipt_problem
