@@ -165,6 +165,7 @@ class LlamaEngine:
     async def _load(self) -> None:
         try:
             self._llama = await anyio.to_thread.run_sync(self._load_sync, False)
+            self._sha256 = await anyio.to_thread.run_sync(sha256_of, self.info.path)
             self.state = EngineState.READY
         except Exception as exc:  # noqa: BLE001 - any llama.cpp failure is reported to callers
             self.error = f"could not load model {self.info.path}: {exc}. The file may be corrupt; download it again."
@@ -214,10 +215,8 @@ class LlamaEngine:
 
     @property
     def sha256(self) -> str:
-        """Computed once, lazily: hashing 250 MB costs ~0.25 s."""
-        if self._sha256 is None:
-            self._sha256 = sha256_of(self.info.path)
-        return self._sha256
+        """The file's sha256, hashed in the loading thread (250 MB take ~0.25 s); empty until then."""
+        return self._sha256 or ""
 
     def describe(self) -> dict[str, Any]:
         return {
