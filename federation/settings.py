@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, MAX_REQUEST_BYTES
+from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, HEALTH_INTERVAL_SECONDS, MAX_REQUEST_BYTES
 
 __all__ = ["PeerSettings", "is_loopback"]
 
@@ -43,11 +44,23 @@ class PeerSettings(BaseSettings):
     mesh: str | None = None
     mesh_secret: str | None = Field(default=None, repr=False)
     max_request_bytes: int = Field(default=MAX_REQUEST_BYTES, ge=1024)
+    mdns: str = Field(default="auto", description="'auto' (follow --host), 'off', or a comma list of interfaces/IPv4 addresses")
+    peers: list[str] = Field(default_factory=list, description="static peer URLs, for networks where multicast is blocked")
+    health_interval: float = Field(default=HEALTH_INTERVAL_SECONDS, gt=0, le=60, description="seconds between health pings")
 
     @field_validator("model")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("peers")
+    @classmethod
+    def _peer_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not a peer URL; give one like http://192.168.1.20:8801")
+        return urls
 
     def bind_problem(self) -> str | None:
         """Why binding `host` is refused, or None when it is allowed."""

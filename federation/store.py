@@ -1,10 +1,14 @@
-"""The peer's database: every served call, in SQLite (or any SQLAlchemy URL).
+"""The peer's database: every served call and the peer table, in SQLite (or any SQLAlchemy URL).
 
 Writes stay off the request path: `record()` only puts the row on a bounded
 in-memory queue; a background task writes queued rows in one transaction
 every `LEDGER_FLUSH_SECONDS` from a worker thread. A full queue drops the row
 and counts it rather than slow a call. Closing the store flushes what is
 queued, so a clean stop loses nothing.
+
+The peer table is mirrored into `PeerRecord` rows (one set per observing
+peer, replaced whole each time) so `mcpfed peers` can show what a running
+peer sees without talking to it.
 """
 
 from __future__ import annotations
@@ -18,14 +22,14 @@ from types import TracebackType
 import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, create_engine, func, select
 
 from federation.const import LEDGER_FLUSH_SECONDS, LEDGER_QUEUE_LIMIT
 from federation.errors import ConfigError
 
-__all__ = ["CallRecord", "Store", "database_url"]
+__all__ = ["CallRecord", "PeerRecord", "Store", "database_url"]
 
 
 class CallRecord(SQLModel, table=True):
@@ -44,6 +48,24 @@ class CallRecord(SQLModel, table=True):
     error: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+
+
+class PeerRecord(SQLModel, table=True):
+    """One peer as seen by `observer` (a running peer) when it last saved its table."""
+
+    observer: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    name: str
+    via: str = Field(description="best route: static, mdns or relay")
+    url: str
+    status: str = Field(description="up, suspect or dead")
+    last_seen: float = Field(description="unix time of the last successful contact")
+    latency_ms: float | None = None
+    in_flight: int = 0
+    queued: int = 0
+    calls_served: int = 0
+    card: str = Field(description="the peer's signed card, JSON")
+    saved_at: float
 
 
 def database_url(home: Path) -> str:
@@ -76,6 +98,10 @@ class Store:
         self._send.close()  # the writer drains what is queued, then ends
         assert self._task_group is not None
         await self._task_group.__aexit__(exc_type, exc, tb)
+        self.close()
+
+    def close(self) -> None:
+        """Release the database connections (a store used only for sync queries, e.g. by the CLI)."""
         self._engine.dispose()
 
     def record(self, row: CallRecord) -> None:
@@ -113,6 +139,17 @@ class Store:
     def calls(self, limit: int = 100) -> list[CallRecord]:
         with Session(self._engine) as session:
             return list(session.exec(select(CallRecord).order_by(CallRecord.id.desc()).limit(limit)))  # type: ignore[union-attr]
+
+    def save_peers(self, observer: str, rows: Sequence[PeerRecord]) -> None:
+        """Replace what `observer` knows with `rows`, in one transaction (sync: run it in a thread)."""
+        with Session(self._engine) as session:
+            session.execute(delete(PeerRecord).where(PeerRecord.observer == observer))  # type: ignore[arg-type]
+            session.add_all(rows)
+            session.commit()
+
+    def peers(self, observer: str) -> list[PeerRecord]:
+        with Session(self._engine) as session:
+            return list(session.exec(select(PeerRecord).where(PeerRecord.observer == observer).order_by(PeerRecord.name, PeerRecord.id)))
 
     def count_calls(self) -> int:
         with Session(self._engine) as session:
