@@ -114,9 +114,13 @@ async def fetch_card(
 
 
 class RejectionLog:
-    """Logs each (subject, reason) once; remembers a bounded number of them."""
+    """Logs each (subject, reason) once; remembers a bounded number of them.
 
-    def __init__(self) -> None:
+    `owner` (the observing peer's name) starts each line, for processes that run several peers.
+    """
+
+    def __init__(self, owner: str) -> None:
+        self._owner = owner
         self._logged: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def report(self, subject: str, reason: str, message: str, *, level: int = logging.WARNING) -> None:
@@ -126,7 +130,7 @@ class RejectionLog:
         self._logged[key] = None
         if len(self._logged) > _LOGGED_LIMIT:
             self._logged.popitem(last=False)
-        logger.log(level, "not admitting %s (%s): %s", subject, reason, message)
+        logger.log(level, "%s: not admitting %s (%s): %s", self._owner, subject, reason, message)
 
     def forget(self, subject: str) -> None:
         """`subject` was admitted or went away: report its next failure again."""

@@ -97,7 +97,7 @@ class MdnsDiscovery:
         self._send: MemoryObjectSendStream[str]
         self._receive: MemoryObjectReceiveStream[str]
         self._send, self._receive = anyio.create_memory_object_stream[str](DISCOVERY_QUEUE_LIMIT)
-        self.rejections = RejectionLog()
+        self.rejections = RejectionLog(node.name)
         self._info: AsyncServiceInfo | None = None
         self._browser: AsyncServiceBrowser | None = None
 
@@ -215,10 +215,13 @@ class MdnsDiscovery:
                 if rejected.retry:
                     self._schedule_retry(name, inst)
 
-    async def _resolve(self, name: str) -> Hint:
+    async def _resolve(self, name: str) -> Hint | None:
+        """The instance's hint; None when it is not for us (another mesh, whatever else it says)."""
         info = AsyncServiceInfo(SERVICE_TYPE, name)
         if not await info.async_request(self._zc.zeroconf, MDNS_RESOLVE_TIMEOUT_MS):
             raise Rejected("unresolved", f"no SRV/TXT/A records for {name} within {MDNS_RESOLVE_TIMEOUT_MS} ms", retry=True)
+        if (info.properties or {}).get(b"mesh") != self._mesh_tag.encode("ascii"):
+            return None
         try:
             return parse_hint(info)
         except HintError as exc:
@@ -227,8 +230,8 @@ class MdnsDiscovery:
     async def _examine(self, name: str, inst: _Instance) -> None:
         """Resolve, read the hint, and admit the peer if its card checks out."""
         hint = await self._resolve(name)
-        if hint.peer_id == self._node.peer_id or hint.mesh_tag != self._mesh_tag:
-            return  # ourselves, or a neighbour in another mesh: nothing to fetch
+        if hint is None or hint.peer_id == self._node.peer_id:
+            return  # a neighbour in another mesh, or ourselves: nothing to fetch
         if not hint.compatible:
             raise Rejected("protocol", f"speaks protocol v{hint.version}; this peer speaks v{PROTOCOL_VERSION}")
         state = (hint.digest, hint.urls)

@@ -47,7 +47,7 @@ async def _keep(node: Node, http: httpx.AsyncClient, url: str, rejections: Rejec
 @asynccontextmanager
 async def static_peers(node: Node) -> AsyncIterator[None]:
     """Node service: keep every `settings.peers` URL admitted while it answers."""
-    rejections = RejectionLog()
+    rejections = RejectionLog(node.name)
     async with discovery_client() as http, anyio.create_task_group() as task_group:
         for url in node.settings.peers:
             task_group.start_soon(_keep, node, http, url, rejections)
