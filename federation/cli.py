@@ -7,6 +7,7 @@ non-zero exit code; never a stack trace for a mistake a user can make.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -62,24 +63,27 @@ def serve(
         Optional[list[str]], typer.Option(help='Offer a stdio MCP server\'s tools: NAME="command args" (repeatable).')
     ] = None,
     mesh: Annotated[Optional[str], typer.Option(help="Mesh this peer belongs to; peers of other meshes are ignored.")] = None,
+    mdns: Annotated[str, typer.Option(help="mDNS: 'auto' (follow --host), 'off', or interfaces/IPv4s, comma-separated.", envvar="MCPFED_MDNS")] = "auto",
+    peer: Annotated[Optional[list[str]], typer.Option("--peer", help="A peer URL to add statically (repeatable), e.g. when multicast is blocked.")] = None,
 ) -> None:
-    """Run a peer until Ctrl-C and print its MCP URL."""
+    """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL."""
+    from pydantic import ValidationError
+
     from federation.settings import PeerSettings
 
-    settings = PeerSettings(
-        model=None if model == "none" else model,
-        name=name,
-        host=host,
-        port=port,
-        gpu_layers=_parse_gpu_layers(gpu_layers),
-        n_ctx=ctx,
-        threads=threads,
-        home=home,
-        db=db,
-        notes=notes,
-        share=share or [],
-        mesh=mesh,
-    )
+    try:
+        given = {"name": name, "threads": threads, "home": home, "db": db, "notes": notes, "mesh": mesh, "share": share, "peers": peer}
+        settings = PeerSettings(
+            model=None if model == "none" else model,
+            host=host,
+            port=port,
+            gpu_layers=_parse_gpu_layers(gpu_layers),
+            n_ctx=ctx,
+            mdns=mdns,
+            **{key: value for key, value in given.items() if value},  # unset flags leave MCPFED_* env values in force
+        )
+    except ValidationError as exc:
+        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 2)
     try:
         anyio.run(_serve, settings)
     except KeyboardInterrupt:
@@ -96,7 +100,10 @@ async def _serve(settings: Any) -> None:
             err.print(f"model {node.engine.info.name} ready: {node.engine.n_threads} threads, {node.engine.n_gpu_layers} GPU layers")
         err.print(f"peer [bold]{node.name}[/] ({node.peer_id}) serving; Ctrl-C stops it")
         out.print(node.mcp_url, highlight=False)
-        await anyio.sleep_forever()
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                err.print(f"{signal.Signals(signum).name}: leaving the mesh")
+                break
 
 
 @app.command()
@@ -257,12 +264,96 @@ def ledger(
     out.print(table)
 
 
+@app.command()
+def peers(
+    url: Annotated[Optional[str], typer.Option("--url", "-u", help="Ask this running peer (its URL) instead of reading the state dir.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep the table on screen, updated live from the peer's /events.")] = False,
+    home: Annotated[Optional[Path], typer.Option(help="State directory of the peer whose table to read.", envvar="MCPFED_HOME")] = None,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).")] = None,
+) -> None:
+    """Show the peer table: who this peer knows, how it reaches them, whether they are alive."""
+    if watch:
+        try:
+            anyio.run(_watch_peers, url or DEFAULT_URL)
+        except KeyboardInterrupt:
+            pass
+        return
+    if url is not None:
+        from federation.watch import fetch_peers
+
+        rows = anyio.run(fetch_peers, url)
+        source = url
+    else:
+        from federation.discovery.persist import stored_peers
+
+        rows, source = stored_peers(home, db)
+    if not rows:
+        err.print(f"no peers known to {source} (is `mcpfed serve` running? peers appear within a second on a LAN)")
+        return
+    out.print(_peer_table(rows))
+
+
+_STATUS_STYLE = {"up": "green", "suspect": "yellow", "dead": "red"}
+
+
+def _peer_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    from federation.urls import address_of
+
+    table = Table(box=None)
+    for column in ("name", "id", "address", "via", "models", "tools", "status", "in-flight", "latency"):
+        table.add_column(column, no_wrap=column in ("id", "address"))
+    for row in rows:
+        latency = row.get("latency_ms")
+        style = _STATUS_STYLE.get(row["status"], "")
+        table.add_row(
+            row["name"],
+            row["id"],
+            address_of(row["url"]),
+            row["via"],
+            ", ".join(row["models"]) or "-",
+            str(row["tools"]),
+            f"[{style}]{row['status']}[/]" if style else row["status"],
+            str(row["in_flight"]),
+            "-" if latency is None else f"{latency:.1f} ms",
+        )
+    return table
+
+
+async def _watch_peers(url: str) -> None:
+    from rich.live import Live
+
+    from federation.watch import follow_peers
+
+    live = Live(_peer_table([]), console=out, refresh_per_second=8)
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        if not live.is_started:
+            live.start()  # only once connected, so a wrong URL prints just the error
+        live.update(_peer_table(rows))
+
+    try:
+        await follow_peers(url, show)
+    finally:
+        if live.is_started:
+            live.stop()
+
+
 def main() -> None:
     """Console entry point: run the app, turning our errors into one stderr line."""
     try:
         app()
     except FederationError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except BaseExceptionGroup as group:  # raised through task groups while starting or stopping
+        mistake = group.subgroup(lambda exc: isinstance(exc, FederationError))
+        if mistake is None:
+            raise
+        while isinstance(mistake, BaseExceptionGroup):
+            mistake = mistake.exceptions[0]
+        err.print(f"[bold red]error:[/] {mistake}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -31,3 +31,46 @@ HOME_ENV = "MCPFED_HOME"
 
 TRACE_META_KEY = "mcpfed/trace"
 """Request `_meta` key carrying {trace_id, span_id, parent, hop, visited, caller}."""
+
+# -- discovery (docs/discovery.md) -------------------------------------------
+SERVICE_TYPE = "_mcp-fed._tcp.local."
+"""mDNS service type every peer advertises and browses; instance names are `<name>-<id8>`."""
+
+TXT_KEYS = ("id", "mesh", "path", "v", "cd")
+"""The TXT record: peer id, mesh tag, MCP path, protocol version, card digest. A hint only."""
+
+HEALTH_INTERVAL_SECONDS = 1.0
+"""A known peer is pinged (`GET /health`) this often; `DEAD_AFTER_MISSES` (3) misses in a row = dead."""
+
+HEALTH_TIMEOUT_SECONDS = 1.0
+"""A health ping not answered within this long counts as a miss (floor for short test intervals)."""
+
+CARD_FETCH_TIMEOUT_SECONDS = 2.0
+"""Deadline for fetching an advertised `/peer` (connect + whole body); slower counts as unreachable."""
+
+MAX_CARD_BYTES = 1024 * 1024
+"""A `/peer` body larger than this is refused unread (a hostile peer cannot balloon our memory)."""
+
+MDNS_RESOLVE_TIMEOUT_MS = 1000
+"""Wait for an instance's SRV/TXT/A records (usually already cached from its announcement)."""
+
+DISCOVERY_WORKERS = 4
+"""Card fetches that may run at once: a slow or hostile peer holds one worker, never discovery."""
+
+DISCOVERY_QUEUE_LIMIT = 64
+"""Instances waiting to be examined; beyond this, announcements are retried later instead of queued."""
+
+DISCOVERY_MAX_INSTANCES = 512
+"""mDNS instances tracked at once; under a flood the oldest not-admitted ones are forgotten first."""
+
+DISCOVERY_RETRY_SECONDS = (1.0, 30.0)
+"""Backoff (first, cap) for instances whose card could not be fetched, and for static peers."""
+
+STATIC_REFRESH_SECONDS = 10.0
+"""A reachable static peer's card is re-fetched this often (it has no mDNS digest to watch)."""
+
+DEAD_FORGET_SECONDS = 600.0
+"""A peer dead this long is dropped from the table (mDNS caches a crashed peer for 75 min)."""
+
+PEERS_SAVE_SECONDS = 2.0
+"""The peer table is written to the store at most this often (and at once on up/down events)."""

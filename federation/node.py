@@ -9,7 +9,9 @@ async with Node(PeerSettings(port=0)) as node:
 Routes on one port: `/mcp` (Streamable HTTP MCP), `/peer` (signed card,
 JSON), `/peer.md` (the card for people), `/health`, `/peers` (the peer
 table), `/events` (Server-Sent Events), `/metrics` (Prometheus). Everything the node starts it stops on exit,
-in reverse order; the node's lifetime is one task group.
+in reverse order; the node's lifetime is one task group. Discovery (mDNS,
+static peers, health pings, the stored peer table) runs as default services
+chosen from the settings (`federation.discovery`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from starlette.routing import Route
 
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
 from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH
+from federation.discovery import discovery_services
 from federation.errors import ConfigError, ModelFileError, PortInUseError
 from federation.events import EventBus
 from federation.home import state_dir
@@ -99,7 +102,7 @@ class Node:
 
     def __init__(self, settings: PeerSettings | None = None, *, services: Sequence[ServiceFactory] = ()) -> None:
         self.settings = settings or PeerSettings()
-        self._service_factories = [*self._default_services(), *services]
+        self._service_factories = [*discovery_services(self.settings), *self._default_services(), *services]
         if problem := self.settings.bind_problem():
             raise ConfigError(problem)
         self.home = state_dir(self.settings.home)

@@ -10,11 +10,12 @@ import ipaddress
 import re
 import shlex
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, MAX_REQUEST_BYTES
+from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, HEALTH_INTERVAL_SECONDS, MAX_REQUEST_BYTES
 from federation.errors import ConfigError
 
 __all__ = ["PeerSettings", "is_loopback", "parse_share"]
@@ -67,6 +68,9 @@ class PeerSettings(BaseSettings):
     max_hops: int = Field(default=4, ge=0, le=32, description="calls that have passed this many peers are refused")
     notes: Path | None = Field(default=None, description="folder of Markdown notes to offer as search_notes/read_note")
     share: list[str] = Field(default_factory=list, description="stdio MCP servers to offer, each NAME=COMMAND")
+    mdns: str = Field(default="auto", description="'auto' (follow --host), 'off', or a comma list of interfaces/IPv4 addresses")
+    peers: list[str] = Field(default_factory=list, description="static peer URLs, for networks where multicast is blocked")
+    health_interval: float = Field(default=HEALTH_INTERVAL_SECONDS, gt=0, le=60, description="seconds between health pings")
 
     @field_validator("model")
     @classmethod
@@ -95,6 +99,15 @@ class PeerSettings(BaseSettings):
     def shares(self) -> list[tuple[str, str]]:
         """The `share` entries as (name, command) pairs."""
         return [parse_share(spec) for spec in self.share]
+
+    @field_validator("peers")
+    @classmethod
+    def _peer_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not a peer URL; give one like http://192.168.1.20:8801")
+        return urls
 
     def bind_problem(self) -> str | None:
         """Why binding `host` is refused, or None when it is allowed."""

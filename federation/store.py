@@ -1,10 +1,14 @@
-"""The peer's database: every served call, in SQLite (or any SQLAlchemy URL).
+"""The peer's database: every served call and the peer table, in SQLite (or any SQLAlchemy URL).
 
 Writes stay off the request path: `record()` only puts the row on a bounded
 in-memory queue; a background task writes queued rows in one transaction
 every `LEDGER_FLUSH_SECONDS` from a worker thread. A full queue drops the row
 and counts it rather than slow a call. Closing the store flushes what is
 queued, so a clean stop loses nothing.
+
+The peer table is mirrored into `PeerRecord` rows (one set per observing
+peer, replaced whole each time) so `mcpfed peers` can show what a running
+peer sees without talking to it.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, create_engine, func, select
 
 from federation.const import LEDGER_FLUSH_SECONDS, LEDGER_QUEUE_LIMIT
 from federation.errors import ConfigError
 
-__all__ = ["CallRecord", "Store", "database_url"]
+__all__ = ["CallRecord", "PeerRecord", "Store", "database_url"]
 
 
 class CallRecord(SQLModel, table=True):
@@ -49,6 +53,24 @@ class CallRecord(SQLModel, table=True):
     receipt: str | None = Field(default=None, description="the callee's signed receipt, JSON")
     receipt_ok: bool | None = Field(default=None, description="receipt verified when received; None if none came")
     receipt_problem: str | None = None
+
+
+class PeerRecord(SQLModel, table=True):
+    """One peer as seen by `observer` (a running peer) when it last saved its table."""
+
+    observer: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    name: str
+    via: str = Field(description="best route: static, mdns or relay")
+    url: str
+    status: str = Field(description="up, suspect or dead")
+    last_seen: float = Field(description="unix time of the last successful contact")
+    latency_ms: float | None = None
+    in_flight: int = 0
+    queued: int = 0
+    calls_served: int = 0
+    card: str = Field(description="the peer's signed card, JSON")
+    saved_at: float
 
 
 def database_url(home: Path) -> str:
@@ -81,6 +103,10 @@ class Store:
         self._send.close()  # the writer drains what is queued, then ends
         assert self._task_group is not None
         await self._task_group.__aexit__(exc_type, exc, tb)
+        self.close()
+
+    def close(self) -> None:
+        """Release the database connections (a store used only for sync queries, e.g. by the CLI)."""
         self._engine.dispose()
 
     def record(self, on_write: Callable[[dict[str, Any]], None] | None = None, **fields: Any) -> None:
@@ -156,6 +182,17 @@ class Store:
         with Session(self._engine) as session:
             rows = session.exec(select(CallRecord.id, CallRecord.callee, CallRecord.receipt).where(CallRecord.receipt != None))  # noqa: E711
             return [(r[0], r[1], r[2]) for r in rows]
+
+    def save_peers(self, observer: str, rows: Sequence[PeerRecord]) -> None:
+        """Replace what `observer` knows with `rows`, in one transaction (sync: run it in a thread)."""
+        with Session(self._engine) as session:
+            session.execute(delete(PeerRecord).where(PeerRecord.observer == observer))  # type: ignore[arg-type]
+            session.add_all(rows)
+            session.commit()
+
+    def peers(self, observer: str) -> list[PeerRecord]:
+        with Session(self._engine) as session:
+            return list(session.exec(select(PeerRecord).where(PeerRecord.observer == observer).order_by(PeerRecord.name, PeerRecord.id)))
 
     def count_calls(self) -> int:
         with Session(self._engine) as session:

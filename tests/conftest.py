@@ -20,12 +20,12 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., PeerSettings]:
-    """PeerSettings for a test peer: port 0, its own home under tmp_path."""
+    """PeerSettings for a test peer: port 0, its own home under tmp_path, no model, mDNS off unless asked."""
     counter = iter(range(1000))
 
     def make(**overrides: Any) -> PeerSettings:
         name = overrides.pop("name", f"peer{next(counter)}")
-        values: dict[str, Any] = {"name": name, "port": 0, "home": tmp_path / name, "model": None}
+        values: dict[str, Any] = {"name": name, "port": 0, "home": tmp_path / name, "model": None, "mdns": "off"}
         values.update(overrides)
         return PeerSettings(**values)
 

@@ -1,0 +1,117 @@
+"""Mirror the peer table into the store, so `mcpfed peers` can read what a running peer sees.
+
+A writer task saves the whole table (as `PeerRecord` rows owned by this
+peer) shortly after each `peer_*` event and at least every
+`PEERS_SAVE_SECONDS` while anything changes (latency, load). Writes run in a
+worker thread, never on the event loop. On a clean stop the rows are
+cleared: a stopped peer knows no peers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from federation.card import PeerCard
+from federation.const import PEERS_SAVE_SECONDS
+from federation.home import state_dir
+from federation.identity import Identity
+from federation.peers import Peer
+from federation.store import PeerRecord, Store, database_url
+
+if TYPE_CHECKING:
+    from federation.node import Node
+
+__all__ = ["persist_peers", "record_as_dict", "stored_peers"]
+
+_COALESCE_SECONDS = 0.05
+
+
+def _record(observer: str, peer: Peer, saved_at: float) -> PeerRecord:
+    return PeerRecord(
+        observer=observer,
+        id=peer.id,
+        name=peer.name,
+        via=peer.via,
+        url=peer.url,
+        status=peer.status,
+        last_seen=peer.last_seen,
+        latency_ms=peer.latency_ms,
+        in_flight=peer.in_flight,
+        queued=peer.queued,
+        calls_served=peer.calls_served,
+        card=peer.card.model_dump_json(),
+        saved_at=saved_at,
+    )
+
+
+def record_as_dict(record: PeerRecord) -> dict[str, Any]:
+    """A stored row in the shape of `GET /peers` entries (the fields tables show)."""
+    card = PeerCard.model_validate(json.loads(record.card))
+    return {
+        "id": record.id,
+        "name": record.name,
+        "via": record.via,
+        "url": record.url,
+        "status": record.status,
+        "models": [m.name for m in card.models],
+        "tools": len(card.tools),
+        "in_flight": record.in_flight,
+        "queued": record.queued,
+        "latency_ms": None if record.latency_ms is None else round(record.latency_ms, 2),
+        "calls_served": record.calls_served,
+        "last_seen": record.last_seen,
+        "mesh": card.mesh,
+        "digest": card.digest(),
+    }
+
+
+def stored_peers(home: Path | None = None, db: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    """What the peer with state dir `home` last saved of its table, and where it was read from."""
+    directory = state_dir(home)
+    url = db or database_url(directory)
+    observer = Identity.load_or_create(directory).peer_id
+    store = Store(url)
+    try:
+        return [record_as_dict(record) for record in store.peers(observer)], url
+    finally:
+        store.close()
+
+
+async def _save(store: Store, observer: str, peers: list[Peer]) -> None:
+    now = time.time()
+    rows = [_record(observer, peer, now) for peer in peers]
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(store.save_peers, observer, rows)
+
+
+async def _keep_saved(node: Node) -> None:
+    last: list[dict[str, Any]] | None = None
+    async with node.events.subscribe() as events:
+        while True:
+            with anyio.move_on_after(PEERS_SAVE_SECONDS):
+                event = await anext(events, None)
+                if event is None:
+                    return  # the bus closed: the node is stopping
+                await anyio.sleep(_COALESCE_SECONDS)  # a burst of events becomes one write
+            snapshot = node.peers.snapshot()
+            if snapshot != last:
+                await _save(node.store, node.peer_id, list(node.peers))
+                last = snapshot
+
+
+@asynccontextmanager
+async def persist_peers(node: Node) -> AsyncIterator[None]:
+    """Node service: keep the store's copy of the peer table current."""
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(_keep_saved, node)
+        yield
+        task_group.cancel_scope.cancel()
+    await _save(node.store, node.peer_id, [])
