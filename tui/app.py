@@ -16,6 +16,7 @@ UI's path.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import tzinfo
 
 import anyio
@@ -47,6 +48,7 @@ from tui.widgets.connection_bar import ConnectionBar
 from tui.widgets.peers_table import COLUMN_KEYS, PeersTable
 from tui.widgets.prompt_box import PromptBox
 from tui.widgets.topology import TopologyView
+from tui.wire import FeedItem
 
 __all__ = ["DEFAULT_NODE_URL", "FLUSH_SECONDS", "MeshApp", "build_app", "run"]
 
@@ -88,8 +90,10 @@ class MeshApp(App[None]):
         card_headers: dict[str, str] | None = None,
         clock: Clock = time.time,
         tz: tzinfo | None = None,
+        trace_ids: Callable[[], str] = new_trace_id,
     ) -> None:
         super().__init__()
+        self._trace_ids = trace_ids
         self._feed = feed
         self._asker = asker
         self._url = url
@@ -125,9 +129,9 @@ class MeshApp(App[None]):
     async def _follow_feed(self) -> None:
         await self._feed.run(self.ingest)
 
-    def ingest(self, item: object) -> None:
+    def ingest(self, item: FeedItem) -> None:
         """Fold one feed item into the state; the screen catches up within `FLUSH_SECONDS`."""
-        self.state.apply(item)  # type: ignore[arg-type]
+        self.state.apply(item)
         if not self._redraw_pending:
             self._redraw_pending = True
             self.set_timer(FLUSH_SECONDS, self._show_state)
@@ -154,7 +158,7 @@ class MeshApp(App[None]):
         if self._asker is None:
             pane.failed, pane.status = True, "this view cannot ask (no node to ask through)"
             return
-        trace_id = new_trace_id()
+        trace_id = self._trace_ids()
         self.own_traces = self.own_traces | {trace_id}
         pane.text, pane.failed, pane.status = "", False, f"asking… (trace {trace_id[:8]})"
         self._ask(event.prompt, trace_id)
@@ -191,14 +195,12 @@ class MeshApp(App[None]):
         if row is None:
             self.notify(f"peer {peer_id[:8]} is no longer in the table", severity="warning")
             return
-        own_card = self.state.card if row.is_self else None
-        screen = PeerDetailScreen(
-            row, self.state.calls_of(peer_id), self.state.names(), card=own_card, fetch_card=self._fetch_card, tz=self._tz
-        )
-        self.push_screen(screen)
+        self.push_screen(PeerDetailScreen(row, self.state.calls_of(peer_id), self.state.names(), fetch_card=self._fetch_card, tz=self._tz))
 
     async def _fetch_card(self, row: PeerRow) -> PeerCard:
-        return await fetch_card(card_url_for(row.url), self._card_headers)
+        """The watched node's card from the URL we reach it by; another peer's from beside its MCP URL."""
+        url = NodeAddress(self._url).card if row.is_self else card_url_for(row.url)
+        return await fetch_card(url, self._card_headers)
 
     def sort_peers(self, column: str) -> None:
         self.query_one(PeersTable).sort_column = column

@@ -60,7 +60,6 @@ class ConnectionState:
     reason: str = ""
     retry_in: float = 0.0
     attempt: int = 0
-    since: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -83,24 +82,16 @@ class PeerRow:
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One call as the log shows it; `outcome` None means still running."""
+    """One call as the log shows it: the latest event about it (`info`), when it began, when we last heard."""
 
     seq: int
-    tool: str
-    trace_id: str | None
-    caller: str | None
-    callee: str | None
-    at: float
+    info: CallInfo
+    started_at: float
     seen: float
-    ms: float | None = None
-    outcome: str | None = None
-    error: str | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
 
     @property
     def running(self) -> bool:
-        return self.outcome is None
+        return self.info.outcome is None
 
 
 @dataclass(frozen=True)
@@ -160,7 +151,7 @@ class MeshState:
 
     def __init__(self, url: str = "", clock: Clock = time.time) -> None:
         self._clock = clock
-        self.connection = ConnectionState(url=url, since=clock())
+        self.connection = ConnectionState(url=url)
         self.card: PeerCard | None = None
         self.peers: dict[str, PeerInfo] = {}
         self._self_served = 0
@@ -175,7 +166,7 @@ class MeshState:
             self._connected(item)
         elif isinstance(item, Disconnected):
             self.connection = replace(
-                self.connection, phase="unreachable", reason=item.reason, retry_in=item.retry_in, attempt=item.attempt, since=self._clock()
+                self.connection, phase="unreachable", reason=item.reason, retry_in=item.retry_in, attempt=item.attempt
             )
             self._abandon_running()
         elif isinstance(item, Hello):
@@ -193,14 +184,15 @@ class MeshState:
         self.card = item.card
         self.peers = {p.id: p for p in item.peers}
         self._self_served = item.calls_served
-        self.connection = replace(self.connection, phase="connected", reason="", retry_in=0.0, attempt=0, since=self._clock())
+        self.connection = replace(self.connection, phase="connected", reason="", retry_in=0.0, attempt=0)
 
     def _abandon_running(self) -> None:
         """Calls that were running when the stream broke will never report; say so."""
         for calls in self._traces.values():
             for index, call in enumerate(calls):
                 if call.running:
-                    calls[index] = replace(call, outcome="lost", error="the connection to the node broke while it ran", seen=self._clock())
+                    lost = call.info.model_copy(update={"outcome": "lost", "error": "the connection to the node broke while it ran"})
+                    calls[index] = replace(call, info=lost, seen=self._clock())
 
     def _peer_event(self, event: PeerEvent) -> None:
         if event.kind == "peer_down" and event.reason == "left":
@@ -217,15 +209,8 @@ class MeshState:
             self._record(info)
             return
         calls, index = self._running_match(info) or self._record(info)
-        calls[index] = replace(
-            calls[index],
-            ms=info.ms,
-            outcome=info.outcome or "ok",
-            error=info.error,
-            tokens_in=info.tokens_in,
-            tokens_out=info.tokens_out,
-            seen=self._clock(),
-        )
+        done = info if info.outcome else info.model_copy(update={"outcome": "ok"})
+        calls[index] = replace(calls[index], info=done, seen=self._clock())
         if info.callee is not None and info.ms is not None:
             self._stats.setdefault(info.callee, _Stats()).add(info.ms, info.tokens_out)
         if self.card is not None and info.callee == self.card.id:
@@ -234,9 +219,8 @@ class MeshState:
     def _record(self, info: CallInfo) -> tuple[list[CallRecord], int]:
         """A new call in its trace (a trace of its own without a trace id); where it was put."""
         self._seq += 1
-        call = CallRecord(
-            seq=self._seq, tool=info.tool, trace_id=info.trace_id, caller=info.caller, callee=info.callee, at=info.at, seen=self._clock()
-        )
+        started_at = info.at - (info.ms or 0.0) / 1000
+        call = CallRecord(seq=self._seq, info=info, started_at=started_at, seen=self._clock())
         calls = self._traces.setdefault(info.trace_id or f"call-{self._seq}", [])
         calls.append(call)
         while len(self._traces) > MAX_TRACES:
@@ -249,9 +233,10 @@ class MeshState:
             pools = [self._traces[info.trace_id]] if info.trace_id in self._traces else []
         else:
             pools = list(self._traces.values())
+        wanted = (info.tool, info.callee, info.caller, info.trace_id)
         for calls in pools:
             for index, call in enumerate(calls):
-                if call.running and (call.tool, call.callee, call.caller, call.trace_id) == (info.tool, info.callee, info.caller, info.trace_id):
+                if call.running and (call.info.tool, call.info.callee, call.info.caller, call.info.trace_id) == wanted:
                     return calls, index
         return None
 
@@ -264,8 +249,8 @@ class MeshState:
         counts: dict[str, int] = {}
         for calls in self._traces.values():
             for call in calls:
-                if call.running and call.callee:
-                    counts[call.callee] = counts.get(call.callee, 0) + 1
+                if call.running and call.info.callee:
+                    counts[call.info.callee] = counts.get(call.info.callee, 0) + 1
         return counts
 
     def peer_rows(self) -> tuple[PeerRow, ...]:
@@ -324,7 +309,7 @@ class MeshState:
 
     def calls_of(self, peer_id: str) -> list[CallRecord]:
         """Recent calls a peer served or made, newest first."""
-        found = [c for calls in self._traces.values() for c in calls if peer_id in (c.caller, c.callee)]
+        found = [c for calls in self._traces.values() for c in calls if peer_id in (c.info.caller, c.info.callee)]
         return sorted(found, key=lambda c: c.seq, reverse=True)
 
     def topology(self) -> Topology:
@@ -336,9 +321,10 @@ class MeshState:
         edges = []
         for calls in self._traces.values():
             for call in calls:
-                if call.caller is None or call.callee is None or call.caller == call.callee:
+                caller, callee = call.info.caller, call.info.callee
+                if caller is None or callee is None or caller == callee:
                     continue
                 if call.running or now - call.seen < EDGE_TTL:
                     finished = None if call.running else call.seen
-                    edges.append(Edge(call.caller, call.callee, finished, failed=call.outcome not in (None, "ok")))
+                    edges.append(Edge(caller, callee, finished, failed=call.info.outcome not in (None, "ok")))
         return Topology(self.self_id, tuple(peers), frozenset(self._running_by_callee()), tuple(edges))

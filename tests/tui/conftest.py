@@ -69,3 +69,26 @@ def signed_cards(tmp_path: Path) -> Callable[[int], list[PeerCard]]:
         return cards
 
     return make
+
+
+@asynccontextmanager
+async def serve_app(asgi_app: object) -> AsyncIterator[str]:
+    """Serve an ASGI app on a free loopback port; yields its base URL."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    server = uvicorn.Server(uvicorn.Config(asgi_app, log_level="warning", lifespan="off"))  # type: ignore[arg-type]
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            with anyio.fail_after(5):
+                while not server.started:
+                    await anyio.sleep(0.01)
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+            server.should_exit = True
+    finally:
+        sock.close()

@@ -93,14 +93,15 @@ async def test_enter_on_a_peer_opens_its_verified_card(start_node: StartNode, wa
             await wait_until(pilot, lambda: "alice" in table_names(pilot), "alice listed")
             table = pilot.app.query_one(PeersTable)
             table.focus()
-            table.move_cursor(row=table_names(pilot).index("alice"))
-            await pilot.press("enter")
-            await wait_until(pilot, lambda: isinstance(pilot.app.screen, PeerDetailScreen), "the detail screen")
-            card = pilot.app.screen.query_one("#detail-card", Markdown)
-            await wait_until(pilot, lambda: "signature verified" in card.source, "the verified card")
-            assert f"# alice (`{alice.peer_id}`)" in card.source
-            await pilot.press("escape")
-            await wait_until(pilot, lambda: not isinstance(pilot.app.screen, PeerDetailScreen), "back to the main screen")
+            for peer in (alice, watched):
+                table.move_cursor(row=table_names(pilot).index(peer.name))
+                await pilot.press("enter")
+                await wait_until(pilot, lambda: isinstance(pilot.app.screen, PeerDetailScreen), "the detail screen")
+                card = pilot.app.screen.query_one("#detail-card", Markdown)
+                await wait_until(pilot, lambda: "signature verified" in card.source, f"{peer.name}'s verified card")
+                assert f"# {peer.name} (`{peer.peer_id}`)" in card.source
+                await pilot.press("escape")
+                await wait_until(pilot, lambda: not isinstance(pilot.app.screen, PeerDetailScreen), "back to the main screen")
 
 
 async def test_a_hundred_peers_fit_an_80_by_24_terminal(start_node: StartNode, watch: Watch, signed_cards: Callable[[int], list[PeerCard]]) -> None:
@@ -122,22 +123,28 @@ async def test_a_prompt_streams_an_answer_and_the_call_log_records_it(model_node
         assert isinstance(app, MeshApp)
         await pilot.press("slash", *"Name a colour", "enter")
         pane = app.query_one(AnswerPane)
-        lengths: set[int] = set()
+        shown: list[str] = []
+
+        def saw(text: str) -> None:  # every state of the answer the user saw
+            shown.append(text)
+
+        app.watch(pane, "text", saw, init=False)
 
         def answered() -> bool:
-            lengths.add(len(pane.text))
             return "trace" in pane.status and not pane.status.startswith("asking")
 
         await wait_until(pilot, answered, "the answer finished", timeout=60)
         assert not pane.failed, pane.status
         assert pane.text.strip(), "the answer is empty"
-        assert len(lengths - {0}) >= 3, f"the answer did not stream (lengths seen: {sorted(lengths)})"
+        partial = [text for text in shown if text]
+        assert len(partial) >= 3, f"the answer did not stream: {partial}"
+        assert all(later.startswith(earlier) for earlier, later in zip(partial, partial[1:])), "the answer did not grow in place"
         log = app.query_one(CallLog)
 
         def logged_chat() -> bool:
-            return any(c.tool == "chat" and c.outcome == "ok" and c.tokens_out > 0 for t in log.traces for c in t.calls)
+            return any(c.info.tool == "chat" and c.info.outcome == "ok" and c.info.tokens_out > 0 for t in log.traces for c in t.calls)
 
         await wait_until(pilot, logged_chat, "a finished chat call in the log")
         (mine,) = [t for t in log.traces if t.key in app.own_traces]
-        assert mine.calls[0].tool == "chat"
+        assert mine.calls[0].info.tool == "chat"
         assert app.peer_rows[0].tokens_per_s is not None and app.peer_rows[0].calls_served >= 1

@@ -75,7 +75,7 @@ def test_calls_of_one_trace_group_together_and_finishes_pair_with_their_start() 
     state.apply(started("chat", OTHER.id, trace="t", caller=SELF.id))
     state.apply(finished("chat", OTHER.id, trace="t", caller=SELF.id, ms=5.0))
     (trace,) = state.traces()
-    assert [c.tool for c in trace.calls] == ["mesh_fan_out", "chat", "chat"]
+    assert [c.info.tool for c in trace.calls] == ["mesh_fan_out", "chat", "chat"]
     assert [c.running for c in trace.calls] == [True, False, True]  # the oldest running match finished
 
 
@@ -83,14 +83,14 @@ def test_a_finish_without_a_start_still_shows_up() -> None:
     state = connected_state()
     state.apply(finished("embed", SELF.id, ms=3.0))
     (trace,) = state.traces()
-    assert trace.calls[0].outcome == "ok" and trace.calls[0].ms == 3.0
+    assert trace.calls[0].info.outcome == "ok" and trace.calls[0].info.ms == 3.0
 
 
 def test_calls_running_when_the_stream_broke_are_marked_lost() -> None:
     state = connected_state()
     state.apply(started("chat", SELF.id))
     state.apply(Disconnected(reason="gone", retry_in=1.0, attempt=1))
-    assert state.traces()[0].calls[0].outcome == "lost"
+    assert state.traces()[0].calls[0].info.outcome == "lost"
     assert state.connection.phase == "unreachable" and row(state, SELF.id).status == "unreachable"
 
 

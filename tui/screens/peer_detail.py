@@ -1,8 +1,8 @@
-"""A peer's detail: its signed card (models, tools, endpoints), live figures and recent calls.
+"""A peer's detail: its signed card (models, tools, endpoints), figures and recent calls.
 
-The card of the watched node came with the stream; another peer's card is
-fetched from the peer itself (`/peer` next to its MCP URL) and verified
-against its id, so what is shown is what the peer signed. A peer the TUI
+The card is fetched from the peer itself (`/peer` beside its MCP URL; the
+watched node's from the URL the TUI reaches it by) and verified against the
+peer's id, so what is shown is what the peer signed, as it is now. A peer the TUI
 cannot reach directly (behind NAT, different network) still shows what the
 watched node knows of it.
 """
@@ -59,15 +59,13 @@ class PeerDetailScreen(Screen[None]):
         calls: list[CallRecord],
         names: dict[str, str],
         *,
-        card: PeerCard | None,
-        fetch_card: CardFetcher | None,
+        fetch_card: CardFetcher,
         tz: tzinfo | None = None,
     ) -> None:
         super().__init__()
         self.row = row
         self._calls = calls[:RECENT_CALLS]
         self._names = names
-        self._card = card
         self._fetch = fetch_card
         self._tz = tz
 
@@ -92,14 +90,7 @@ class PeerDetailScreen(Screen[None]):
     async def action_reload(self) -> None:
         view = self.query_one("#detail-card", Markdown)
         try:
-            if self._card is not None:
-                card = self._card
-            elif self._fetch is not None:
-                card = await self._fetch(self.row)
-            else:
-                await view.update("*this peer's card is not available*")
-                return
-            card = verify_card(card, expected_id=self.row.id)
+            card = verify_card(await self._fetch(self.row), expected_id=self.row.id)
         except CardError as exc:
             await view.update(f"**The card failed verification:** {exc}")
         except (httpx2.HTTPError, AuthRequired, OSError, ValueError, FederationError) as exc:

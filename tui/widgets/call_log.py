@@ -96,7 +96,7 @@ class CallLog(Tree[CallRecord]):
             child.data = call
             child.refresh()
         for call in rest[len(children) :]:
-            node.add_leaf(call.tool, data=call)
+            node.add_leaf(call.info.tool, data=call)
         node.refresh()
 
     def watch_names(self) -> None:
@@ -118,7 +118,7 @@ class CallLog(Tree[CallRecord]):
         line = call_line(call, self.names, self._tz, self.get_component_rich_style)
         if node.children:
             line.append(f" (+{len(node.children)})", self.get_component_rich_style("call-log--detail"))
-        if call.trace_id is not None and call.trace_id in self.own_traces and node.parent is self.root:
+        if call.info.trace_id in self.own_traces and node.parent is self.root:
             line = Text.assemble(("› ", self.get_component_rich_style("call-log--mine")), line)
         line.stylize(style)
         if node.allow_expand:
@@ -130,20 +130,21 @@ class CallLog(Tree[CallRecord]):
 
 def call_line(call: CallRecord, names: dict[str, str], tz: tzinfo | None, style_of: Callable[[str], Style]) -> Text:
     """`12:04:05 alice → bob  chat  812 ms  12→40 tok  ok` for one call."""
-    when = datetime.fromtimestamp(call.at, tz).strftime("%H:%M:%S") if call.at else "--:--:--"
+    info = call.info
+    when = datetime.fromtimestamp(call.started_at, tz).strftime("%H:%M:%S") if call.started_at else "--:--:--"
     parts: list[tuple[str, Style] | str] = [
         (when, style_of("call-log--time")),
-        f" {display_name(call.caller, names)} → {display_name(call.callee, names)} ",
-        (call.tool, style_of("call-log--tool")),
+        f" {display_name(info.caller, names)} → {display_name(info.callee, names)} ",
+        (info.tool, style_of("call-log--tool")),
     ]
     if call.running:
         parts.append((" running…", style_of("call-log--running")))
     else:
-        parts.append((f" {call.ms:.0f} ms" if call.ms is not None else "", style_of("call-log--detail")))
-        if call.tokens_in or call.tokens_out:
-            parts.append((f" {call.tokens_in}→{call.tokens_out} tok", style_of("call-log--detail")))
-        ok = call.outcome == "ok"
-        parts.append((f" {call.outcome}", style_of("call-log--ok" if ok else "call-log--failed")))
-        if call.error and not ok:
-            parts.append((f": {call.error.splitlines()[0][:80]}", style_of("call-log--failed")))
+        parts.append((f" {info.ms:.0f} ms" if info.ms is not None else "", style_of("call-log--detail")))
+        if info.tokens_in or info.tokens_out:
+            parts.append((f" {info.tokens_in}→{info.tokens_out} tok", style_of("call-log--detail")))
+        ok = info.outcome == "ok"
+        parts.append((f" {info.outcome}", style_of("call-log--ok" if ok else "call-log--failed")))
+        if info.error and not ok:
+            parts.append((f": {info.error.splitlines()[0][:80]}", style_of("call-log--failed")))
     return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")

@@ -8,6 +8,7 @@ one still running.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from datetime import timezone
 
@@ -109,7 +110,10 @@ class CannedAsker:
 
 
 def make_app() -> MeshApp:
-    return MeshApp(ReplayFeed(ITEMS), CannedAsker(), url="http://127.0.0.1:8801", clock=lambda: NOW, tz=timezone.utc)
+    trace_ids = (f"{n:08x}{0:024x}" for n in itertools.count(0xA11CE))
+    return MeshApp(
+        ReplayFeed(ITEMS), CannedAsker(), url="http://127.0.0.1:8801", clock=lambda: NOW, tz=timezone.utc, trace_ids=lambda: next(trace_ids)
+    )
 
 
 app = make_app()
