@@ -18,10 +18,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import tzinfo
-
-import anyio
 from typing import ClassVar
 
+import anyio
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -54,7 +53,7 @@ __all__ = ["DEFAULT_NODE_URL", "FLUSH_SECONDS", "MeshApp", "build_app", "run"]
 
 DEFAULT_NODE_URL = "http://127.0.0.1:8801"
 
-FLUSH_SECONDS = 0.05
+FLUSH_SECONDS = 0.1
 """Longest an event waits before the screen shows it; events within this window share one redraw."""
 
 
@@ -84,7 +83,7 @@ class MeshApp(App[None]):
     def __init__(
         self,
         feed: Feed,
-        asker: Asker | None,
+        asker: Asker,
         *,
         url: str,
         card_headers: dict[str, str] | None = None,
@@ -155,9 +154,6 @@ class MeshApp(App[None]):
     def _asked(self, event: PromptBox.Asked) -> None:
         pane = self.query_one(AnswerPane)
         self.screen.add_class("-answering")
-        if self._asker is None:
-            pane.failed, pane.status = True, "this view cannot ask (no node to ask through)"
-            return
         trace_id = self._trace_ids()
         self.own_traces = self.own_traces | {trace_id}
         pane.text, pane.failed, pane.status = "", False, f"asking… (trace {trace_id[:8]})"
@@ -165,7 +161,6 @@ class MeshApp(App[None]):
 
     @work(exclusive=True, group="ask")
     async def _ask(self, prompt: str, trace_id: str) -> None:
-        assert self._asker is not None
         pane = self.query_one(AnswerPane)
 
         async def stream(piece: str) -> None:

@@ -18,7 +18,7 @@ httpx2 throughout.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +29,7 @@ from federation.card import PeerCard
 from tui.address import NodeAddress
 from tui.wire import Connected, Disconnected, FeedItem, Hello, PeerInfo, PeersRefreshed, parse_event
 
-__all__ = ["AuthRequired", "Backoff", "Feed", "HttpFeed", "describe_http_error", "fetch_card", "refused_message"]
+__all__ = ["AuthRequired", "Backoff", "Feed", "HttpFeed", "ReplayFeed", "describe_http_error", "fetch_card", "refused_message"]
 
 Deliver = Callable[[FeedItem], None]
 
@@ -51,6 +51,18 @@ class Feed(Protocol):
     """A source of feed items; `run` delivers them until cancelled."""
 
     async def run(self, deliver: Deliver) -> None: ...
+
+
+class ReplayFeed:
+    """Delivers fixed items at once, then stays "connected" forever: a mesh without a network (snapshots, benches)."""
+
+    def __init__(self, items: Iterable[FeedItem]) -> None:
+        self._items = tuple(items)
+
+    async def run(self, deliver: Deliver) -> None:
+        for item in self._items:
+            deliver(item)
+        await anyio.sleep_forever()
 
 
 class AuthRequired(Exception):

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from federation.card import PeerCard
-
-from tui.wire import CallEvent, CallInfo, Connected, Disconnected, Dropped, FeedItem, Hello, PeerEvent, PeerInfo, PeersRefreshed
+from tui.wire import CallEvent, CallInfo, Connected, Disconnected, Dropped, FeedItem, PeerEvent, PeerInfo, PeersRefreshed
 
 __all__ = [
     "CallRecord",
+    "Clock",
     "ConnectionState",
     "EDGE_TTL",
     "Edge",
@@ -169,8 +169,6 @@ class MeshState:
                 self.connection, phase="unreachable", reason=item.reason, retry_in=item.retry_in, attempt=item.attempt
             )
             self._abandon_running()
-        elif isinstance(item, Hello):
-            self.card = item.card
         elif isinstance(item, PeersRefreshed):
             self.peers = {p.id: p for p in item.peers}
         elif isinstance(item, PeerEvent):

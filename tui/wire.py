@@ -123,7 +123,8 @@ class Disconnected:
     attempt: int
 
 
-FeedItem = Hello | PeerEvent | CallEvent | Dropped | Connected | PeersRefreshed | Disconnected
+FeedItem = PeerEvent | CallEvent | Dropped | Connected | PeersRefreshed | Disconnected
+"""What a feed delivers (the `hello` event arrives folded into `Connected`)."""
 
 _PEER_KINDS = {"peer_up", "peer_suspect", "peer_down", "peer_changed"}
 _CALL_KINDS = {"call_started", "call_finished"}

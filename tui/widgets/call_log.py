@@ -25,6 +25,7 @@ from tui.state import CallRecord, Trace, display_name
 __all__ = ["CallLog", "call_line"]
 
 _TOGGLE = Style.from_meta({"toggle": True})
+_LINE_CACHE = 2000
 
 
 class CallLog(Tree[CallRecord]):
@@ -63,6 +64,7 @@ class CallLog(Tree[CallRecord]):
         self._tz = tz
         self._trace_nodes: dict[str, TreeNode[CallRecord]] = {}
         self._shown: dict[str, Trace] = {}
+        self._lines: dict[tuple[CallRecord, int, bool], Text] = {}
 
     def watch_traces(self, traces: tuple[Trace, ...]) -> None:
         keep = self.cursor_node if self.cursor_line > 0 else None
@@ -100,26 +102,48 @@ class CallLog(Tree[CallRecord]):
         node.refresh()
 
     def watch_names(self) -> None:
-        self._refresh_all()
+        self._relabel()
 
     def watch_own_traces(self) -> None:
-        self._refresh_all()
+        self._relabel()
 
-    def _refresh_all(self) -> None:
+    def notify_style_update(self) -> None:
+        self._lines.clear()  # the theme changed: colours change
+        super().notify_style_update()
+
+    def _relabel(self) -> None:
+        self._lines.clear()
         for node in self._trace_nodes.values():
             node.refresh()
             for child in node.children:
                 child.refresh()
 
+    def _line(self, node: TreeNode[CallRecord], call: CallRecord) -> Text:
+        """A node's text before cursor styling; cached, since the tree measures every line on each change."""
+        mine = call.info.trace_id in self.own_traces and node.parent is self.root
+        key = (call, len(node.children), mine)
+        line = self._lines.get(key)
+        if line is None:
+            if len(self._lines) > _LINE_CACHE:
+                self._lines.clear()
+            line = call_line(call, self.names, self._tz, self.get_component_rich_style)
+            if node.children:
+                line.append(f" (+{len(node.children)})", self.get_component_rich_style("call-log--detail"))
+            if mine:
+                line = Text.assemble(("› ", self.get_component_rich_style("call-log--mine")), line)
+            self._lines[key] = line
+        return line
+
+    def get_label_width(self, node: TreeNode[CallRecord]) -> int:
+        if node.data is None:
+            return super().get_label_width(node)
+        return self._line(node, node.data).cell_len + (2 if node.parent is self.root else 0)
+
     def render_label(self, node: TreeNode[CallRecord], base_style: Style, style: Style) -> Text:
         call = node.data
         if call is None:
             return super().render_label(node, base_style, style)
-        line = call_line(call, self.names, self._tz, self.get_component_rich_style)
-        if node.children:
-            line.append(f" (+{len(node.children)})", self.get_component_rich_style("call-log--detail"))
-        if call.info.trace_id in self.own_traces and node.parent is self.root:
-            line = Text.assemble(("› ", self.get_component_rich_style("call-log--mine")), line)
+        line = self._line(node, call).copy()
         line.stylize(style)
         if node.allow_expand:
             return Text.assemble((self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE, base_style + _TOGGLE), line)

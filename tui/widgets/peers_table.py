@@ -23,6 +23,7 @@ from textual.events import Resize
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from tui.state import PeerRow
 
@@ -56,8 +57,8 @@ class _IdCell(Text):
         self.peer_id = peer_id
 
 
-def _name(row: PeerRow) -> Content:
-    return Content.styled(row.name, "bold $text-accent") if row.is_self else Content(row.name)
+def _name(row: PeerRow) -> Content | Text:
+    return Content.styled(row.name, "bold $text-accent") if row.is_self else Text(row.name)
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,8 @@ class _Column:
 _COLUMNS = (
     _Column("name", "name", 8, lambda r: (not r.is_self, r.name.lower()), _name, flex=2),
     _Column("id", "id", 6, lambda r: r.id, lambda r: _IdCell(r.id)),
-    _Column("via", "via", 6, lambda r: r.via, lambda r: Content(r.via)),
-    _Column("model", "model", 6, lambda r: ",".join(r.models), lambda r: Content(", ".join(r.models) or "—"), flex=3),
+    _Column("via", "via", 6, lambda r: r.via, lambda r: Text(r.via)),
+    _Column("model", "model", 6, lambda r: ",".join(r.models), lambda r: Text(", ".join(r.models) or "—"), flex=3),
     _Column("status", "status", 9, lambda r: _STATUS_ORDER.get(r.status, 9), _status),
     _Column("in_flight", "busy", 4, lambda r: -r.in_flight, lambda r: _number(r.in_flight, "d")),
     _Column("p50", "p50ms", 5, lambda r: r.p50_ms if r.p50_ms is not None else float("inf"), lambda r: _number(r.p50_ms, ".0f", dim=r.p50_is_ping)),
@@ -115,6 +116,7 @@ class PeersTable(DataTable[Any]):
 
     # -- state in ----------------------------------------------------------
     def watch_peer_rows(self, rows: tuple[PeerRow, ...]) -> None:
+        keep = self._cursor_peer()
         wanted = {row.id: row for row in rows}
         for gone in self._shown.keys() - wanted.keys():
             self.remove_row(gone)
@@ -127,29 +129,32 @@ class PeersTable(DataTable[Any]):
                 for column in _COLUMNS:
                     self.update_cell(row.id, column.key, column.cell(row))
             self._shown[row.id] = row
-        self._apply_sort()
+        if self._order() != [row.key.value for row in self.ordered_rows]:
+            self._apply_sort(keep)
 
     def watch_sort_column(self) -> None:
-        self._apply_sort()
+        self._apply_sort(self._cursor_peer())
 
     def watch_sort_reverse(self) -> None:
-        self._apply_sort()
+        self._apply_sort(self._cursor_peer())
 
-    def _apply_sort(self) -> None:
+    def _order(self) -> list[str]:
+        """Peer ids in the order the sort column asks for."""
         column = next(c for c in _COLUMNS if c.key == self.sort_column)
-        shown = self._shown
-        if not shown:
-            return
-        keep = self._cursor_peer()
-        self.sort("id", key=lambda cell: column.sort_value(shown[cell.peer_id]), reverse=self.sort_reverse)
-        if keep is not None and keep in shown:
+        return sorted(self._shown, key=lambda peer_id: column.sort_value(self._shown[peer_id]), reverse=self.sort_reverse)
+
+    def _apply_sort(self, keep: str | None) -> None:
+        """Order rows by the sort column; the cursor stays on the peer `keep` if it is still listed."""
+        rank = {peer_id: index for index, peer_id in enumerate(self._order())}
+        self.sort("id", key=lambda cell: rank[cell.peer_id])
+        if keep is not None and keep in self._shown:
             self.move_cursor(row=self.get_row_index(keep), scroll=False)
 
     def _cursor_peer(self) -> str | None:
-        if not self.row_count:
+        try:
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except CellDoesNotExist:  # an empty table
             return None
-        row_key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        return row_key.value
 
     # -- layout ------------------------------------------------------------
     @on(Resize)
@@ -178,9 +183,7 @@ class PeersTable(DataTable[Any]):
             self.add_column(column.label, width=self._widths[column.key], key=column.key)
         for row in self._shown.values():
             self.add_row(*(c.cell(row) for c in _COLUMNS), key=row.id)
-        self._apply_sort()
-        if keep is not None and keep in self._shown:
-            self.move_cursor(row=self.get_row_index(keep), scroll=False)
+        self._apply_sort(keep)
 
     # -- user actions --------------------------------------------------------
     def action_cycle_sort(self) -> None:

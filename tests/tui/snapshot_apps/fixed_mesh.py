@@ -12,11 +12,10 @@ import itertools
 from collections.abc import Iterable
 from datetime import timezone
 
-import anyio
-
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary
 from tui.app import MeshApp
 from tui.asking import Answer
+from tui.feed import ReplayFeed
 from tui.wire import CallEvent, CallInfo, Connected, FeedItem, PeerInfo
 
 NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
@@ -84,18 +83,6 @@ ITEMS: tuple[FeedItem, ...] = (
     _call("call_finished", "generate", NOW - 5, EOWIND, CIRRUS, "t3", ms=5000.0, outcome="error", error="peer cirrus timed out"),
     _call("call_started", "chat", NOW - 1, ATLAS, BOREALIS, "t4"),
 )
-
-
-class ReplayFeed:
-    """Delivers fixed items at once, then stays connected forever."""
-
-    def __init__(self, items: Iterable[FeedItem]) -> None:
-        self._items = tuple(items)
-
-    async def run(self, deliver) -> None:  # type: ignore[no-untyped-def]
-        for item in self._items:
-            deliver(item)
-        await anyio.sleep_forever()
 
 
 class CannedAsker:
