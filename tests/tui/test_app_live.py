@@ -20,7 +20,7 @@ from tui.widgets.peers_table import PeersTable
 from tui.widgets.prompt_box import PromptBox
 from tui.widgets.topology import TopologyView
 
-from conftest import wait_until
+from tui_helpers import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from federation.settings import PeerSettings
 from tui.observer import observer_node, observer_settings
 from tui.widgets.peers_table import PeersTable
 
-from conftest import app_for, wait_until
+from tui_helpers import app_for, wait_until
 
 pytestmark = pytest.mark.anyio
 
