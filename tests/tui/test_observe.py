@@ -10,6 +10,7 @@ import pytest
 from federation.node import Node
 from federation.settings import PeerSettings
 from tui.observer import observer_node, observer_settings
+from tui.widgets.answer_pane import AnswerPane
 from tui.widgets.peers_table import PeersTable
 
 from tui_helpers import app_for, wait_until
@@ -38,3 +39,13 @@ async def test_peers_admitted_to_the_observer_show_in_its_table(
             observer.peers.admit(alice.card(), "mdns", alice.mcp_url)
             await wait_until(pilot, lambda: table.row_count == 2, "alice in the observer's table")
             assert str(table.get_row_at(1)[2]) == "mdns"
+
+
+async def test_asking_a_node_without_model_or_router_says_what_to_do(make_settings: Callable[..., PeerSettings]) -> None:
+    async with observer_node(observer_settings(make_settings(name="me"))) as observer:
+        app = app_for(observer.url)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("slash", *"hello", "enter")
+            pane = app.query_one(AnswerPane)
+            await wait_until(pilot, lambda: pane.failed, "the prompt failing")
+            assert "neither mesh_ask" in pane.status and "--model" in pane.status
