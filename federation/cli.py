@@ -340,6 +340,20 @@ async def _watch_peers(url: str) -> None:
             live.stop()
 
 
+@app.command()
+def tui(
+    node: Annotated[Optional[str], typer.Option("--node", "-n", help="URL of the peer to watch (default http://127.0.0.1:8801; a relay's <relay>/p/<peer-id> too).", envvar="MCPFED_NODE")] = None,
+    observe: Annotated[bool, typer.Option("--observe", help="Start a light peer of our own (no model) that joins the mesh, and watch it.")] = False,
+    token: Annotated[Optional[str], typer.Option("--token", help="The mesh secret, sent as a bearer token.", envvar="MCPFED_MESH_SECRET")] = None,
+) -> None:
+    """Watch the mesh live: peers, topology, calls, and a prompt box that asks the mesh."""
+    if observe and node:
+        _fail("--observe watches a peer of its own; leave out --node, or drop --observe to watch that node.", 2)
+    from tui.app import run
+
+    run(node, observe=observe, token=token)
+
+
 def main() -> None:
     """Console entry point: run the app, turning our errors into one stderr line."""
     try:

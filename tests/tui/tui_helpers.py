@@ -1,0 +1,55 @@
+"""Helpers for TUI tests: the app on a URL with fast retries, waiting for what a user would see, serving a bare ASGI app."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import uvicorn
+from textual.pilot import Pilot
+
+from tui.address import NodeAddress
+from tui.app import MeshApp
+from tui.asking import MeshAsker
+from tui.feed import Backoff, HttpFeed
+
+FAST_BACKOFF = Backoff(first=0.1, cap=0.4)
+ANSWER_TOKENS = 16  # enough to see streaming; the shared test machine generates slowly
+
+
+async def wait_until(pilot: Pilot, check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Let the app run until `check()` holds; fail saying `what` was not seen."""
+    with anyio.move_on_after(timeout):
+        while not check():
+            await pilot.pause(0.05)
+        return
+    raise AssertionError(f"not seen within {timeout:g} s: {what}")
+
+
+def app_for(url: str, *, headers: dict[str, str] | None = None) -> MeshApp:
+    """The TUI watching `url`, retrying fast (tests stop and restart nodes)."""
+    address = NodeAddress.parse(url)
+    feed = HttpFeed(address, headers=headers, backoff=FAST_BACKOFF, refresh_seconds=1.0)
+    asker = MeshAsker(address.mcp, headers=headers, max_tokens=ANSWER_TOKENS)
+    return MeshApp(feed, asker, url=address.base, card_headers=headers)
+
+
+@asynccontextmanager
+async def serve_app(asgi_app: object) -> AsyncIterator[str]:
+    """Serve an ASGI app on a free loopback port; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    server = uvicorn.Server(uvicorn.Config(asgi_app, log_level="warning", lifespan="off"))  # type: ignore[arg-type]
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            with anyio.fail_after(5):
+                while not server.started:
+                    await anyio.sleep(0.01)
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+            server.should_exit = True
+    finally:
+        sock.close()
