@@ -348,6 +348,21 @@ class Router:
                 logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, problem)
             fields.update(receipt=json.dumps(receipt), receipt_ok=problem is None, receipt_problem=problem)
 
+        tokens_in, tokens_out = int(usage.get("tokens_in", 0) or 0), int(usage.get("tokens_out", 0) or 0)
+        self.node.events.publish(  # the caller's side of the edge, for the TUI's topology and call log
+            "call_finished",
+            tool=tool,
+            trace_id=span["trace_id"],
+            span_id=span["span_id"],
+            parent=span["parent"],
+            caller=self.node.peer_id,
+            callee=peer.id,
+            ms=round(ms, 2),
+            outcome="error" if result.is_error else "ok",
+            error=None,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+        )
         self.node.store.record(
             on_write=check_receipt,
             role="made",
@@ -360,8 +375,8 @@ class Router:
             started=datetime.fromtimestamp(started, timezone.utc),
             ms=round(ms, 3),
             outcome="error" if result.is_error else "ok",
-            tokens_in=int(usage.get("tokens_in", 0) or 0),
-            tokens_out=int(usage.get("tokens_out", 0) or 0),
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
         )
 
     # -- choosing peers ----------------------------------------------------
