@@ -32,13 +32,6 @@ def echo_server() -> MCPServer:
     return server
 
 
-def introduce(*nodes: Node) -> None:
-    for node in nodes:
-        for other in nodes:
-            if other is not node:
-                node.peers.admit(other.card(), "static", other.mcp_url)
-
-
 async def wait_for_tool(node: Node, name: str) -> None:
     with anyio.fail_after(10):
         while name not in {t.name for t in node.tools.tools}:
@@ -59,8 +52,8 @@ async def run(calls: int) -> None:
         Node(settings("carol")) as carol,
     ):
         await alice.tools.add_provider(HostedServer(echo_server()))
-        introduce(alice, bob)
-        introduce(bob, carol)
+        await bob.add_peer(alice.mcp_url)
+        await carol.add_peer(bob.mcp_url)
         await wait_for_tool(bob, "alice__echo")
         await wait_for_tool(carol, "mesh_call")
         from fastmcp.server import create_proxy
@@ -78,7 +71,7 @@ async def run(calls: int) -> None:
                 async with Client(url) as client:
                     rows.append((label, await time_calls(lambda: client.call_tool(tool, arguments), calls)))
             async with Mesh.connect(name="bench-script", home=home) as mesh:
-                introduce(mesh.node, alice)
+                await mesh.node.add_peer(alice.mcp_url)
                 await mesh.wait_for_peers(1)
                 rows.append(("Mesh API: client-side route -> alice", await time_calls(lambda: mesh.call("alice", "echo", {"text": "x"}), calls)))
     print_table(f"Trivial tool, {calls} sequential calls each, loopback, long-lived sessions", rows, "direct: SDK client -> bare MCPServer")

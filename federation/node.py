@@ -39,11 +39,11 @@ from starlette.routing import Route
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
 from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH
 from federation.discovery import discovery_services
-from federation.errors import ConfigError, ModelFileError, PortInUseError
+from federation.errors import ConfigError, ModelFileError, PeerError, PortInUseError
 from federation.events import EventBus
 from federation.home import state_dir
 from federation.identity import Identity
-from federation.peers import PeerTable
+from federation.peers import Peer, PeerTable
 from federation.settings import PeerSettings
 from federation.store import Store, database_url
 from federation.forward import FastForward
@@ -217,6 +217,18 @@ class Node:
             if isinstance(service, kind):
                 return service
         raise LookupError(f"this node runs no {kind.__name__}")
+
+    async def add_peer(self, url: str) -> Peer:
+        """Fetch, verify and admit the peer at `url` now (as `--peer URL` does, once); PeerError if it can't be."""
+        from federation.discovery.admission import discovery_client, fetch_card
+        from federation.urls import mcp_url
+
+        async with discovery_client() as http:
+            card = await fetch_card(http, url, mesh=self.settings.mesh)
+        peer = self.peers.admit(card, "static", mcp_url(url))
+        if peer is None:
+            raise PeerError(f"{url} is this peer itself")
+        return peer
 
     async def wait_ready(self) -> None:
         """Wait until the model (if any) is loaded; raises if loading failed."""

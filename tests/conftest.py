@@ -50,9 +50,9 @@ def start_node(make_settings: Callable[..., PeerSettings]) -> Callable[..., Abst
     return start
 
 
-def introduce(*nodes: Node) -> None:
-    """Admit every node's real, signed card into every other node's table (as a static peer)."""
+async def introduce(*nodes: Node) -> None:
+    """Make every node know every other, over HTTP, as `--peer URL` would (card fetched and verified)."""
     for node in nodes:
         for other in nodes:
             if other is not node:
-                node.peers.admit(other.card(), "static", other.mcp_url)
+                await node.add_peer(other.mcp_url)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import mcp.types as types
 import pytest
 
@@ -34,7 +33,7 @@ async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
 async def pair(model_node: Node, start_node: Any) -> Any:
     """A light peer (no model) that knows the model peer, and vice versa."""
     async with start_node(name="light") as light:
-        introduce(model_node, light)
+        await introduce(model_node, light)
         await wait_until(lambda: any(t.name.endswith("__generate") for t in light.tools.tools))
         yield model_node, light
 
@@ -134,7 +133,7 @@ async def test_tools_list_changed_reaches_a_client_when_a_peer_joins(model_node:
 
         async with Client(watcher.mcp_url, mode="legacy", message_handler=on_message) as client:
             before = {t.name for t in (await client.list_tools()).tools}
-            introduce(watcher, model_node)
+            await introduce(watcher, model_node)
             with anyio.fail_after(10):
                 await changed.wait()
             after = {t.name for t in (await client.list_tools()).tools}
@@ -161,14 +160,9 @@ async def test_failover_after_the_answering_peer_is_killed_mid_generation(model_
     try:
         assert victim.stdout is not None
         url = await anyio.to_thread.run_sync(victim.stdout.readline)
-        base = url.strip().removesuffix("/mcp")
-        async with httpx.AsyncClient() as http:
-            card = (await http.get(base + "/peer")).json()
-        from federation.card import verify_card
-
         async with start_node(name="caller") as caller:
-            caller.peers.admit(verify_card(card), "static", url.strip())  # the victim is first among equals
-            introduce(caller, model_node)
+            await caller.add_peer(url.strip())  # the victim is first among equals
+            await introduce(caller, model_node)
             seen: list[str] = []
 
             async def kill_after_some_tokens(text: str) -> None:
@@ -228,7 +222,7 @@ async def test_upstream_tool_with_forbidden_characters_is_renamed_and_still_call
     odd.add_tool(lambda text: text.upper(), name="shout it/now!", description="Upper-case the text.")
     async with start_node(name="upstream") as upstream, start_node(name="caller") as caller:
         await upstream.tools.add_provider(HostedServer(odd))
-        introduce(upstream, caller)
+        await introduce(upstream, caller)
         await wait_until(lambda: any("shout" in t.name for t in caller.tools.tools))
         exposed = next(t.name for t in caller.tools.tools if "shout" in t.name)
         assert exposed.startswith("upstream__shout_it_now_") and len(exposed) <= 64
@@ -242,7 +236,7 @@ async def test_a_receipt_with_a_bad_signature_is_flagged_but_the_call_succeeds(s
 
     async with start_node(name="liar") as liar, start_node(name="caller") as caller:
         liar.tools._identity = Identity.generate()  # signs receipts with a key its card does not carry
-        introduce(liar, caller)
+        await introduce(liar, caller)
         async with connect(caller.mcp_url) as client:
             result = await client.call_tool("mesh_call", {"peer": "liar", "tool": "mesh_peers"})
         assert not result.is_error
