@@ -57,6 +57,7 @@ def serve(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for the model (default: all cores).")] = None,
     home: Annotated[Optional[Path], typer.Option(help="State directory (key, database).", envvar="MCPFED_HOME")] = None,
     db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).")] = None,
+    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL to attach to (repeatable; default: the mesh's).")] = None,
 ) -> None:
     """Run a peer until Ctrl-C and print its MCP URL."""
     from federation.settings import PeerSettings
@@ -71,6 +72,7 @@ def serve(
         threads=threads,
         home=home,
         db=db,
+        **({"relays": relay} if relay else {}),
     )
     try:
         anyio.run(_serve, settings)
@@ -185,6 +187,85 @@ def models(
         else:
             table.add_row(entry.name, str(entry.path), f"{entry.size / 1e6:.0f} MB", entry.quantization, entry.architecture, entry.sha256)
     out.print(table)
+
+
+@app.command("relay")
+def relay_command(
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8800,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the card directory; share one Postgres between relays.")] = None,
+    public_url: Annotated[Optional[str], typer.Option(help="Base URL clients use to reach this relay (behind a proxy or TLS).")] = None,
+    max_streams: Annotated[int, typer.Option(help="Requests in flight per peer tunnel.")] = 64,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body forwarded to a peer.")] = 4 * 1024 * 1024,
+    home: Annotated[Optional[Path], typer.Option(help="State directory (mesh, directory database).", envvar="MCPFED_HOME")] = None,
+) -> None:
+    """Run a relay until Ctrl-C: peers behind NAT attach to it, clients reach them at <relay>/p/<id>/mcp."""
+    from federation.relay.settings import RelaySettings
+
+    settings = RelaySettings(
+        host=host, port=port, db=db, public_url=public_url, max_streams=max_streams, max_request_bytes=max_request_bytes, home=home
+    )
+    try:
+        anyio.run(_relay, settings)
+    except KeyboardInterrupt:
+        err.print("stopped")
+
+
+async def _relay(settings: Any) -> None:
+    from federation.relay.server import Relay
+
+    async with Relay(settings) as relay:
+        mesh = f"mesh {settings.mesh_name!r}" if settings.mesh_secret else "no mesh: open to anyone who reaches it"
+        err.print(f"relay serving ({mesh}); peers attach to {relay.public_url}, Ctrl-C stops it")
+        out.print(relay.public_url, highlight=False)
+        await anyio.sleep_forever()
+
+
+HomeOption = Annotated[Optional[Path], typer.Option(help="State directory.", envvar="MCPFED_HOME")]
+
+
+@app.command()
+def init(
+    mesh: Annotated[str, typer.Option("--mesh", help="Name of the new mesh.")],
+    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL members use (repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the mesh this machine already belongs to.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Create a mesh (id + secret) on this machine; then `mcpfed invite` others into it."""
+    from federation.home import state_dir
+    from federation.membership import create_mesh
+
+    created = create_mesh(state_dir(home), mesh, relays=relay or [], force=force)
+    err.print(f"created mesh [bold]{created.name}[/] ({created.id}); invite machines with `mcpfed invite`")
+
+
+@app.command()
+def invite(
+    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL to put in the token (repeatable; remembered here too).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Print a join token for this machine's mesh. It holds the mesh secret: send it privately."""
+    from federation.home import state_dir
+    from federation.membership import invite as make_token
+
+    token = make_token(state_dir(home), relay or [])
+    err.print("join token (holds the mesh secret; share it privately). On the other machine: mcpfed join TOKEN")
+    out.print(token, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def join(
+    token: Annotated[str, typer.Argument(help="The token `mcpfed invite` printed.")],
+    force: Annotated[bool, typer.Option("--force", help="Leave the mesh this machine already belongs to.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Join a mesh with a token from `mcpfed invite`; `serve` and `relay` then use it."""
+    from federation.home import state_dir
+    from federation.membership import join as join_mesh
+
+    joined = join_mesh(state_dir(home), token, force=force)
+    relays = ", ".join(joined.relays) or "none"
+    err.print(f"joined mesh [bold]{joined.name}[/] ({joined.id}); relays: {relays}")
 
 
 def main() -> None:

@@ -8,13 +8,13 @@ async with Node(PeerSettings(port=0)) as node:
 
 Routes on one port: `/mcp` (Streamable HTTP MCP), `/peer` (signed card,
 JSON), `/peer.md` (the card for people), `/health`, `/peers` (the peer
-table), `/events` (Server-Sent Events), `/metrics` (Prometheus). Everything the node starts it stops on exit,
+table), `/events` (Server-Sent Events), `/metrics` (Prometheus). In a mesh every route but `/health`
+needs the mesh credential (`federation.membership.MeshGuard`). Everything the node starts it stops on exit,
 in reverse order; the node's lifetime is one task group.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import socket
@@ -32,13 +32,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
 from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH
-from federation.errors import ConfigError, ModelFileError, PortInUseError
+from federation.errors import ConfigError, ModelFileError
 from federation.events import EventBus
 from federation.home import state_dir
 from federation.identity import Identity
+from federation.listen import bind_socket, start_uvicorn
+from federation.membership import MeshGuard
 from federation.peers import PeerTable
 from federation.settings import PeerSettings
 from federation.store import CallRecord, Store, database_url
@@ -58,24 +61,6 @@ ServiceFactory = Callable[["Node"], AbstractAsyncContextManager[Any]]
 """Something that runs for the node's lifetime once it serves HTTP (discovery, relay link, router)."""
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind the listening socket ourselves, so port 0 works and a taken port gets a clear error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUseError(f"port {port} on {host} is already in use; pick another with --port, or --port 0 for any free one.") from exc
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 class _Metrics:
     """Prometheus metrics of one node (own registry: several nodes share a test process)."""
 
@@ -93,7 +78,7 @@ class Node:
 
     def __init__(self, settings: PeerSettings | None = None, *, services: Sequence[ServiceFactory] = ()) -> None:
         self.settings = settings or PeerSettings()
-        self._service_factories = list(services)
+        self._service_factories = [*self._default_services(), *services]
         if problem := self.settings.bind_problem():
             raise ConfigError(problem)
         self.home = state_dir(self.settings.home)
@@ -111,6 +96,8 @@ class Node:
         self.store = Store(self.settings.db or database_url(self.home))
         self._metrics = _Metrics()
         self._server: uvicorn.Server | None = None
+        self.app: ASGIApp | None = None
+        """The node's whole ASGI app (mesh guard included); relay links call it in-process."""
         self._task_group: TaskGroup | None = None
         self._stack = AsyncExitStack()
         self.port = 0
@@ -129,7 +116,7 @@ class Node:
 
     # -- lifecycle -------------------------------------------------------
     async def __aenter__(self) -> Node:
-        sock = _bind(self.settings.host, self.settings.port)
+        sock = bind_socket(self.settings.host, self.settings.port)
         self.port = sock.getsockname()[1]
         async with AsyncExitStack() as stack:
             stack.callback(sock.close)
@@ -151,6 +138,12 @@ class Node:
         if self._server is not None:
             self._server.should_exit = True
 
+    def _default_services(self) -> list[ServiceFactory]:
+        """Services the settings ask for: a link to each configured relay."""
+        from federation.discovery.relay import RelayLinks
+
+        return [RelayLinks] if self.settings.relays else []
+
     async def _start_http(self, sock: socket.socket) -> None:
         app = self.tools.server.streamable_http_app(
             streamable_http_path=MCP_PATH,
@@ -158,15 +151,9 @@ class Node:
             max_request_body_size=self.settings.max_request_bytes,
             custom_starlette_routes=self._routes(),
         )
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1, access_log=False)
-        self._server = uvicorn.Server(config)
+        self.app = MeshGuard(app, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
         assert self._task_group is not None
-        self._task_group.start_soon(self._server.serve, [sock])
-        with anyio.fail_after(10):
-            while not self._server.started:
-                if self._server.should_exit:
-                    raise ConfigError(f"the HTTP server on {self.settings.host}:{self.port} failed to start")
-                await anyio.sleep(0.005)
+        self._server = await start_uvicorn(self._task_group, self.app, sock)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
