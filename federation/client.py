@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from federation.errors import PeerError, ToolCallError
+from federation.errors import FederationError, PeerError, ToolCallError
 
 __all__ = ["connect", "call_tool", "result_text"]
 
@@ -43,6 +43,8 @@ async def connect(url: str, *, headers: dict[str, str] | None = None) -> AsyncIt
         raise PeerError(f"cannot reach the peer at {url}: {exc}. Is `mcpfed serve` running there?") from exc
     except BaseExceptionGroup as group:
         cause = _root_cause(group)
+        if isinstance(cause, FederationError):  # e.g. a ToolCallError raised inside the block
+            raise cause from None
         if isinstance(cause, (httpx2.HTTPError, OSError, MCPError)):
             raise PeerError(f"cannot reach the peer at {url}: {cause}. Is `mcpfed serve` running there?") from cause
         raise
