@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -34,6 +35,14 @@ UrlOption = Annotated[str, typer.Option("--url", "-u", help="MCP URL of the peer
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _mesh_headers() -> dict[str, str]:
+    """The stored mesh's credential: once this machine is in a mesh, its peers (and relays) want it."""
+    from federation.membership import auth_headers
+    from federation.settings import PeerSettings
+
+    return auth_headers(PeerSettings())
 
 
 def _parse_gpu_layers(value: str) -> int | None:
@@ -74,8 +83,12 @@ def serve(
         db=db,
         **({"relays": relay} if relay else {}),
     )
+    _run_until_interrupted(_serve, settings)
+
+
+def _run_until_interrupted(main: Callable[[Any], Awaitable[None]], settings: Any) -> None:
     try:
-        anyio.run(_serve, settings)
+        anyio.run(main, settings)
     except KeyboardInterrupt:
         err.print("stopped")
 
@@ -117,7 +130,7 @@ async def _ask(url: str, prompt: str, max_tokens: int, temperature: float, raw: 
     else:
         tool, arguments = "chat", {"messages": [{"role": "user", "content": prompt}]}
     arguments |= {"max_tokens": max_tokens, "temperature": temperature}
-    async with connect(url) as client:
+    async with connect(url, headers=_mesh_headers()) as client:
         result = await call_tool(client, tool, arguments, on_text=show)
     sys.stdout.write("\n")
     usage = (result.structured_content or {}).get("usage", {})
@@ -144,7 +157,7 @@ def call(
 async def _call(url: str, tool: str, arguments: dict[str, Any]) -> None:
     from federation.client import call_tool, connect, result_text
 
-    async with connect(url) as client:
+    async with connect(url, headers=_mesh_headers()) as client:
         result = await call_tool(client, tool, arguments)
     if result.structured_content is not None:
         out.print_json(data=result.structured_content)
@@ -161,7 +174,7 @@ def tools(url: UrlOption = DEFAULT_URL) -> None:
 async def _tools(url: str) -> None:
     from federation.client import connect
 
-    async with connect(url) as client:
+    async with connect(url, headers=_mesh_headers()) as client:
         listed = await client.list_tools()
     for tool in listed.tools:
         summary = (tool.description or "").strip().splitlines()
@@ -205,10 +218,7 @@ def relay_command(
     settings = RelaySettings(
         host=host, port=port, db=db, public_url=public_url, max_streams=max_streams, max_request_bytes=max_request_bytes, home=home
     )
-    try:
-        anyio.run(_relay, settings)
-    except KeyboardInterrupt:
-        err.print("stopped")
+    _run_until_interrupted(_relay, settings)
 
 
 async def _relay(settings: Any) -> None:

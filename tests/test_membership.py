@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -82,6 +84,13 @@ async def test_cli_init_invite_join_lets_the_second_machine_talk_to_the_first(tm
         with pytest.raises(PeerError, match="no mesh credential was sent.*mcpfed join"):
             async with connect(first.mcp_url, headers=auth_headers(stranger)):
                 pass
+        for home, expected in ((second_home, 0), (stranger_home, 1)):  # the CLI sends its machine's credential
+            listed = await anyio.run_process(
+                [sys.executable, "-m", "federation.cli", "tools", "--url", first.mcp_url],
+                cwd=REPO, env={**os.environ, "MCPFED_HOME": str(home)}, check=False,
+            )
+            assert listed.returncode == expected, listed.stderr
+        assert b"no mesh credential was sent" in listed.stderr
 
 
 async def test_a_mesh_peer_answers_strangers_401_on_every_route_but_health(start_node: Callable[..., AbstractAsyncContextManager[Node]]) -> None:

@@ -158,3 +158,20 @@ async def test_peer_started_while_its_relay_is_down_serves_locally_and_attaches_
             await wait_attached(relay.url, node.peer_id, timeout=5)
             async with connect(relayed_url(relay.url, node.peer_id), headers=AUTH) as client:
                 await client.list_tools()
+
+
+async def test_relays_sharing_a_database_list_the_whole_mesh_and_point_to_each_other(
+    make_settings: Callable[..., PeerSettings], tmp_path: Path
+) -> None:
+    shared = f"sqlite:///{tmp_path / 'directory.db'}"
+    async with Relay(RelaySettings(port=0, home=tmp_path / "a", db=shared, **MESH_FIELDS)) as first, Relay(
+        RelaySettings(port=0, home=tmp_path / "b", db=shared, **MESH_FIELDS)
+    ) as second:
+        async with Node(make_settings(relays=[first.url], **MESH_FIELDS)) as node:
+            await wait_attached(first.url, node.peer_id)
+            async with httpx.AsyncClient(headers=AUTH) as http:
+                listed = (await http.get(second.url + "/peers")).json()["peers"]
+                wrong_relay = await http.post(relayed_url(second.url, node.peer_id), json={})
+    assert [(e["card"]["id"], e["relay"], e["here"]) for e in listed] == [(node.peer_id, first.public_url, False)]
+    assert wrong_relay.status_code == 404
+    assert f"attached to relay {first.public_url}, not this one: use {relayed_url(first.public_url, node.peer_id)}" in wrong_relay.json()["error"]["message"]
