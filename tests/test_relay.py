@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
 from websockets.exceptions import InvalidStatus
 
 from federation.client import connect
@@ -21,6 +22,7 @@ from federation.node import Node
 from federation.relay.server import Relay
 from federation.relay.settings import RelaySettings
 from federation.settings import PeerSettings
+from federation.toolhost import HostedServer
 from tests.relay_support import AUTH, MESH_FIELDS, free_port, raw_tunnel, wait_attached
 
 pytestmark = pytest.mark.anyio
@@ -108,6 +110,26 @@ async def test_peers_learn_each_other_from_the_relay_and_prefer_a_direct_route(
             await client.list_tools()
         first.peers.admit(seen.card, "mdns", second.mcp_url)
         assert (first.peers.get(second.peer_id).via, first.peers.get(second.peer_id).url) == ("mdns", second.mcp_url)  # type: ignore[union-attr]
+
+
+async def test_a_peer_republishes_its_card_when_its_tools_change(make_settings: Callable[..., PeerSettings], relay: Relay) -> None:
+    extra = MCPServer("extra")
+
+    @extra.tool()
+    def shout(text: str) -> str:
+        """Upper-case `text`."""
+        return text.upper()
+
+    async with Node(make_settings(relays=[relay.url], **MESH_FIELDS)) as node:
+        await wait_attached(relay.url, node.peer_id)
+        await node.tools.add_provider(HostedServer(extra))
+        async with httpx.AsyncClient(headers=AUTH) as http:
+            with anyio.fail_after(10):
+                while True:
+                    listed = (await http.get(relay.url + "/peers")).json()["peers"]
+                    if [t["name"] for t in listed[0]["card"]["tools"]] == ["shout"]:
+                        break
+                    await anyio.sleep(0.1)
 
 
 async def test_unknown_peer_id_gets_404_that_explains(relay: Relay) -> None:
