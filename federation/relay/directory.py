@@ -4,13 +4,17 @@ Several relays may point `--db` at one Postgres: each writes the cards of the
 peers tunnelled to it, stamped with its public URL, and refreshes `seen_at`
 every `RELAY_PRESENCE_SECONDS`; every relay's `/peers` then lists the whole
 mesh. A relay that dies stops refreshing, so its rows age out after three
-periods instead of lingering. Database work runs in a worker thread.
+periods instead of lingering. Database work runs in a worker thread, and a
+database outage costs the directory, never a tunnel: errors are logged and
+the relay goes on forwarding.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Engine, MetaData
@@ -22,6 +26,9 @@ from federation.const import RELAY_PRESENCE_SECONDS
 from federation.errors import ConfigError
 
 __all__ = ["Directory", "Listing"]
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class _RelayTables(SQLModel):
@@ -59,8 +66,15 @@ class Directory:
     def close(self) -> None:
         self._engine.dispose()
 
+    async def _run(self, work: Callable[..., _T], *args: object, fallback: _T) -> _T:
+        try:
+            return await anyio.to_thread.run_sync(work, *args)
+        except SQLAlchemyError as exc:
+            logger.warning("relay directory unavailable (%s): %s", type(exc).__name__, exc)
+            return fallback
+
     async def publish(self, card: PeerCard) -> None:
-        await anyio.to_thread.run_sync(self._publish, card)
+        await self._run(self._publish, card, fallback=None)
 
     def _publish(self, card: PeerCard) -> None:
         with Session(self._engine) as session:
@@ -71,7 +85,7 @@ class Directory:
 
     async def leave(self, peer_id: str) -> None:
         """The peer's tunnel here closed (a sibling may already hold a newer one: leave that alone)."""
-        await anyio.to_thread.run_sync(self._leave, peer_id)
+        await self._run(self._leave, peer_id, fallback=None)
 
     def _leave(self, peer_id: str) -> None:
         with Session(self._engine) as session:
@@ -81,7 +95,7 @@ class Directory:
     async def touch(self, peer_ids: Iterable[str]) -> None:
         ids = list(peer_ids)
         if ids:
-            await anyio.to_thread.run_sync(self._touch, ids)
+            await self._run(self._touch, ids, fallback=None)
 
     def _touch(self, peer_ids: list[str]) -> None:
         with Session(self._engine) as session:
@@ -94,7 +108,7 @@ class Directory:
 
     async def elsewhere(self, mesh: str | None) -> list[Listing]:
         """Cards of peers online on sibling relays (fresh rows only)."""
-        return await anyio.to_thread.run_sync(self._elsewhere, mesh)
+        return await self._run(self._elsewhere, mesh, fallback=[])
 
     def _elsewhere(self, mesh: str | None) -> list[Listing]:
         fresh = time.time() - 3 * RELAY_PRESENCE_SECONDS
