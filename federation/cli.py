@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -35,6 +36,14 @@ UrlOption = Annotated[str, typer.Option("--url", "-u", help="MCP URL of the peer
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _mesh_headers() -> dict[str, str]:
+    """The stored mesh's credential: once this machine is in a mesh, its peers (and relays) want it."""
+    from federation.membership import auth_headers
+    from federation.settings import PeerSettings
+
+    return auth_headers(PeerSettings())
 
 
 def _parse_gpu_layers(value: str) -> int | None:
@@ -65,6 +74,7 @@ def serve(
     mesh: Annotated[Optional[str], typer.Option(help="Mesh this peer belongs to; peers of other meshes are ignored.")] = None,
     mdns: Annotated[str, typer.Option(help="mDNS: 'auto' (follow --host), 'off', or interfaces/IPv4s, comma-separated.", envvar="MCPFED_MDNS")] = "auto",
     peer: Annotated[Optional[list[str]], typer.Option("--peer", help="A peer URL to add statically (repeatable), e.g. when multicast is blocked.")] = None,
+    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL to attach to (repeatable; default: the mesh's).")] = None,
 ) -> None:
     """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL."""
     from pydantic import ValidationError
@@ -72,7 +82,7 @@ def serve(
     from federation.settings import PeerSettings
 
     try:
-        given = {"name": name, "threads": threads, "home": home, "db": db, "notes": notes, "mesh": mesh, "share": share, "peers": peer}
+        given = {"name": name, "threads": threads, "home": home, "db": db, "notes": notes, "mesh": mesh, "share": share, "peers": peer, "relays": relay}
         settings = PeerSettings(
             model=None if model == "none" else model,
             host=host,
@@ -84,8 +94,12 @@ def serve(
         )
     except ValidationError as exc:
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 2)
+    _run_until_interrupted(_serve, settings)
+
+
+def _run_until_interrupted(main: Callable[[Any], Awaitable[None]], settings: Any) -> None:
     try:
-        anyio.run(_serve, settings)
+        anyio.run(main, settings)
     except KeyboardInterrupt:
         err.print("stopped")
 
@@ -130,7 +144,7 @@ async def _ask(url: str, prompt: str, max_tokens: int, temperature: float, raw: 
     else:
         tool, arguments = "chat", {"messages": [{"role": "user", "content": prompt}]}
     arguments |= {"max_tokens": max_tokens, "temperature": temperature}
-    async with connect(url) as client:
+    async with connect(url, headers=_mesh_headers()) as client:
         result = await call_tool(client, tool, arguments, on_text=show)
     sys.stdout.write("\n")
     usage = (result.structured_content or {}).get("usage", {})
@@ -157,7 +171,7 @@ def call(
 async def _call(url: str, tool: str, arguments: dict[str, Any]) -> None:
     from federation.client import call_tool, connect, result_text
 
-    async with connect(url) as client:
+    async with connect(url, headers=_mesh_headers()) as client:
         result = await call_tool(client, tool, arguments)
     if result.structured_content is not None:
         out.print_json(data=result.structured_content)
@@ -174,7 +188,7 @@ def tools(url: UrlOption = DEFAULT_URL) -> None:
 async def _tools(url: str) -> None:
     from federation.client import connect
 
-    async with connect(url) as client:
+    async with connect(url, headers=_mesh_headers()) as client:
         listed = await client.list_tools()
     for tool in listed.tools:
         summary = (tool.description or "").strip().splitlines()
@@ -352,6 +366,82 @@ def tui(
     from tui.app import run
 
     run(node, observe=observe, token=token)
+
+
+@app.command("relay")
+def relay_command(
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8800,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the card directory; share one Postgres between relays.")] = None,
+    public_url: Annotated[Optional[str], typer.Option(help="Base URL clients use to reach this relay (behind a proxy or TLS).")] = None,
+    max_streams: Annotated[int, typer.Option(help="Requests in flight per peer tunnel.")] = 64,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body forwarded to a peer.")] = 4 * 1024 * 1024,
+    home: Annotated[Optional[Path], typer.Option(help="State directory (mesh, directory database).", envvar="MCPFED_HOME")] = None,
+) -> None:
+    """Run a relay until Ctrl-C: peers behind NAT attach to it, clients reach them at <relay>/p/<id>/mcp."""
+    from federation.relay.settings import RelaySettings
+
+    settings = RelaySettings(
+        host=host, port=port, db=db, public_url=public_url, max_streams=max_streams, max_request_bytes=max_request_bytes, home=home
+    )
+    _run_until_interrupted(_relay, settings)
+
+
+async def _relay(settings: Any) -> None:
+    from federation.relay.server import Relay
+
+    async with Relay(settings) as relay:
+        mesh = f"mesh {settings.mesh_name!r}" if settings.mesh_secret else "no mesh: open to anyone who reaches it"
+        err.print(f"relay serving ({mesh}); peers attach to {relay.public_url}, Ctrl-C stops it")
+        out.print(relay.public_url, highlight=False)
+        await anyio.sleep_forever()
+
+
+HomeOption = Annotated[Optional[Path], typer.Option(help="State directory.", envvar="MCPFED_HOME")]
+
+
+@app.command()
+def init(
+    mesh: Annotated[str, typer.Option("--mesh", help="Name of the new mesh.")],
+    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL members use (repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the mesh this machine already belongs to.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Create a mesh (id + secret) on this machine; then `mcpfed invite` others into it."""
+    from federation.home import state_dir
+    from federation.membership import create_mesh
+
+    created = create_mesh(state_dir(home), mesh, relays=relay or [], force=force)
+    err.print(f"created mesh [bold]{created.name}[/] ({created.id}); invite machines with `mcpfed invite`")
+
+
+@app.command()
+def invite(
+    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL to put in the token (repeatable; remembered here too).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Print a join token for this machine's mesh. It holds the mesh secret: send it privately."""
+    from federation.home import state_dir
+    from federation.membership import invite as make_token
+
+    token = make_token(state_dir(home), relay or [])
+    err.print("join token (holds the mesh secret; share it privately). On the other machine: mcpfed join TOKEN")
+    out.print(token, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def join(
+    token: Annotated[str, typer.Argument(help="The token `mcpfed invite` printed.")],
+    force: Annotated[bool, typer.Option("--force", help="Leave the mesh this machine already belongs to.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Join a mesh with a token from `mcpfed invite`; `serve` and `relay` then use it."""
+    from federation.home import state_dir
+    from federation.membership import join as join_mesh
+
+    joined = join_mesh(state_dir(home), token, force=force)
+    relays = ", ".join(joined.relays) or "none"
+    err.print(f"joined mesh [bold]{joined.name}[/] ({joined.id}); relays: {relays}")
 
 
 def main() -> None:

@@ -74,3 +74,30 @@ DEAD_FORGET_SECONDS = 600.0
 
 PEERS_SAVE_SECONDS = 2.0
 """The peer table is written to the store at most this often (and at once on up/down events)."""
+
+# -- mesh membership and relays ----------------------------------------------
+MESH_FILE = "mesh.json"
+"""The stored mesh (id, name, secret, relays) in the state directory, mode 0600."""
+
+JOIN_TOKEN_PREFIX = "mcpfed1."
+"""Join tokens are this prefix + base64url(JSON); the digit is the token format version."""
+
+DEFAULT_RELAY_PORT = 8800
+TUNNEL_PATH = "/tunnel"
+"""The relay's WebSocket endpoint that peers dial out to."""
+
+RELAYED_PREFIX = "/p/"
+"""`<relay>/p/<peer id>/mcp` reaches a peer through its tunnel."""
+
+RELAY_BACKOFF_FIRST_SECONDS = 0.1
+RELAY_BACKOFF_MAX_SECONDS = 1.5
+"""Reconnect delays double from the first to the max, each jittered to 50–100 %: a restarted relay has its peers back within ~2 s."""
+
+RELAY_CONNECT_SECONDS = 5.0
+"""Deadline for the WebSocket handshake plus the challenge exchange."""
+
+RELAY_DIRECTORY_SECONDS = 2.0
+"""How often a peer reads each relay's `/peers` (and re-checks its own card digest)."""
+
+RELAY_PRESENCE_SECONDS = 10.0
+"""A relay refreshes `seen_at` of its tunnelled peers this often in its store; rows older than 3× are offline."""

@@ -21,6 +21,8 @@ import httpx
 from federation.card import PeerCard, verify_card
 from federation.const import CARD_FETCH_TIMEOUT_SECONDS, CARD_PATH, MAX_CARD_BYTES
 from federation.errors import CardError, PeerError
+from federation.membership import auth_headers
+from federation.settings import PeerSettings
 from federation.urls import base_url
 
 __all__ = ["RejectionLog", "Rejected", "discovery_client", "fetch_card"]
@@ -39,9 +41,10 @@ class Rejected(PeerError):
         self.retry = retry
 
 
-def discovery_client() -> httpx.AsyncClient:
-    """The HTTP client discovery uses: keep-alive, bounded timeouts, no proxies from the environment."""
+def discovery_client(settings: PeerSettings) -> httpx.AsyncClient:
+    """The HTTP client discovery uses: keep-alive, bounded timeouts, no proxies, the mesh credential."""
     return httpx.AsyncClient(
+        headers=auth_headers(settings),
         timeout=httpx.Timeout(CARD_FETCH_TIMEOUT_SECONDS),
         limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
         trust_env=False,  # a LAN peer must never be fetched through an HTTP proxy

@@ -106,7 +106,7 @@ def _count(value: object) -> int:
 @asynccontextmanager
 async def health_monitor(node: Node) -> AsyncIterator[HealthMonitor]:
     """Node service: health pings for the node's lifetime."""
-    async with discovery_client() as http, anyio.create_task_group() as task_group:
+    async with discovery_client(node.settings) as http, anyio.create_task_group() as task_group:
         monitor = HealthMonitor(node.peers, http, interval=node.settings.health_interval, headers=auth_headers(node.settings))
         task_group.start_soon(monitor.run)
         yield monitor

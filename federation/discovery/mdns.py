@@ -274,7 +274,7 @@ async def mdns_discovery(node: Node) -> AsyncIterator[MdnsDiscovery | None]:
         yield None
         return
     zc = AsyncZeroconf(interfaces=plan.interfaces, ip_version=IPVersion.V4Only)
-    async with discovery_client() as http:
+    async with discovery_client(node.settings) as http:
         discovery = MdnsDiscovery(node, zc, http, plan)
         try:
             async with anyio.create_task_group() as task_group:

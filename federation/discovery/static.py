@@ -48,7 +48,7 @@ async def _keep(node: Node, http: httpx.AsyncClient, url: str, rejections: Rejec
 async def static_peers(node: Node) -> AsyncIterator[None]:
     """Node service: keep every `settings.peers` URL admitted while it answers."""
     rejections = RejectionLog(node.name)
-    async with discovery_client() as http, anyio.create_task_group() as task_group:
+    async with discovery_client(node.settings) as http, anyio.create_task_group() as task_group:
         for url in node.settings.peers:
             task_group.start_soon(_keep, node, http, url, rejections)
         yield

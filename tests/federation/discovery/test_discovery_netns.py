@@ -81,14 +81,16 @@ async def _in_host(host: str, code: str) -> object:
     return json.loads(result.stdout)
 
 
-_PEERS = "import httpx, json; print(json.dumps(httpx.get({url!r} + '/peers', timeout=5, trust_env=False).json()['peers']))"
+_SECRET = "netns-test-secret"
+_AUTH = {"Authorization": f"Bearer {_SECRET}"}  # a mesh with a secret: every route but /health wants it
+_PEERS = "import httpx, json; print(json.dumps(httpx.get({url!r} + '/peers', headers={auth!r}, timeout=5, trust_env=False).json()['peers']))"
 
 _CALL = """
 import anyio, json
 from federation.client import connect
 
 async def main():
-    async with connect({url!r}) as client:
+    async with connect({url!r}, headers={auth!r}) as client:
         result = await client.call_tool("model_info", {{}})
     print(json.dumps(result.structured_content))
 
@@ -97,7 +99,7 @@ anyio.run(main)
 
 
 async def test_peers_on_three_hosts_discover_each_other_and_call_a_tool_across(lan: list[str], spawn_peer: SpawnPeer) -> None:
-    secret = {"MCPFED_MESH_SECRET": "netns-test-secret"}
+    secret = {"MCPFED_MESH_SECRET": _SECRET}
     peers = []
     for i, host in enumerate(lan, 1):
         model = "default" if i == 1 else "none"  # the first host serves a model; the others will call it
@@ -107,7 +109,7 @@ async def test_peers_on_three_hosts_discover_each_other_and_call_a_tool_across(l
 
     async def everyone_sees_everyone() -> bool:
         for i, (host, url) in enumerate(zip(lan, urls)):
-            seen = await _in_host(host, _PEERS.format(url=url.removesuffix("/mcp")))
+            seen = await _in_host(host, _PEERS.format(url=url.removesuffix("/mcp"), auth=_AUTH))
             assert isinstance(seen, list)
             if sorted((p["url"], p["via"], p["status"]) for p in seen) != sorted((u, "mdns", "up") for j, u in enumerate(urls) if j != i):
                 return False
@@ -115,9 +117,9 @@ async def test_peers_on_three_hosts_discover_each_other_and_call_a_tool_across(l
 
     await eventually(everyone_sees_everyone, "each host's peer lists the other two, via mdns, up", timeout=20.0)
 
-    third_sees = await _in_host(lan[2], _PEERS.format(url=urls[2].removesuffix("/mcp")))
+    third_sees = await _in_host(lan[2], _PEERS.format(url=urls[2].removesuffix("/mcp"), auth=_AUTH))
     assert isinstance(third_sees, list)
     model_peer = next(p for p in third_sees if p["models"])  # found through discovery, not told
     assert model_peer["name"] == "host1"
-    info = await _in_host(lan[2], _CALL.format(url=model_peer["url"]))
+    info = await _in_host(lan[2], _CALL.format(url=model_peer["url"], auth=_AUTH))
     assert isinstance(info, dict) and info["n_ctx"] > 0, info
