@@ -76,24 +76,8 @@ async def _echo_batch(client: Client, n: int, into: list[float]) -> None:
         assert not result.is_error
 
 
-async def _generate(client: Client, tokens: int) -> float:
-    pieces = 0
-
-    async def progress(value: float, total: float | None, message: str | None) -> None:
-        nonlocal pieces
-        pieces += 1
-
-    started = time.perf_counter()
-    result = await client.call_tool(
-        "generate", {"prompt": "The history of the printing press", "max_tokens": tokens, "temperature": 0.0, "seed": 1}, progress_callback=progress
-    )
-    elapsed = time.perf_counter() - started
-    usage: dict[str, Any] = (result.structured_content or {})["usage"]
-    assert pieces > 0, "no progress notifications arrived"
-    return usage["completion_tokens"] / elapsed
-
-
-async def _tick(client: Client, n: int) -> float:
+async def _streamed(client: Client, tool: str, arguments: dict[str, Any]) -> tuple[int, float, dict[str, Any]]:
+    """Call a streaming tool: (progress notifications seen, seconds, structured result)."""
     seen = 0
 
     async def progress(value: float, total: float | None, message: str | None) -> None:
@@ -101,8 +85,19 @@ async def _tick(client: Client, n: int) -> float:
         seen += 1
 
     started = time.perf_counter()
-    await client.call_tool("tick", {"n": n}, progress_callback=progress)
-    elapsed = time.perf_counter() - started
+    result = await client.call_tool(tool, arguments, progress_callback=progress)
+    return seen, time.perf_counter() - started, result.structured_content or {}
+
+
+async def _generate(client: Client, tokens: int) -> float:
+    arguments = {"prompt": "The history of the printing press", "max_tokens": tokens, "temperature": 0.0, "seed": 1}
+    seen, elapsed, result = await _streamed(client, "generate", arguments)
+    assert seen > 0, "no progress notifications arrived"
+    return int(result["usage"]["completion_tokens"]) / elapsed
+
+
+async def _tick(client: Client, n: int) -> float:
+    seen, elapsed, _ = await _streamed(client, "tick", {"n": n})
     assert seen == n, f"{seen} of {n} notifications arrived"
     return n / elapsed
 
