@@ -7,6 +7,11 @@
    batches so drift hits both alike. Goal: relayed p50 <= 2x direct.
 2. A streamed generation (temperature 0, same prompt): client-side tok/s
    direct vs relayed, alternating rounds.
+3. Streaming capacity without the model: a tool that sends N progress
+   notifications as fast as it can; notifications/s direct vs relayed. As
+   long as the relayed rate is far above a model's token rate, the relay
+   cannot be what limits a generation (and unlike 2 it does not swing with
+   how busy the CPU is with other work).
 
 Relay, peer and client share one process and event loop here (the worst
 case: one core does all three jobs); on real hosts the relay's work runs
@@ -26,7 +31,7 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 from federation.discovery.relay import relayed_url
 from federation.membership import auth_headers
@@ -48,6 +53,13 @@ def echo_server() -> MCPServer:
         """Return `text` unchanged."""
         return text
 
+    @server.tool()
+    async def tick(n: int, ctx: Context) -> int:
+        """Send `n` progress notifications, as a model sends tokens, then return `n`."""
+        for i in range(n):
+            await ctx.report_progress(i + 1, n, f" token{i}")
+        return n
+
     return server
 
 
@@ -64,21 +76,30 @@ async def _echo_batch(client: Client, n: int, into: list[float]) -> None:
         assert not result.is_error
 
 
-async def _generate(client: Client, tokens: int) -> float:
-    pieces = 0
+async def _streamed(client: Client, tool: str, arguments: dict[str, Any]) -> tuple[int, float, dict[str, Any]]:
+    """Call a streaming tool: (progress notifications seen, seconds, structured result)."""
+    seen = 0
 
     async def progress(value: float, total: float | None, message: str | None) -> None:
-        nonlocal pieces
-        pieces += 1
+        nonlocal seen
+        seen += 1
 
     started = time.perf_counter()
-    result = await client.call_tool(
-        "generate", {"prompt": "The history of the printing press", "max_tokens": tokens, "temperature": 0.0, "seed": 1}, progress_callback=progress
-    )
-    elapsed = time.perf_counter() - started
-    usage: dict[str, Any] = (result.structured_content or {})["usage"]
-    assert pieces > 0, "no progress notifications arrived"
-    return usage["completion_tokens"] / elapsed
+    result = await client.call_tool(tool, arguments, progress_callback=progress)
+    return seen, time.perf_counter() - started, result.structured_content or {}
+
+
+async def _generate(client: Client, tokens: int) -> float:
+    arguments = {"prompt": "The history of the printing press", "max_tokens": tokens, "temperature": 0.0, "seed": 1}
+    seen, elapsed, result = await _streamed(client, "generate", arguments)
+    assert seen > 0, "no progress notifications arrived"
+    return int(result["usage"]["completion_tokens"]) / elapsed
+
+
+async def _tick(client: Client, n: int) -> float:
+    seen, elapsed, _ = await _streamed(client, "tick", {"n": n})
+    assert seen == n, f"{seen} of {n} notifications arrived"
+    return n / elapsed
 
 
 async def run(calls: int, tokens: int, rounds: int) -> None:
@@ -105,12 +126,17 @@ async def run(calls: int, tokens: int, rounds: int) -> None:
                     for _ in range(max(1, calls // batch)):
                         for path, client in clients.items():
                             await _echo_batch(client, batch, latencies[path])
+                    ticks: dict[str, list[float]] = {"direct": [], "relayed": []}
+                    for _ in range(rounds):
+                        for path, client in clients.items():
+                            ticks[path].append(await _tick(client, 500))
                     rates: dict[str, list[float]] = {"direct": [], "relayed": []}
                     await _generate(direct, 8)  # warm the model
                     for _ in range(rounds):
                         for path, client in clients.items():
                             rates[path].append(await _generate(client, tokens))
     _report(latencies, rates, tokens)
+    _report_rates("progress notifications, 500 per call, no model", "notifications/s", ticks)
 
 
 def _report(latencies: dict[str, list[float]], rates: dict[str, list[float]], tokens: int) -> None:
@@ -121,11 +147,15 @@ def _report(latencies: dict[str, list[float]], rates: dict[str, list[float]], to
     for path in ("direct", "relayed"):
         print(f"  {path:8} p50 {p50[path]:6.2f} ms   p99 {p99[path]:6.2f} ms")
     print(f"  ratio    p50 {p50['relayed'] / p50['direct']:.2f}x   p99 {p99['relayed'] / p99['direct']:.2f}x   (goal p50 <= 2.00x)")
-    tps = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"generate {tokens} tokens, streamed, median of {len(rates['direct'])} rounds")
+    _report_rates(f"generate {tokens} tokens, streamed", "tok/s", rates)
+
+
+def _report_rates(title: str, unit: str, rates: dict[str, list[float]]) -> None:
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"{title}: median of {len(rates['direct'])} alternating rounds")
     for path in ("direct", "relayed"):
-        print(f"  {path:8} {tps[path]:6.1f} tok/s  ({', '.join(f'{r:.1f}' for r in rates[path])})")
-    print(f"  ratio    {tps['relayed'] / tps['direct']:.3f}x relayed/direct")
+        print(f"  {path:8} {median[path]:8.1f} {unit}  ({', '.join(f'{r:.1f}' for r in rates[path])})")
+    print(f"  ratio    {median['relayed'] / median['direct']:.3f}x relayed/direct")
 
 
 def main() -> None:

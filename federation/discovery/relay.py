@@ -142,7 +142,7 @@ class _RelayLink:
             finally:
                 self._directory.forget(self._relay)
             delay = min(RELAY_BACKOFF_MAX_SECONDS, RELAY_BACKOFF_FIRST_SECONDS * 2**self._attempt)
-            self._attempt += 1
+            self._attempt = min(self._attempt + 1, 8)
             await anyio.sleep(delay * random.uniform(0.5, 1.0))
 
     def _report(self, exc: BaseException) -> None:
