@@ -36,9 +36,6 @@ TRACE_META_KEY = "mcpfed/trace"
 SERVICE_TYPE = "_mcp-fed._tcp.local."
 """mDNS service type every peer advertises and browses; instance names are `<name>-<id8>`."""
 
-TXT_KEYS = ("id", "mesh", "path", "v", "cd")
-"""The TXT record: peer id, mesh tag, MCP path, protocol version, card digest. A hint only."""
-
 HEALTH_INTERVAL_SECONDS = 1.0
 """A known peer is pinged (`GET /health`) this often; `DEAD_AFTER_MISSES` (3) misses in a row = dead."""
 
@@ -73,7 +70,11 @@ DEAD_FORGET_SECONDS = 600.0
 """A peer dead this long is dropped from the table (mDNS caches a crashed peer for 75 min)."""
 
 PEERS_SAVE_SECONDS = 2.0
-"""The peer table is written to the store at most this often (and at once on up/down events)."""
+"""The stored peer table is checked for changes this often (and at once after each peer event)."""
+
+PEERS_REFRESH_SECONDS = 10.0
+"""Latency and load in the stored peer table are rewritten this often (`mcpfed peers --url` is live)."""
+
 
 # -- mesh membership and relays ----------------------------------------------
 MESH_FILE = "mesh.json"

@@ -7,9 +7,10 @@ brings it back up with fresh latency and load. Dead peers keep being pinged,
 so one that returns comes back by itself; one dead for `DEAD_FORGET_SECONDS`
 is dropped. Peers known only through a relay are the relay link's business.
 
-One keep-alive `httpx.AsyncClient` carries every ping, with the mesh
-credential (`membership.auth_headers`); a round pings all peers at once
-(bounded) and the next round starts one interval after the last began.
+Each peer gets one kept-alive connection carrying the mesh credential
+(`membership.auth_headers`): a `HealthProbe` for plain HTTP (the cheap path,
+see probe.py), httpx for HTTPS. A round pings all peers at once (bounded)
+and the next round starts one interval after the last began.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 
 from federation.const import DEAD_FORGET_SECONDS, HEALTH_PATH, HEALTH_TIMEOUT_SECONDS
 from federation.discovery.admission import discovery_client
+from federation.discovery.probe import HealthProbe, ProbeError
 from federation.membership import auth_headers
 from federation.peers import Peer, PeerTable
 from federation.urls import base_url
@@ -54,26 +56,46 @@ class HealthMonitor:
         self._timeout = max(interval, HEALTH_TIMEOUT_SECONDS)
         self._headers = headers
         self._limiter = anyio.CapacityLimiter(_PARALLEL_PINGS)
+        self._probes: dict[str, HealthProbe] = {}  # health URL -> its kept-alive connection
 
     async def run(self) -> None:
-        while True:
-            started = anyio.current_time()
-            await self.ping_all()
-            await anyio.sleep(max(0.0, started + self._interval - anyio.current_time()))
+        try:
+            while True:
+                started = anyio.current_time()
+                await self.ping_all()
+                await anyio.sleep(max(0.0, started + self._interval - anyio.current_time()))
+        finally:
+            for probe in self._probes.values():
+                await probe.aclose()
 
     async def ping_all(self) -> None:
         """One round: ping every direct peer at once, forget the long dead."""
         now = time.time()
+        targets: dict[str, str] = {}
+        for peer in self._peers:
+            url = _direct_url(peer)
+            if url is None:
+                continue
+            if peer.status == "dead" and now - peer.last_seen > DEAD_FORGET_SECONDS:
+                for via in _DIRECT:
+                    self._peers.drop_route(peer.id, via, reason="forgotten")
+                continue
+            targets[peer.id] = url
+        for url in set(self._probes) - set(targets.values()):  # peers gone or moved
+            await self._probes.pop(url).aclose()
         async with anyio.create_task_group() as task_group:
-            for peer in self._peers:
-                url = _direct_url(peer)
-                if url is None:
-                    continue
-                if peer.status == "dead" and now - peer.last_seen > DEAD_FORGET_SECONDS:
-                    for via in _DIRECT:
-                        self._peers.drop_route(peer.id, via, reason="forgotten")
-                    continue
-                task_group.start_soon(self._ping, peer.id, url)
+            for peer_id, url in targets.items():
+                task_group.start_soon(self._ping, peer_id, url)
+
+    async def _health(self, url: str) -> object:
+        if url.startswith("http://"):
+            probe = self._probes.get(url)
+            if probe is None:
+                probe = self._probes[url] = HealthProbe(url, self._headers)
+            return await probe.get()
+        response = await self._http.get(url, headers=self._headers)
+        response.raise_for_status()
+        return response.json()
 
     async def _ping(self, peer_id: str, url: str) -> None:
         async with self._limiter:
@@ -81,10 +103,8 @@ class HealthMonitor:
             health: object = None
             with anyio.move_on_after(self._timeout):
                 try:
-                    response = await self._http.get(url, headers=self._headers)
-                    if response.status_code == 200:
-                        health = response.json()
-                except (httpx.HTTPError, ValueError):
+                    health = await self._health(url)
+                except (ProbeError, httpx.HTTPError, ValueError):
                     pass
             latency_ms = (time.perf_counter() - clock) * 1000
         if not isinstance(health, dict) or health.get("id") != peer_id:

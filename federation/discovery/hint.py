@@ -1,6 +1,6 @@
 """The mDNS TXT record: what a peer advertises about itself, and reading it back.
 
-Five short keys (`federation.const.TXT_KEYS`): `id` (peer id), `mesh` (a tag
+Five short keys: `id` (peer id), `mesh` (a tag
 of the mesh id, so neighbours in other meshes are skipped without a fetch),
 `path` (the MCP path), `v` (protocol version) and `cd` (card digest: changes
 when the peer's models or tools change, telling others to re-fetch). Anyone
@@ -25,7 +25,6 @@ from federation.urls import http_url
 __all__ = ["Hint", "HintError", "mesh_tag", "parse_hint", "txt_record"]
 
 _PEER_ID = re.compile(r"[a-z2-7]{16}")
-_MESH_TAG = re.compile(r"(|[0-9a-f]{8})")
 _PATH = re.compile(r"/[A-Za-z0-9/_.-]{0,63}")
 _VERSION = re.compile(r"[0-9]{1,4}")
 _DIGEST = re.compile(r"[0-9a-f]{12}")
@@ -51,7 +50,6 @@ class Hint:
     """What an mDNS announcement claims; nothing here is trusted until the card verifies."""
 
     peer_id: str
-    mesh_tag: str
     path: str
     version: str
     digest: str
@@ -93,7 +91,6 @@ def parse_hint(info: AsyncServiceInfo) -> Hint:
         raise HintError("the announcement carries no IPv4 address")
     return Hint(
         peer_id=peer_id,
-        mesh_tag=_text(properties, "mesh", _MESH_TAG),
         path=path,
         version=_text(properties, "v", _VERSION),
         digest=_text(properties, "cd", _DIGEST),

@@ -19,6 +19,7 @@ rejected ones only when their TXT changes.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -71,7 +72,6 @@ class _Instance:
     """What we know of one announced instance."""
 
     added: float = field(default_factory=time.monotonic)
-    hint: Hint | None = None
     peer_id: str | None = None  # set once admitted
     url: str | None = None
     settled: tuple[str, tuple[str, ...]] | None = None  # (digest, urls) already handled
@@ -214,6 +214,8 @@ class MdnsDiscovery:
                 self.rejections.report(name, rejected.reason, str(rejected))
                 if rejected.retry:
                     self._schedule_retry(name, inst)
+            except Exception as exc:  # noqa: BLE001 - one odd announcement must never stop discovery
+                self.rejections.report(name, "error", f"{exc.__class__.__name__}: {exc}", level=logging.ERROR)
 
     async def _resolve(self, name: str) -> Hint | None:
         """The instance's hint; None when it is not for us (another mesh, whatever else it says)."""
@@ -238,7 +240,7 @@ class MdnsDiscovery:
         peer = self._node.peers.get(hint.peer_id)
         if inst.settled == state and (not inst.admitted or (peer is not None and peer.routes.get("mdns") == inst.url)):
             return  # nothing changed since we last looked: no refetch
-        inst.hint, inst.settled = hint, state
+        inst.settled = state
         failures: list[Rejected] = []
         for url in hint.urls:
             try:
