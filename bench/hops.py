@@ -14,22 +14,11 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from mcp.server.mcpserver import MCPServer
 
 from bench._util import print_table, serve_asgi, time_calls
 from federation import Mesh, Node, PeerSettings
 from federation.toolhost import HostedServer
-
-
-def echo_server() -> MCPServer:
-    server = MCPServer("echo", log_level="WARNING")
-
-    @server.tool()
-    def echo(text: str) -> str:
-        """Return the text."""
-        return text
-
-    return server
+from servers.echo import build_server as echo_server
 
 
 async def wait_for_tool(node: Node, name: str) -> None:

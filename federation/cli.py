@@ -101,7 +101,8 @@ def _run_until_interrupted(main: Callable[[Any], Awaitable[None]], settings: Any
     try:
         anyio.run(main, settings)
     except KeyboardInterrupt:
-        err.print("stopped")
+        pass
+    err.print("stopped")
 
 
 async def _serve(settings: Any) -> None:
@@ -201,19 +202,20 @@ def models(
     home: Annotated[Optional[Path], typer.Option(help="State directory; its models/ folder is listed.", envvar="MCPFED_HOME")] = None,
 ) -> None:
     """List local models: the embedded default, the state dir's models/, and PATHS."""
-    from rich.table import Table
-
     from federation.models import find_models
 
-    table = Table("name", "file", "size", "quantization", "arch", "sha256", box=None)
     with err.status("hashing model files…", spinner="dots"):
         found = find_models(paths or [], home)
-    for entry in found:
+    for entry in found:  # a block per model: a table in 80 columns would cut the sha256 and path people copy
         if entry.error:
-            table.add_row("[red]unusable[/]", str(entry.path), "", "", "", f"[red]{entry.error}[/]")
+            out.print(f"[red]unusable[/]  {entry.path}\n  {entry.error}\n", soft_wrap=True, highlight=False)
         else:
-            table.add_row(entry.name, str(entry.path), f"{entry.size / 1e6:.0f} MB", entry.quantization, entry.architecture, entry.sha256)
-    out.print(table)
+            out.print(
+                f"[bold]{entry.name}[/]  {entry.size / 1e6:.0f} MB  {entry.quantization}  {entry.architecture}\n"
+                f"  {entry.path}\n  sha256 {entry.sha256}\n",
+                soft_wrap=True,
+                highlight=False,
+            )
 
 
 @app.command()

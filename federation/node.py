@@ -53,7 +53,7 @@ from federation.forward import FastForward
 from federation.toolhost import CallOutcome, HostedServer, ToolHost, settle
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
-from servers.llama_engine import LlamaEngine, default_model_path
+from servers.llama_engine import LlamaEngine, ModelUnavailable, default_model_path
 from servers.notes import build_server as build_notes_server
 from servers.share import SharedStdioServer
 
@@ -212,9 +212,12 @@ class Node:
         return peer
 
     async def wait_ready(self) -> None:
-        """Wait until the model (if any) is loaded; raises if loading failed."""
+        """Wait until the model (if any) is loaded; `ModelFileError` if llama.cpp could not load it."""
         if self.engine is not None:
-            await self.engine.wait_ready()
+            try:
+                await self.engine.wait_ready()
+            except ModelUnavailable as exc:
+                raise ModelFileError(str(exc)) from exc
 
     # -- addresses -------------------------------------------------------
     @property

@@ -18,6 +18,7 @@ import enum
 import functools
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +33,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from servers.gguf_file import GGUFInfo, read_gguf_info, sha256_of
+from servers.token_text import TokenText
 
 __all__ = [
     "ChatMessage",
@@ -137,6 +139,7 @@ class LlamaEngine:
         self._sha256: str | None = None
         self._limiter = anyio.CapacityLimiter(1)
         self._ready = anyio.Event()
+        self._hashed = anyio.Event()
         self._task_group: TaskGroup | None = None
         self.requests_served = 0
 
@@ -144,6 +147,7 @@ class LlamaEngine:
     async def __aenter__(self) -> LlamaEngine:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
+        self._task_group.start_soon(self._hash)
         self._task_group.start_soon(self._load)
         return self
 
@@ -165,13 +169,22 @@ class LlamaEngine:
     async def _load(self) -> None:
         try:
             self._llama = await anyio.to_thread.run_sync(self._load_sync, False)
-            self._sha256 = await anyio.to_thread.run_sync(sha256_of, self.info.path)
+            await self._hashed.wait()  # "ready" promises that the card can name the file's sha256
             self.state = EngineState.READY
         except Exception as exc:  # noqa: BLE001 - any llama.cpp failure is reported to callers
             self.error = f"could not load model {self.info.path}: {exc}. The file may be corrupt; download it again."
             self.state = EngineState.FAILED
         finally:
             self._ready.set()
+
+    async def _hash(self) -> None:
+        """Hash the file in a thread while it loads: hashing gigabytes on the event loop would freeze the peer."""
+        try:
+            self._sha256 = await anyio.to_thread.run_sync(sha256_of, self.info.path)
+        except OSError:  # the load reports an unreadable file; the card just names no hash
+            pass
+        finally:
+            self._hashed.set()
 
     def _load_sync(self, embedding: bool) -> Any:
         import llama_cpp
@@ -181,15 +194,19 @@ class LlamaEngine:
             self.n_gpu_layers = -1 if gpu_offload_supported() else 0
         else:
             self.n_gpu_layers = self._gpu_layers_requested
-        return llama_cpp.Llama(
-            model_path=str(self.info.path),
-            n_ctx=self.n_ctx,
-            n_threads=self.n_threads,
-            n_threads_batch=self.n_threads,
-            n_gpu_layers=self.n_gpu_layers,
-            embedding=embedding,
-            verbose=False,
-        )
+        return llama_cpp.Llama(**self.llama_settings(embedding=embedding))
+
+    def llama_settings(self, *, embedding: bool = False) -> dict[str, Any]:
+        """What this engine passes to `llama_cpp.Llama` (bench/ builds its raw baseline from the same)."""
+        return {
+            "model_path": str(self.info.path),
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "n_threads_batch": self.n_threads,
+            "n_gpu_layers": self.n_gpu_layers,
+            "embedding": embedding,
+            "verbose": False,
+        }
 
     async def wait_ready(self) -> None:
         """Wait for loading to end; raise `ModelUnavailable` if it failed."""
@@ -215,7 +232,7 @@ class LlamaEngine:
 
     @property
     def sha256(self) -> str:
-        """The file's sha256, hashed in the loading thread (250 MB take ~0.25 s); empty until then."""
+        """The file's sha256, hashed in the background once the engine is entered; "" until then."""
         return self._sha256 or ""
 
     def describe(self) -> dict[str, Any]:
@@ -304,6 +321,18 @@ class LlamaEngine:
     def _generate_sync(
         self, prompt: str, options: dict[str, Any], emit: Callable[[str], None], cancelled: threading.Event
     ) -> Completion:
+        """Sample token by token with `Llama.generate`, so usage counts tokens, not streamed chunks.
+
+        (`create_completion(stream=True)` yields one chunk per *piece of text*: tokens of one
+        multi-byte character come as one chunk, so counting chunks under-reports tokens.)
+
+        Every prompt is evaluated from scratch. llama-cpp-python would reuse the
+        previous request's matching prefix, but llama.cpp's logits depend on how a
+        prompt is split into batches (Gemma 3: up to 1.0 apart), so the answer to
+        the same prompt and seed would depend on who asked what before.
+        """
+        import llama_cpp
+
         llama = self._llama
         started = time.perf_counter()
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
@@ -313,21 +342,36 @@ class LlamaEngine:
                 f"the prompt is {prompt_tokens} tokens but the context window is {self.n_ctx}; "
                 "shorten the prompt or start the peer with a larger --ctx."
             )
+        budget = min(options["max_tokens"], self.n_ctx - prompt_tokens)  # the reply must fit the context
+        seed = options["seed"]
+        llama.set_seed(seed if seed is not None else random.randrange(2**31))
+        text = TokenText(options["stop"])
         pieces: list[str] = []
+
+        def send(piece: str) -> None:
+            if piece:
+                pieces.append(piece)
+                emit(piece)
+
         finish_reason = "length"
         completion_tokens = 0
-        for chunk in llama.create_completion(tokens, stream=True, **options):
-            choice = chunk["choices"][0]
-            if choice["text"] or not choice.get("finish_reason"):  # the closing chunk is no token
-                completion_tokens += 1
-            if choice["text"]:
-                pieces.append(choice["text"])
-                emit(choice["text"])
-            if choice.get("finish_reason"):
-                finish_reason = choice["finish_reason"]
+        vocab = llama._model.vocab  # what llama-cpp-python's own create_completion checks for end-of-generation
+        llama.reset()
+        for token in llama.generate(tokens, temp=options["temperature"], top_p=options["top_p"]):
             if cancelled.is_set():
                 finish_reason = "cancelled"
                 break
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                finish_reason = "stop"
+                break
+            completion_tokens += 1
+            send(text.push(llama.detokenize([token])))
+            if text.stopped:
+                finish_reason = "stop"
+                break
+            if completion_tokens >= budget:
+                break
+        send(text.flush())
         elapsed = time.perf_counter() - started
         usage = Usage(
             prompt_tokens=prompt_tokens,
@@ -396,10 +440,11 @@ class LlamaEngine:
             tokens = len(self._embedder.tokenize(text.encode("utf-8"), add_bos=True))
             if tokens >= self.n_ctx:
                 raise RequestRejected(f"a text is {tokens} tokens, over the {self.n_ctx}-token context; split it.")
-            vector = self._embedder.embed(text, normalize=True)
-            if vector and isinstance(vector[0], list):  # some models return one vector per token
-                vector = [sum(column) / len(vector) for column in zip(*vector)]
-            vectors.append([float(x) for x in vector])
+            vector = self._embedder.embed(text)  # pooled as the model says, or one vector per token
+            if vector and isinstance(vector[0], list):  # a model without pooling (Gemma): mean-pool here
+                vector = [math.fsum(column) / len(vector) for column in zip(*vector)]
+            norm = math.sqrt(math.fsum(x * x for x in vector)) or 1.0  # normalise after pooling, not per token
+            vectors.append([float(x) / norm for x in vector])
         return vectors
 
 

@@ -7,15 +7,18 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from federation.node import Node
 from federation.settings import PeerSettings
+from servers.llama_engine import default_model_path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
-    return "asyncio"  # zeroconf's async API needs asyncio
+    """asyncio (zeroconf's async API needs it); session-scoped so a module may share one async fixture, e.g. a loaded model."""
+    return "asyncio"
 
 
 @pytest.fixture
@@ -56,3 +59,46 @@ async def introduce(*nodes: Node) -> None:
         for other in nodes:
             if other is not node:
                 await node.add_peer(other.mcp_url)
+
+
+def copy_head(source: Path, target: Path, size: int) -> Path:
+    """The first `size` bytes of `source`: what an interrupted download leaves behind."""
+    with source.open("rb") as stream:
+        target.write_bytes(stream.read(size))
+    return target
+
+
+def bad_model(kind: str, folder: Path) -> Path:
+    """A `--model` path that must be refused: `missing`, `not-gguf`, `truncated` (the real file's first MiB) or `directory`."""
+    if kind == "missing":
+        return folder / "absent.gguf"
+    if kind == "not-gguf":
+        (folder / "notes.gguf").write_text("just some text")
+        return folder / "notes.gguf"
+    if kind == "truncated":
+        return copy_head(default_model_path(), folder / "cut.gguf", 1 << 20)
+    assert kind == "directory", kind
+    return folder
+
+
+@pytest.fixture
+def unloadable_model(tmp_path: Path) -> Path:
+    """A GGUF whose header is sound but names an architecture llama.cpp does not know.
+
+    Sparse: the header is copied, the rest is a hole, so no 250 MB copy is written.
+    """
+    source = default_model_path()
+    with source.open("rb") as stream:
+        head = stream.read(16 << 20)
+    target = tmp_path / "unknown-arch.gguf"
+    with target.open("wb") as out:
+        out.write(head.replace(b"gemma3", b"gemmaX"))
+        out.truncate(source.stat().st_size)
+    return target
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll `predicate` until it is true; fail the test after `timeout` seconds (a liveness bound, not a timing)."""
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)

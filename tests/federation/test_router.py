@@ -16,17 +16,11 @@ import pytest
 from federation.client import call_tool, connect
 from federation.node import Node
 from federation.router import namespaced
-from tests.conftest import introduce
+from tests.conftest import introduce, wait_until
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.02)
 
 
 @pytest.fixture

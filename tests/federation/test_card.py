@@ -1,0 +1,134 @@
+"""Peer cards: signed by the peer's key, and any change to any field is caught."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card, verify_card
+from federation.errors import CardError
+from federation.identity import Identity
+
+
+@pytest.fixture(scope="module")
+def identity() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture(scope="module")
+def card(identity: Identity) -> PeerCard:
+    unsigned = PeerCard(
+        id="",
+        name="alice",
+        pubkey="",
+        mesh="home",
+        software="mcp-federation/0.1.0",
+        endpoints=["http://127.0.0.1:8801/mcp"],
+        models=[ModelSummary(name="Gemma 3 270m", architecture="gemma3", quantization="Q4_K_M", size_bytes=253113024, sha256="ab" * 32, n_ctx=4096)],
+        tools=[ToolSummary(name="generate", description="Continue a prompt."), ToolSummary(name="model_info")],
+        load=Load(in_flight=1, queued=2),
+    )
+    return sign_card(unsigned, identity)
+
+
+def test_signed_card_verifies_from_json_bytes_dict_and_object(card: PeerCard, identity: Identity) -> None:
+    raw = card.model_dump_json()
+    for form in (raw, raw.encode(), json.loads(raw), card):
+        assert verify_card(form, expected_id=identity.peer_id, mesh="home") == card
+
+
+def test_signing_stamps_the_identity_id_and_key(card: PeerCard, identity: Identity) -> None:
+    assert card.id == identity.peer_id
+    assert base64.b64decode(card.pubkey) == identity.public_key
+    assert card.issued_at > 0
+
+
+def one_byte_changes(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """(path, changed leaf) for every leaf of a card's JSON: one character or digit altered."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from one_byte_changes(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from one_byte_changes(item, (*path, index))
+    elif isinstance(value, bool):
+        yield path, not value
+    elif isinstance(value, str) and value:
+        yield path, value[:-1] + chr(ord(value[-1]) ^ 1)
+    elif isinstance(value, (int, float)):
+        text = repr(value)
+        yield path, type(value)(text[:-1] + chr(ord(text[-1]) ^ 1))
+
+
+def with_leaf(data: Any, path: tuple[Any, ...], leaf: Any) -> Any:
+    copy = json.loads(json.dumps(data))
+    target = copy
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = leaf
+    return copy
+
+
+def test_every_one_byte_change_to_any_field_fails(card: PeerCard) -> None:
+    data = json.loads(card.model_dump_json())
+    changes = list(one_byte_changes(data))
+    assert {path[0] for path, _ in changes} >= {"id", "name", "pubkey", "mesh", "endpoints", "models", "tools", "load", "issued_at", "signature"}
+    for path, leaf in changes:
+        with pytest.raises(CardError):
+            verify_card(with_leaf(data, path, leaf))
+
+
+def test_id_that_is_not_the_hash_of_the_key_fails(card: PeerCard, identity: Identity) -> None:
+    other = Identity.generate()
+    claims_other_id = card.model_copy(update={"id": other.peer_id, "signature": ""})
+    signature = base64.b64encode(identity.sign(claims_other_id.signed_bytes())).decode()  # a genuine signature, a made-up id
+    with pytest.raises(CardError, match=f"claims id '{other.peer_id}' but its key hashes to '{identity.peer_id}'"):
+        verify_card(claims_other_id.model_copy(update={"signature": signature}))
+
+
+def test_card_signed_by_another_key_fails(card: PeerCard) -> None:
+    forger = Identity.generate()
+    forged = card.model_copy(update={"signature": base64.b64encode(forger.sign(card.signed_bytes())).decode()})
+    with pytest.raises(CardError, match="bad signature"):
+        verify_card(forged)
+
+
+def test_card_for_someone_else_fails_when_a_peer_is_expected(card: PeerCard) -> None:
+    with pytest.raises(CardError, match="expected peer 'someoneelse00000'"):
+        verify_card(card, expected_id="someoneelse00000")
+
+
+def test_card_from_another_mesh_fails(card: PeerCard) -> None:
+    with pytest.raises(CardError, match="belongs to mesh 'home', not 'work'"):
+        verify_card(card, mesh="work")
+
+
+@pytest.mark.parametrize("raw", ["not json", '{"id": "x"}', "[]"], ids=["not-json", "missing-fields", "not-an-object"])
+def test_malformed_card_fails_with_a_card_error(raw: str) -> None:
+    with pytest.raises(CardError, match="malformed peer card"):
+        verify_card(raw)
+
+
+def test_key_that_is_not_base64_fails(card: PeerCard) -> None:
+    with pytest.raises(CardError, match="not base64"):
+        verify_card(card.model_copy(update={"pubkey": "not base64!"}))
+
+
+def test_digest_follows_what_is_offered_not_the_load(card: PeerCard) -> None:
+    busier = card.model_copy(update={"load": Load(in_flight=5, queued=9)})
+    more_tools = card.model_copy(update={"tools": [*card.tools, ToolSummary(name="embed")]})
+    assert busier.digest() == card.digest()
+    assert more_tools.digest() != card.digest()
+
+
+def test_markdown_names_the_peer_its_models_and_tools(card: PeerCard) -> None:
+    text = card_markdown(card)
+    assert text.startswith(f"# alice (`{card.id}`)")
+    assert "- load: 1 in flight, 2 queued" in text
+    assert "| Gemma 3 270m | Q4_K_M | 253 MB | 4096 | 0 | `abababababababab…` |" in text
+    assert "- `generate`: Continue a prompt." in text
+    assert "- `model_info`: " in text

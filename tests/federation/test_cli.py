@@ -1,0 +1,224 @@
+"""`mcpfed` as a user runs it: a real process per command, against a real peer on loopback.
+
+Errors must reach the user as one `error:` line on stderr with a non-zero
+exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from federation.node import Node
+from federation.settings import PeerSettings
+from servers.gguf_file import sha256_of
+from servers.llama_engine import default_model_path
+from tests.conftest import bad_model
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
+    home = tmp_path_factory.mktemp("peer")
+    async with Node(PeerSettings(name="model", port=0, home=home, model="default", n_ctx=1024)) as peer:
+        await peer.wait_ready()
+        yield peer
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A wide terminal (help and tables unwrapped) and a state directory of the test's own."""
+    return os.environ | {"MCPFED_HOME": str(tmp_path / "home"), "COLUMNS": "200", "NO_COLOR": "1"}
+
+
+async def mcpfed(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    with anyio.fail_after(120):
+        done = await anyio.run_process([sys.executable, "-m", "federation.cli", *args], cwd=ROOT, env=env, check=False)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, says: str) -> None:
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: "), done.stderr
+    assert says in lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("serve", ["--model", "--name", "--host", "--port", "--gpu-layers", "--ctx", "--threads", "--home", "--db"]),
+        ("ask", ["prompt", "--url", "--max-tokens", "--temperature", "--raw"]),
+        ("call", ["tool", "arguments", "--url"]),
+        ("tools", ["--url"]),
+        ("models", ["paths", "--home"]),
+    ],
+)
+async def test_help_of_each_command_lists_every_option(env: dict[str, str], command: str, options: list[str]) -> None:
+    done = await mcpfed(env, command, "--help")
+    assert done.returncode == 0
+    for option in options:
+        assert option in done.stdout.lower(), f"{command} --help lacks {option}"
+
+
+async def test_help_lists_the_commands(env: dict[str, str]) -> None:
+    done = await mcpfed(env, "--help")
+    assert done.returncode == 0
+    for command in ("serve", "ask", "call", "tools", "models"):
+        assert re.search(rf"^\W*{command}\s", done.stdout, re.MULTILINE), command
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+async def test_serve_prints_its_url_and_stops_cleanly_on_a_signal(env: dict[str, str], stop: signal.Signals) -> None:
+    command = [sys.executable, "-m", "federation.cli", "serve", "--port", "0", "--ctx", "512"]
+    async with await anyio.open_process(command, cwd=ROOT, env=env) as process:
+        assert process.stdout is not None and process.stderr is not None
+        with anyio.fail_after(60):
+            url = (await process.stdout.receive()).decode().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/mcp", url), url
+        async with httpx.AsyncClient() as http:
+            health = (await http.get(url.removesuffix("/mcp") + "/health")).json()
+        assert (health["ok"], health["model"]) == (True, "ready"), "the URL is printed once the model is ready"
+        process.send_signal(stop)
+        with anyio.fail_after(30):
+            code = await process.wait()
+        stderr = b"".join([chunk async for chunk in process.stderr]).decode()
+    assert code == 0
+    assert "Traceback" not in stderr
+    assert stderr.strip().endswith("stopped")
+
+
+async def test_ask_streams_the_answer_and_prints_usage_to_stderr(node: Node, env: dict[str, str]) -> None:
+    done = await mcpfed(env, "ask", "--url", node.mcp_url, "--max-tokens", "8", "Say hello.")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "the answer goes to stdout"
+    assert re.search(r"^\d+ tokens, [\d.]+ tok/s, [\d.]+ s$", done.stderr.strip(), re.MULTILINE), done.stderr
+
+
+async def test_ask_raw_uses_plain_completion(node: Node, env: dict[str, str]) -> None:
+    done = await mcpfed(env, "ask", "--raw", "--url", node.mcp_url, "--max-tokens", "5", "Once upon a time")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().startswith("5 tokens")
+
+
+async def test_call_prints_the_structured_result_as_json(node: Node, env: dict[str, str]) -> None:
+    done = await mcpfed(env, "call", "--url", node.mcp_url, "model_info", "{}")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert (info["quantization"], info["state"], info["n_ctx"]) == ("Q4_K_M", "ready", 1024)
+
+
+async def test_tools_lists_the_model_tools(node: Node, env: dict[str, str]) -> None:
+    done = await mcpfed(env, "tools", "--url", node.mcp_url)
+    assert done.returncode == 0, done.stderr
+    names = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
+    assert {"generate", "chat", "embed", "model_info"} <= names
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [("{prompt: hi}", "arguments are not valid JSON"), ("[1, 2]", "arguments must be a JSON object")],
+    ids=["not-json", "not-an-object"],
+)
+async def test_call_with_bad_arguments_exits_2_and_says_how_to_write_them(node: Node, env: dict[str, str], arguments: str, says: str) -> None:
+    done = await mcpfed(env, "call", "--url", node.mcp_url, "generate", arguments)
+    assert_one_line_error(done, 2, says)
+    assert '{"prompt": "hi"}' in done.stderr
+
+
+async def test_call_of_an_unknown_tool_names_the_tools_there_are(node: Node, env: dict[str, str]) -> None:
+    done = await mcpfed(env, "call", "--url", node.mcp_url, "nope", "{}")
+    assert_one_line_error(done, 1, "Unknown tool: 'nope'. This peer offers: chat, embed, generate")
+
+
+async def test_call_with_a_wrong_argument_shows_the_tool_error(node: Node, env: dict[str, str]) -> None:
+    done = await mcpfed(env, "call", "--url", node.mcp_url, "generate", '{"prompt": "x", "max_tokens": 0}')
+    assert done.returncode == 1
+    assert "max_tokens must be at least 1" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_ask_with_a_bad_option_value_shows_the_peers_message(node: Node, env: dict[str, str]) -> None:
+    done = await mcpfed(env, "ask", "--url", node.mcp_url, "--max-tokens", "0", "hi")
+    assert_one_line_error(done, 1, "max_tokens must be at least 1 (got 0)")
+
+
+async def test_ask_where_nothing_listens_says_cannot_reach(env: dict[str, str]) -> None:
+    with socket_without_listener() as port:
+        done = await mcpfed(env, "ask", "--url", f"http://127.0.0.1:{port}/mcp", "hi")
+    assert_one_line_error(done, 1, f"cannot reach the peer at http://127.0.0.1:{port}/mcp")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+class socket_without_listener:
+    """A loopback port that is bound (so nobody else takes it) but not listening: connections are refused."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        return int(self._sock.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+
+
+async def test_models_lists_the_embedded_model_with_size_quantization_and_full_sha256(env: dict[str, str]) -> None:
+    done = await mcpfed(env | {"COLUMNS": "80"}, "models")  # a narrow terminal must not cut the hash
+    assert done.returncode == 0, done.stderr
+    assert "Gemma 3 270m" in done.stdout
+    assert "253 MB" in done.stdout
+    assert "Q4_K_M" in done.stdout
+    assert sha256_of(default_model_path()) in done.stdout
+
+
+async def test_models_marks_an_unusable_file_and_says_why(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "broken.gguf").write_text("not a model")
+    done = await mcpfed(env, "models", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "unusable" in done.stdout
+    assert "is not a GGUF model" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("missing", "does not exist. Pass --model PATH to a .gguf file, or --model default."),
+        ("not-gguf", "is not a GGUF model"),
+        ("truncated", "is truncated"),
+        ("directory", "is a directory. Pass --model the path of a .gguf file inside it."),
+    ],
+)
+async def test_serve_with_an_unusable_model_exits_with_one_line(env: dict[str, str], tmp_path: Path, kind: str, says: str) -> None:
+    done = await mcpfed(env, "serve", "--port", "0", "--model", str(bad_model(kind, tmp_path)))
+    assert_one_line_error(done, 1, says)
+
+
+async def test_serve_with_a_model_llama_cpp_cannot_load_exits_with_one_line(env: dict[str, str], unloadable_model: Path) -> None:
+    done = await mcpfed(env, "serve", "--port", "0", "--model", str(unloadable_model))
+    assert_one_line_error(done, 1, "could not load model")
+
+
+async def test_serve_on_a_taken_port_says_pick_another(node: Node, env: dict[str, str]) -> None:
+    done = await mcpfed(env, "serve", "--model", "none", "--port", str(node.port))
+    assert_one_line_error(done, 1, f"port {node.port} on 127.0.0.1 is already in use; pick another with --port")
+
+
+async def test_serve_with_bad_gpu_layers_exits_2(env: dict[str, str]) -> None:
+    done = await mcpfed(env, "serve", "--port", "0", "--gpu-layers", "lots")
+    assert_one_line_error(done, 2, "--gpu-layers takes 'auto', -1 (all) or a number of layers, not 'lots'")

@@ -1,0 +1,81 @@
+"""The call ledger in SQLite: written in batches off the request path, nothing lost on a clean stop."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import federation.store
+from federation.errors import ConfigError
+from federation.store import Store, database_url
+
+pytestmark = pytest.mark.anyio
+
+
+def row(tool: str = "generate", callee: str = "peer-a", **fields: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "callee": callee,
+        "tool": tool,
+        "started": datetime.now(timezone.utc),
+        "ms": 12.5,
+        "outcome": "ok",
+        "tokens_in": 3,
+        "tokens_out": 7,
+    }
+    return values | fields
+
+
+async def test_recorded_calls_are_written_by_the_background_writer(tmp_path: Path) -> None:
+    async with Store(database_url(tmp_path)) as store:
+        store.record(**row(trace_id="t1"))
+        assert store.count_calls() == 0, "record() only queues; the request path never waits for SQLite"
+        with anyio.fail_after(10):
+            while await anyio.to_thread.run_sync(store.count_calls) == 0:
+                await anyio.sleep(0.05)
+        (written,) = store.calls()
+    assert (written.trace_id, written.tool, written.outcome, written.tokens_in, written.tokens_out) == ("t1", "generate", "ok", 3, 7)
+    assert written.role == "served"
+
+
+async def test_a_clean_stop_writes_everything_still_queued(tmp_path: Path) -> None:
+    async with Store(database_url(tmp_path)) as store:
+        for index in range(50):
+            store.record(**row(trace_id=f"t{index}"))
+    reopened = Store(database_url(tmp_path))
+    assert reopened.count_calls() == 50
+    assert reopened.calls(limit=1)[0].trace_id == "t49", "newest first"
+
+
+async def test_a_full_queue_drops_and_counts_instead_of_slowing_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(federation.store, "LEDGER_QUEUE_LIMIT", 3)
+    async with Store(database_url(tmp_path)) as store:
+        for _ in range(5):
+            store.record(**row())
+        assert store.dropped == 2
+    assert Store(database_url(tmp_path)).count_calls() == 3
+
+
+async def test_ledger_sums_calls_and_tokens_per_peer_and_per_tool(tmp_path: Path) -> None:
+    async with Store(database_url(tmp_path)) as store:
+        store.record(**row("generate", "peer-a"))
+        store.record(**row("generate", "peer-a", outcome="error"))
+        store.record(**row("embed", "peer-b", tokens_in=10, tokens_out=0))
+    reopened = Store(database_url(tmp_path))
+    by_peer = {entry["key"]: entry for entry in reopened.ledger(by="peer")}
+    assert (by_peer["peer-a"]["calls"], by_peer["peer-a"]["ok"], by_peer["peer-a"]["tokens_out"]) == (2, 1, 14)
+    by_tool = {entry["key"]: entry for entry in reopened.ledger(by="tool")}
+    assert (by_tool["embed"]["calls"], by_tool["embed"]["tokens_in"]) == (1, 10)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["nosuchdriver://x", "sqlite:////nonexistent-dir/sub/ledger.db"],
+    ids=["unknown-driver", "folder-missing"],
+)
+def test_database_that_cannot_be_opened_says_which(url: str) -> None:
+    with pytest.raises(ConfigError, match="cannot open database"):
+        Store(url)
