@@ -420,7 +420,7 @@ class Router:
     async def _ask_once(self, target: _Target, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None, ctx: ServerRequestContext[Any] | None) -> types.CallToolResult:
         if target.local:
             assert ctx is not None, "the local model is only reachable from inside a request"
-            return await self.node.tools.call_local(ctx, "chat", arguments, trace.child_meta(self.node.peer_id))
+            return await self.node.tools.call_local(ctx, "chat", arguments, trace.child_meta(self.node.peer_id, local=True))
         assert target.peer is not None
         return await self.forward(target.peer, "chat", arguments, trace, on_progress)
 
@@ -566,7 +566,7 @@ class Router:
             trace = trace_of(ctx)
             try:
                 if router.is_self(peer):
-                    return await router.node.tools.call_local(ctx.request_context, tool, arguments or {}, trace.child_meta(router.node.peer_id))
+                    return await router.node.tools.call_local(ctx.request_context, tool, arguments or {}, trace.child_meta(router.node.peer_id, local=True))
                 target = router.peer(peer)
                 return await router.forward(target, tool, arguments or {}, trace, ctx.request_context.session.report_progress)
             except PeerError as exc:

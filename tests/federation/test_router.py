@@ -238,3 +238,13 @@ async def test_a_receipt_with_a_bad_signature_is_flagged_but_the_call_succeeds(s
     made = [r for r in caller.store.calls() if r.role == "made"]
     assert made and made[0].receipt_ok is False
     assert "not the peer called" in made[0].receipt_problem
+
+
+async def test_mesh_ask_on_a_model_peer_is_served_by_its_own_model(model_node: Node) -> None:
+    """No other peer: the local model answers, in-process, and that is no loop."""
+    async with connect(model_node.mcp_url) as client:
+        result = await call_tool(client, "mesh_ask", {"prompt": "Hi", "max_tokens": 3}, meta={"mcpfed/trace": {"trace_id": "t1", "span_id": "s1"}})
+        itself = await call_tool(client, "mesh_call", {"peer": model_node.name, "tool": "model_info"})
+    assert result.structured_content["peer"] == model_node.peer_id
+    assert result.structured_content["trace_id"] == "t1"
+    assert itself.structured_content["name"]

@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from federation.card import PeerCard, sign_card
 from federation.identity import Identity
 from federation.node import Node
-from tui_helpers import app_for, wait_until
+from tests.tui.tui_helpers import app_for, wait_until
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from tui.widgets.answer_pane import AnswerPane
 from tui.widgets.connection_bar import ConnectionBar
 from tui.widgets.peers_table import PeersTable
 
-from tui_helpers import app_for, serve_app, wait_until
+from tests.tui.tui_helpers import app_for, serve_app, wait_until
 
 pytestmark = pytest.mark.anyio
 

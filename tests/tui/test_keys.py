@@ -15,7 +15,7 @@ from tui.widgets.call_log import CallLog
 from tui.widgets.peers_table import PeersTable
 from tui.widgets.topology import TopologyView
 
-from tui_helpers import wait_until
+from tests.tui.tui_helpers import wait_until
 
 sys.path.insert(0, str(Path(__file__).parent / "snapshot_apps"))
 from fixed_mesh import make_app  # noqa: E402

@@ -13,7 +13,7 @@ from tui.observer import observer_node, observer_settings
 from tui.widgets.answer_pane import AnswerPane
 from tui.widgets.peers_table import PeersTable
 
-from tui_helpers import app_for, wait_until
+from tests.tui.tui_helpers import app_for, wait_until
 
 pytestmark = pytest.mark.anyio
 
