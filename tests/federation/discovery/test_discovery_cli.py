@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 import anyio.to_thread
 import pytest
-from conftest import REPO, eventually
+from discovery_support import REPO, eventually
 
 from federation.node import Node
 

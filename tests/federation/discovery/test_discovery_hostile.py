@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 import pytest
-from conftest import eventually, serve_app
+from discovery_support import eventually, serve_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from conftest import REPO, SpawnPeer, eventually
+from discovery_support import REPO, SpawnPeer, eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from conftest import eventually
+from discovery_support import eventually
 
 from federation.node import Node
 from federation.settings import PeerSettings
