@@ -51,6 +51,9 @@ MAX_CARD_BYTES = 1024 * 1024
 MDNS_RESOLVE_TIMEOUT_MS = 1000
 """Wait for an instance's SRV/TXT/A records (usually already cached from its announcement)."""
 
+MDNS_REQUERY_SECONDS = 15.0
+"""Browse query repeated this often (with known answers), so a peer whose answer was lost still appears."""
+
 DISCOVERY_WORKERS = 4
 """Card fetches that may run at once: a slow or hostile peer holds one worker, never discovery."""
 

@@ -31,7 +31,7 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from zeroconf import IPVersion, ServiceStateChange, Zeroconf
+from zeroconf import IPVersion, ServiceStateChange, Zeroconf, current_time_millis
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from federation.const import (
@@ -40,6 +40,7 @@ from federation.const import (
     DISCOVERY_RETRY_SECONDS,
     DISCOVERY_WORKERS,
     MCP_PATH,
+    MDNS_REQUERY_SECONDS,
     MDNS_RESOLVE_TIMEOUT_MS,
     PROTOCOL_VERSION,
     SERVICE_TYPE,
@@ -139,6 +140,20 @@ class MdnsDiscovery:
             task_group.start_soon(self._work)
         task_group.start_soon(self._sweep)
         task_group.start_soon(self._watch_card)
+        task_group.start_soon(self._requery)
+
+    async def _requery(self) -> None:
+        """Ask again every `MDNS_REQUERY_SECONDS`, listing the instances we know.
+
+        zeroconf's browser sends four queries at start-up, then only refreshes
+        known records near expiry (~an hour). A lost answer (a busy host, Wi-Fi)
+        would hide a peer that long; a periodic query with the known answers
+        attached costs one small packet, and only the peers we miss reply.
+        """
+        while True:
+            await anyio.sleep(MDNS_REQUERY_SECONDS)
+            if self._browser is not None:
+                self._browser.query_scheduler.async_send_ready_queries(False, current_time_millis(), {SERVICE_TYPE})
 
     def _on_change(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
         """zeroconf's callback (on the event loop): file the news, never do slow work here."""

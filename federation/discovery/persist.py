@@ -11,6 +11,7 @@ cleared: a stopped peer knows no peers.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+from sqlalchemy.exc import SQLAlchemyError
 
 from federation.card import PeerCard
 from federation.const import PEERS_REFRESH_SECONDS, PEERS_SAVE_SECONDS
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from federation.node import Node
 
 __all__ = ["persist_peers", "record_as_dict", "stored_peers"]
+
+logger = logging.getLogger(__name__)
 
 _COALESCE_SECONDS = 0.05
 _VOLATILE = frozenset({"last_seen", "latency_ms", "in_flight", "queued", "calls_served"})
@@ -88,10 +92,14 @@ def stored_peers(home: Path | None = None, db: str | None = None) -> tuple[list[
 
 
 async def _save(store: Store, observer: str, peers: list[Peer]) -> None:
+    """Write the rows; a database that fails is logged, never fatal to the peer (the table lives in memory)."""
     now = time.time()
     rows = [_record(observer, peer, now) for peer in peers]
     with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(store.save_peers, observer, rows)
+        try:
+            await anyio.to_thread.run_sync(store.save_peers, observer, rows)
+        except SQLAlchemyError as exc:
+            logger.warning("could not save the peer table to the store: %s", exc)
 
 
 def _lasting(snapshot: list[dict[str, Any]]) -> list[dict[str, Any]]:

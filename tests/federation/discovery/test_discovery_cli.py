@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 import anyio.to_thread
 import pytest
-from tests.federation.discovery.conftest import REPO, eventually
+from tests.federation.discovery.discovery_support import REPO, eventually
 
 from federation.node import Node
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 import pytest
-from tests.federation.discovery.conftest import eventually, serve_app
+from tests.federation.discovery.discovery_support import eventually, serve_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -222,3 +222,19 @@ async def test_announcement_flood_is_bounded(
         assert len(floods) == len(set(floods)) >= 1  # the flood was reported, once per kind
         async with httpx.AsyncClient() as http:
             assert (await http.get(guard.url + "/health")).json()["ok"]
+
+
+async def test_a_peer_whose_announcement_was_missed_is_found_by_the_periodic_query(
+    mdns_node: StartNode, announcer: Announcer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instance that answers queries but never announces (as if its announcement was lost)."""
+    monkeypatch.setattr("zeroconf._services.browser.STARTUP_QUERIES", 1)  # as zeroconf's own tests shrink timings
+    monkeypatch.setattr("federation.discovery.mdns.MDNS_REQUERY_SECONDS", 0.5)
+    async with mdns_node(name="guard") as guard, mdns_node(name="quiet", mdns="off") as quiet:
+        await anyio.sleep(0.3)  # the guard's one start-up query has gone out
+        await announcer.zc.zeroconf.async_wait_for_start()
+        info = AsyncServiceInfo(
+            SERVICE_TYPE, f"quiet-x.{SERVICE_TYPE}", addresses=[socket.inet_aton("127.0.0.1")], port=quiet.port, properties=txt_record(quiet.card(), "/mcp"), server="quiet-x.local."
+        )
+        announcer.zc.zeroconf.registry.async_add(info)  # answers queries, announces nothing
+        await eventually(lambda: quiet.peer_id in guard.peers, "the silent peer found by a later query", timeout=5.0)

@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 import anyio.to_thread
 import pytest
-from tests.federation.discovery.conftest import SpawnPeer, eventually, recorded_events
+from tests.federation.discovery.discovery_support import SpawnPeer, eventually, recorded_events
 from mcp.server.mcpserver import MCPServer
 
 from federation.events import Event

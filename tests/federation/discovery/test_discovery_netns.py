@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from tests.federation.discovery.conftest import REPO, SpawnPeer, eventually
+from tests.federation.discovery.discovery_support import REPO, SpawnPeer, eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from tests.federation.discovery.conftest import eventually
+from tests.federation.discovery.discovery_support import eventually
 
 from federation.node import Node
 from federation.settings import PeerSettings
