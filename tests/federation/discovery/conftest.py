@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
-from discovery_support import FAST_HEALTH_INTERVAL, REPO, PeerProcess, SpawnPeer
+from tests.federation.discovery.discovery_support import FAST_HEALTH_INTERVAL, REPO, PeerProcess, SpawnPeer
 
 from federation.node import Node
 from federation.settings import PeerSettings
