@@ -1,7 +1,8 @@
 """Fan-out: two answers from two model peers at once vs one after the other.
 
-Each peer gets one thread (this machine has two cores, and on a real mesh each
-peer has its own machine), so the ratio shows what spreading work buys.
+Each peer is its own `mcpfed serve` process with one thread (this machine has
+two cores, and on a real mesh each peer has its own machine), so the ratio
+shows what spreading work buys.
 
     python -m bench.fanout [--rounds 3] [--tokens 48]
 """
@@ -9,26 +10,35 @@ peer has its own machine), so the ratio shows what spreading work buys.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import anyio
 
-from federation import Mesh, Node, PeerSettings
+from federation import Mesh
 
 
 async def run(rounds: int, tokens: int) -> None:
     home = Path(tempfile.mkdtemp(prefix="mcpfed-bench-"))
 
-    def model_peer(name: str) -> Node:
-        return Node(PeerSettings(name=name, port=0, home=home / name, threads=1, n_ctx=1024, mdns="off"))
-
-    async with model_peer("alice") as alice, model_peer("bob") as bob:
-        await alice.wait_ready()
-        await bob.wait_ready()
-        async with Mesh.connect(peers=[alice.mcp_url, bob.mcp_url], home=home, mdns="off", wait_for=2) as mesh:
+    peers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "federation.cli", "serve", "--port", "0", "--name", name, "--threads", "1", "--ctx", "1024", "--mdns", "off"],
+            env=os.environ | {"MCPFED_HOME": str(home / name)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for name in ("alice", "bob")
+    ]
+    try:
+        urls = [await anyio.to_thread.run_sync(p.stdout.readline) for p in peers if p.stdout is not None]
+        async with Mesh.connect(peers=[u.strip() for u in urls], home=home, mdns="off", wait_for=2) as mesh:
             sequential, parallel = [], []
             for _ in range(rounds):
                 started = time.perf_counter()
@@ -39,6 +49,10 @@ async def run(rounds: int, tokens: int) -> None:
                 answers = await mesh.fan_out("Name a colour and say why.", n=2, max_tokens=tokens, temperature=0.0)
                 parallel.append(time.perf_counter() - started)
                 assert len({a.peer for a in answers}) == 2, "fan-out used two distinct peers"
+    finally:
+        for process in peers:
+            process.kill()
+            process.wait()
     seq, par = statistics.median(sequential), statistics.median(parallel)
     print(f"\nFan-out of n=2 over two model peers ({tokens} tokens each, 1 thread per peer, median of {rounds})")
     print(f"{'sequential: ask, then ask':<40}{seq:>8.2f} s   1.00×")
