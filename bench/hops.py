@@ -15,8 +15,9 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from bench._util import print_table, serve_asgi, time_calls
+from bench._util import print_table, time_calls
 from federation import Mesh, Node, PeerSettings
+from federation.listen import serve_app
 from federation.toolhost import HostedServer
 from servers.echo import build_server as echo_server
 
@@ -35,7 +36,7 @@ async def run(calls: int) -> None:
         return PeerSettings(name=name, port=0, model=None, home=home / name)
 
     async with (
-        serve_asgi(echo_server().streamable_http_app()) as bare_url,
+        serve_app(echo_server().streamable_http_app()) as bare_url,
         Node(settings("alice")) as alice,
         Node(settings("bob")) as bob,
         Node(settings("carol")) as carol,
@@ -48,7 +49,7 @@ async def run(calls: int) -> None:
         from fastmcp.server import create_proxy
 
         proxy = create_proxy(bare_url + "/mcp")
-        async with serve_asgi(proxy.http_app(path="/mcp")) as proxy_url:
+        async with serve_app(proxy.http_app(path="/mcp")) as proxy_url:
             variants: list[tuple[str, str, str, dict[str, Any]]] = [
                 ("direct: SDK client -> bare MCPServer", bare_url + "/mcp", "echo", {"text": "x"}),
                 ("direct: SDK client -> peer's own tool", alice.mcp_url, "echo", {"text": "x"}),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -17,7 +19,7 @@ from anyio.abc import TaskGroup
 
 from federation.errors import ConfigError, PortInUseError
 
-__all__ = ["bind_socket", "start_uvicorn"]
+__all__ = ["bind_socket", "serve_app", "start_uvicorn"]
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -53,3 +55,16 @@ async def start_uvicorn(task_group: TaskGroup, app: Any, sock: socket.socket, **
                 raise ConfigError(f"the HTTP server on {host}:{port} failed to start")
             await anyio.sleep(0.005)
     return server
+
+
+@asynccontextmanager
+async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> AsyncIterator[str]:
+    """Serve any ASGI app until the block ends; yields its base URL (benchmarks and tests use it for bare servers)."""
+    sock = bind_socket(host, port)
+    try:
+        async with anyio.create_task_group() as task_group:
+            server = await start_uvicorn(task_group, app, sock, **config)
+            yield f"http://{host}:{sock.getsockname()[1]}"
+            server.should_exit = True
+    finally:
+        sock.close()

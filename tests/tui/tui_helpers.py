@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
-import uvicorn
+
+from federation import listen
 from textual.pilot import Pilot
 
 from tui.address import NodeAddress
@@ -39,17 +39,5 @@ def app_for(url: str, *, headers: dict[str, str] | None = None) -> MeshApp:
 @asynccontextmanager
 async def serve_app(asgi_app: object) -> AsyncIterator[str]:
     """Serve an ASGI app on a free loopback port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    server = uvicorn.Server(uvicorn.Config(asgi_app, log_level="warning", lifespan="off"))  # type: ignore[arg-type]
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(5):
-                while not server.started:
-                    await anyio.sleep(0.01)
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-            server.should_exit = True
-    finally:
-        sock.close()
+    async with listen.serve_app(asgi_app, lifespan="off") as url:
+        yield url

@@ -5,7 +5,6 @@ A module with a unique name (not conftest) so test files import it unambiguously
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,9 +13,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from anyio.abc import Process
 
+from federation import listen
 from federation.events import Event
 from federation.watch import open_events
 
@@ -97,18 +96,5 @@ async def recorded_events(url: str) -> AsyncIterator[list[Event]]:
 @asynccontextmanager
 async def serve_app(app: Any) -> AsyncIterator[int]:
     """Serve an ASGI app with uvicorn on 127.0.0.1, any free port; yields the port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    sock.setblocking(False)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off", timeout_graceful_shutdown=0))
-    try:
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(server.serve, [sock])
-            with anyio.fail_after(5):
-                while not server.started:
-                    await anyio.sleep(0.005)
-            yield sock.getsockname()[1]
-            server.should_exit = True
-    finally:
-        sock.close()
+    async with listen.serve_app(app, lifespan="off", timeout_graceful_shutdown=0) as url:
+        yield int(url.rsplit(":", 1)[1])
