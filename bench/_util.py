@@ -1,33 +1,11 @@
-"""Shared bench plumbing: serve an ASGI app on a free loopback port, time calls, print ratios."""
+"""Shared bench plumbing: time calls, print ratios."""
 
 from __future__ import annotations
 
-import socket
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-import anyio
-import uvicorn
-
-
-@asynccontextmanager
-async def serve_asgi(app: Any) -> AsyncIterator[str]:
-    """Run `app` with uvicorn on 127.0.0.1:<free port> (TCP_NODELAY, as our nodes do); yields the base URL."""
-    sock = socket.socket()
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
-    async with anyio.create_task_group() as task_group:
-        task_group.start_soon(server.serve, [sock])
-        while not server.started:
-            await anyio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        server.should_exit = True
 
 
 async def time_calls(call: Callable[[], Awaitable[Any]], count: int, warmup: int = 20) -> list[float]:

@@ -15,17 +15,11 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from bench._util import print_table, serve_asgi, time_calls
+from bench._util import print_table, time_calls
 from federation import Mesh, Node, PeerSettings
+from federation.listen import serve_app
 from federation.toolhost import HostedServer
 from servers.echo import build_server as echo_server
-
-
-def introduce(*nodes: Node) -> None:
-    for node in nodes:
-        for other in nodes:
-            if other is not node:
-                node.peers.admit(other.card(), "static", other.mcp_url)
 
 
 async def wait_for_tool(node: Node, name: str) -> None:
@@ -42,20 +36,20 @@ async def run(calls: int) -> None:
         return PeerSettings(name=name, port=0, model=None, home=home / name)
 
     async with (
-        serve_asgi(echo_server().streamable_http_app()) as bare_url,
+        serve_app(echo_server().streamable_http_app()) as bare_url,
         Node(settings("alice")) as alice,
         Node(settings("bob")) as bob,
         Node(settings("carol")) as carol,
     ):
         await alice.tools.add_provider(HostedServer(echo_server()))
-        introduce(alice, bob)
-        introduce(bob, carol)
+        await bob.add_peer(alice.mcp_url)
+        await carol.add_peer(bob.mcp_url)
         await wait_for_tool(bob, "alice__echo")
         await wait_for_tool(carol, "mesh_call")
         from fastmcp.server import create_proxy
 
         proxy = create_proxy(bare_url + "/mcp")
-        async with serve_asgi(proxy.http_app(path="/mcp")) as proxy_url:
+        async with serve_app(proxy.http_app(path="/mcp")) as proxy_url:
             variants: list[tuple[str, str, str, dict[str, Any]]] = [
                 ("direct: SDK client -> bare MCPServer", bare_url + "/mcp", "echo", {"text": "x"}),
                 ("direct: SDK client -> peer's own tool", alice.mcp_url, "echo", {"text": "x"}),
@@ -67,7 +61,7 @@ async def run(calls: int) -> None:
                 async with Client(url) as client:
                     rows.append((label, await time_calls(lambda: client.call_tool(tool, arguments), calls)))
             async with Mesh.connect(name="bench-script", home=home) as mesh:
-                introduce(mesh.node, alice)
+                await mesh.node.add_peer(alice.mcp_url)
                 await mesh.wait_for_peers(1)
                 rows.append(("Mesh API: client-side route -> alice", await time_calls(lambda: mesh.call("alice", "echo", {"text": "x"}), calls)))
     print_table(f"Trivial tool, {calls} sequential calls each, loopback, long-lived sessions", rows, "direct: SDK client -> bare MCPServer")

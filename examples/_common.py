@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from federation import Mesh
+from federation import Mesh, WorkflowResult
 
 
 def mesh_arguments(description: str) -> argparse.ArgumentParser:
@@ -20,3 +21,13 @@ def mesh_arguments(description: str) -> argparse.ArgumentParser:
 
 def join(args: argparse.Namespace, **options: Any) -> AbstractAsyncContextManager[Mesh]:
     return Mesh.connect(peers=args.peer, mesh=args.mesh, **options)
+
+
+async def run_workflow(args: argparse.Namespace, workflow: Callable[[Mesh], Awaitable[WorkflowResult]], *, peers: int, models_only: bool = True) -> str:
+    """Join, wait for `peers` peers, run `workflow`, print its answer and trace tree; return the answer."""
+    async with join(args) as mesh:
+        await mesh.wait_for_peers(peers, timeout=args.timeout, model=models_only)
+        result = await workflow(mesh)
+    print(result.answer.strip())
+    print(result.render_tree())
+    return result.answer

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import anyio
 
-from examples._common import join, mesh_arguments
-from federation import debate
+from examples._common import mesh_arguments, run_workflow
+from federation import Mesh, WorkflowResult, debate
 
 
 async def run(argv: list[str] | None = None) -> str:
@@ -16,12 +16,11 @@ async def run(argv: list[str] | None = None) -> str:
     parser.add_argument("--question", default="Why do local models matter?")
     parser.add_argument("-n", type=int, default=2, help="how many answers")
     args = parser.parse_args(argv)
-    async with join(args) as mesh:
-        await mesh.wait_for_peers(args.wait, timeout=args.timeout, model=True)
-        result = await debate(mesh, args.question, n=args.n, max_tokens=40)
-    print(result.answer.strip())
-    print(result.render_tree())
-    return result.answer
+
+    async def workflow(mesh: Mesh) -> WorkflowResult:
+        return await debate(mesh, args.question, n=args.n, max_tokens=40)
+
+    return await run_workflow(args, workflow, peers=args.wait)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import anyio
 
-from examples._common import join, mesh_arguments
-from federation import map_reduce
+from examples._common import mesh_arguments, run_workflow
+from federation import Mesh, WorkflowResult, map_reduce
 
 CHUNKS = [
     "mDNS lets machines on one LAN announce services by multicast, with no server to configure.",
@@ -19,14 +19,11 @@ CHUNKS = [
 
 async def run(argv: list[str] | None = None) -> str:
     args = mesh_arguments(__doc__.splitlines()[0]).parse_args(argv)
-    async with join(args) as mesh:
-        await mesh.wait_for_peers(args.wait, timeout=args.timeout, model=True)
-        result = await map_reduce(
-            mesh, CHUNKS, map_prompt="Summarise in one short sentence:", reduce_prompt="Combine these points into one sentence:", max_tokens=48
-        )
-    print(result.answer.strip())
-    print(result.render_tree())
-    return result.answer
+
+    async def workflow(mesh: Mesh) -> WorkflowResult:
+        return await map_reduce(mesh, CHUNKS, map_prompt="Summarise in one short sentence:", reduce_prompt="Combine these points into one sentence:", max_tokens=48)
+
+    return await run_workflow(args, workflow, peers=args.wait)
 
 
 def main(argv: list[str] | None = None) -> None:

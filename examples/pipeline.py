@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import anyio
 
-from examples._common import join, mesh_arguments
-from federation import PipelineStep, pipeline
+from examples._common import mesh_arguments, run_workflow
+from federation import Mesh, PipelineStep, WorkflowResult, pipeline
 
 
 async def run(argv: list[str] | None = None) -> str:
@@ -20,12 +20,10 @@ async def run(argv: list[str] | None = None) -> str:
         PipelineStep(label="search notes", peer=args.notes_peer, tool="search_notes", arguments={"query": "{input}", "limit": 2}),
         PipelineStep(label="explain", prompt="Explain this in one sentence:\n{input}", max_tokens=48),
     ]
-    async with join(args) as mesh:
-        await mesh.wait_for_peers(args.wait + 1, timeout=args.timeout)
-        result = await pipeline(mesh, steps, args.topic)
-    print(result.answer.strip())
-    print(result.render_tree())
-    return result.answer
+    async def workflow(mesh: Mesh) -> WorkflowResult:
+        return await pipeline(mesh, steps, args.topic)
+
+    return await run_workflow(args, workflow, peers=args.wait + 1, models_only=False)
 
 
 def main(argv: list[str] | None = None) -> None:

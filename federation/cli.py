@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -37,6 +38,14 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _mesh_headers() -> dict[str, str]:
+    """The stored mesh's credential: once this machine is in a mesh, its peers (and relays) want it."""
+    from federation.membership import auth_headers
+    from federation.settings import PeerSettings
+
+    return auth_headers(PeerSettings())
+
+
 def _parse_gpu_layers(value: str) -> int | None:
     if value == "auto":
         return None
@@ -63,26 +72,34 @@ def serve(
         Optional[list[str]], typer.Option(help='Offer a stdio MCP server\'s tools: NAME="command args" (repeatable).')
     ] = None,
     mesh: Annotated[Optional[str], typer.Option(help="Mesh this peer belongs to; peers of other meshes are ignored.")] = None,
+    mdns: Annotated[str, typer.Option(help="mDNS: 'auto' (follow --host), 'off', or interfaces/IPv4s, comma-separated.", envvar="MCPFED_MDNS")] = "auto",
+    peer: Annotated[Optional[list[str]], typer.Option("--peer", help="A peer URL to add statically (repeatable), e.g. when multicast is blocked.")] = None,
+    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL to attach to (repeatable; default: the mesh's).")] = None,
 ) -> None:
-    """Run a peer until Ctrl-C and print its MCP URL."""
+    """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL."""
+    from pydantic import ValidationError
+
     from federation.settings import PeerSettings
 
-    settings = PeerSettings(
-        model=None if model == "none" else model,
-        name=name,
-        host=host,
-        port=port,
-        gpu_layers=_parse_gpu_layers(gpu_layers),
-        n_ctx=ctx,
-        threads=threads,
-        home=home,
-        db=db,
-        notes=notes,
-        share=share or [],
-        mesh=mesh,
-    )
     try:
-        anyio.run(_serve, settings)
+        given = {"name": name, "threads": threads, "home": home, "db": db, "notes": notes, "mesh": mesh, "share": share, "peers": peer, "relays": relay}
+        settings = PeerSettings(
+            model=None if model == "none" else model,
+            host=host,
+            port=port,
+            gpu_layers=_parse_gpu_layers(gpu_layers),
+            n_ctx=ctx,
+            mdns=mdns,
+            **{key: value for key, value in given.items() if value},  # unset flags leave MCPFED_* env values in force
+        )
+    except ValidationError as exc:
+        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 2)
+    _run_until_interrupted(_serve, settings)
+
+
+def _run_until_interrupted(main: Callable[[Any], Awaitable[None]], settings: Any) -> None:
+    try:
+        anyio.run(main, settings)
     except KeyboardInterrupt:
         pass
     err.print("stopped")
@@ -98,10 +115,10 @@ async def _serve(settings: Any) -> None:
             err.print(f"model {node.engine.info.name} ready: {node.engine.n_threads} threads, {node.engine.n_gpu_layers} GPU layers")
         err.print(f"peer [bold]{node.name}[/] ({node.peer_id}) serving; Ctrl-C stops it")
         out.print(node.mcp_url, highlight=False)
-        # Ctrl-C arrives as KeyboardInterrupt; SIGTERM (docker stop, systemd) must stop as cleanly.
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                return
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                err.print(f"{signal.Signals(signum).name}: leaving the mesh")
+                break
 
 
 @app.command()
@@ -128,7 +145,7 @@ async def _ask(url: str, prompt: str, max_tokens: int, temperature: float, raw: 
     else:
         tool, arguments = "chat", {"messages": [{"role": "user", "content": prompt}]}
     arguments |= {"max_tokens": max_tokens, "temperature": temperature}
-    async with connect(url) as client:
+    async with connect(url, headers=_mesh_headers()) as client:
         result = await call_tool(client, tool, arguments, on_text=show)
     sys.stdout.write("\n")
     usage = (result.structured_content or {}).get("usage", {})
@@ -155,7 +172,7 @@ def call(
 async def _call(url: str, tool: str, arguments: dict[str, Any]) -> None:
     from federation.client import call_tool, connect, result_text
 
-    async with connect(url) as client:
+    async with connect(url, headers=_mesh_headers()) as client:
         result = await call_tool(client, tool, arguments)
     if result.structured_content is not None:
         out.print_json(data=result.structured_content)
@@ -172,7 +189,7 @@ def tools(url: UrlOption = DEFAULT_URL) -> None:
 async def _tools(url: str) -> None:
     from federation.client import connect
 
-    async with connect(url) as client:
+    async with connect(url, headers=_mesh_headers()) as client:
         listed = await client.list_tools()
     for tool in listed.tools:
         summary = (tool.description or "").strip().splitlines()
@@ -263,12 +280,186 @@ def ledger(
     out.print(table)
 
 
+@app.command()
+def peers(
+    url: Annotated[Optional[str], typer.Option("--url", "-u", help="Ask this running peer (its URL) instead of reading the state dir.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep the table on screen, updated live from the peer's /events.")] = False,
+    home: Annotated[Optional[Path], typer.Option(help="State directory of the peer whose table to read.", envvar="MCPFED_HOME")] = None,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).")] = None,
+) -> None:
+    """Show the peer table: who this peer knows, how it reaches them, whether they are alive."""
+    if watch:
+        try:
+            anyio.run(_watch_peers, url or DEFAULT_URL)
+        except KeyboardInterrupt:
+            pass
+        return
+    if url is not None:
+        from federation.watch import fetch_peers
+
+        rows = anyio.run(fetch_peers, url)
+        source = url
+    else:
+        from federation.discovery.persist import stored_peers
+
+        rows, source = stored_peers(home, db)
+    if not rows:
+        err.print(f"no peers known to {source} (is `mcpfed serve` running? peers appear within a second on a LAN)")
+        return
+    out.print(_peer_table(rows))
+
+
+_STATUS_STYLE = {"up": "green", "suspect": "yellow", "dead": "red"}
+
+
+def _peer_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    from federation.urls import address_of
+
+    table = Table(box=None)
+    for column in ("name", "id", "address", "via", "models", "tools", "status", "in-flight", "latency"):
+        table.add_column(column, no_wrap=column in ("id", "address"))
+    for row in rows:
+        latency = row.get("latency_ms")
+        style = _STATUS_STYLE.get(row["status"], "")
+        table.add_row(
+            row["name"],
+            row["id"],
+            address_of(row["url"]),
+            row["via"],
+            ", ".join(row["models"]) or "-",
+            str(row["tools"]),
+            f"[{style}]{row['status']}[/]" if style else row["status"],
+            str(row["in_flight"]),
+            "-" if latency is None else f"{latency:.1f} ms",
+        )
+    return table
+
+
+async def _watch_peers(url: str) -> None:
+    from rich.live import Live
+
+    from federation.watch import follow_peers
+
+    live = Live(_peer_table([]), console=out, refresh_per_second=8)
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        if not live.is_started:
+            live.start()  # only once connected, so a wrong URL prints just the error
+        live.update(_peer_table(rows))
+
+    try:
+        await follow_peers(url, show)
+    finally:
+        if live.is_started:
+            live.stop()
+
+
+@app.command()
+def tui(
+    node: Annotated[Optional[str], typer.Option("--node", "-n", help="URL of the peer to watch (default http://127.0.0.1:8801; a relay's <relay>/p/<peer-id> too).", envvar="MCPFED_NODE")] = None,
+    observe: Annotated[bool, typer.Option("--observe", help="Start a light peer of our own (no model) that joins the mesh, and watch it.")] = False,
+    token: Annotated[Optional[str], typer.Option("--token", help="The mesh secret, sent as a bearer token.", envvar="MCPFED_MESH_SECRET")] = None,
+) -> None:
+    """Watch the mesh live: peers, topology, calls, and a prompt box that asks the mesh."""
+    if observe and node:
+        _fail("--observe watches a peer of its own; leave out --node, or drop --observe to watch that node.", 2)
+    from tui.app import run
+
+    run(node, observe=observe, token=token)
+
+
+@app.command("relay")
+def relay_command(
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8800,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the card directory; share one Postgres between relays.")] = None,
+    public_url: Annotated[Optional[str], typer.Option(help="Base URL clients use to reach this relay (behind a proxy or TLS).")] = None,
+    max_streams: Annotated[int, typer.Option(help="Requests in flight per peer tunnel.")] = 64,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body forwarded to a peer.")] = 4 * 1024 * 1024,
+    home: Annotated[Optional[Path], typer.Option(help="State directory (mesh, directory database).", envvar="MCPFED_HOME")] = None,
+) -> None:
+    """Run a relay until Ctrl-C: peers behind NAT attach to it, clients reach them at <relay>/p/<id>/mcp."""
+    from federation.relay.settings import RelaySettings
+
+    settings = RelaySettings(
+        host=host, port=port, db=db, public_url=public_url, max_streams=max_streams, max_request_bytes=max_request_bytes, home=home
+    )
+    _run_until_interrupted(_relay, settings)
+
+
+async def _relay(settings: Any) -> None:
+    from federation.relay.server import Relay
+
+    async with Relay(settings) as relay:
+        mesh = f"mesh {settings.mesh_name!r}" if settings.mesh_secret else "no mesh: open to anyone who reaches it"
+        err.print(f"relay serving ({mesh}); peers attach to {relay.public_url}, Ctrl-C stops it")
+        out.print(relay.public_url, highlight=False)
+        await anyio.sleep_forever()
+
+
+HomeOption = Annotated[Optional[Path], typer.Option(help="State directory.", envvar="MCPFED_HOME")]
+
+
+@app.command()
+def init(
+    mesh: Annotated[str, typer.Option("--mesh", help="Name of the new mesh.")],
+    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL members use (repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the mesh this machine already belongs to.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Create a mesh (id + secret) on this machine; then `mcpfed invite` others into it."""
+    from federation.home import state_dir
+    from federation.membership import create_mesh
+
+    created = create_mesh(state_dir(home), mesh, relays=relay or [], force=force)
+    err.print(f"created mesh [bold]{created.name}[/] ({created.id}); invite machines with `mcpfed invite`")
+
+
+@app.command()
+def invite(
+    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL to put in the token (repeatable; remembered here too).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Print a join token for this machine's mesh. It holds the mesh secret: send it privately."""
+    from federation.home import state_dir
+    from federation.membership import invite as make_token
+
+    token = make_token(state_dir(home), relay or [])
+    err.print("join token (holds the mesh secret; share it privately). On the other machine: mcpfed join TOKEN")
+    out.print(token, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def join(
+    token: Annotated[str, typer.Argument(help="The token `mcpfed invite` printed.")],
+    force: Annotated[bool, typer.Option("--force", help="Leave the mesh this machine already belongs to.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Join a mesh with a token from `mcpfed invite`; `serve` and `relay` then use it."""
+    from federation.home import state_dir
+    from federation.membership import join as join_mesh
+
+    joined = join_mesh(state_dir(home), token, force=force)
+    relays = ", ".join(joined.relays) or "none"
+    err.print(f"joined mesh [bold]{joined.name}[/] ({joined.id}); relays: {relays}")
+
+
 def main() -> None:
     """Console entry point: run the app, turning our errors into one stderr line."""
     try:
         app()
     except FederationError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except BaseExceptionGroup as group:  # raised through task groups while starting or stopping
+        mistake = group.subgroup(lambda exc: isinstance(exc, FederationError))
+        if mistake is None:
+            raise
+        while isinstance(mistake, BaseExceptionGroup):
+            mistake = mistake.exceptions[0]
+        err.print(f"[bold red]error:[/] {mistake}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -40,14 +40,20 @@ async def connect(url: str, *, headers: dict[str, str] | None = None) -> AsyncIt
             async with Client(streamable_http_client(url, http_client=http)) as client:
                 yield client
     except (httpx2.HTTPError, OSError, MCPError) as exc:
-        raise PeerError(f"cannot reach the peer at {url}: {exc}. Is `mcpfed serve` running there?") from exc
+        raise PeerError(_unreachable(url, exc)) from exc
     except BaseExceptionGroup as group:
         cause = _root_cause(group)
-        if isinstance(cause, FederationError):  # raised in the body (a tool error): it reaches the caller as itself
+        if isinstance(cause, FederationError):  # raised by the caller's own block (ToolCallError…): unwrap the SDK's groups
             raise cause from None
         if isinstance(cause, (httpx2.HTTPError, OSError, MCPError)):
-            raise PeerError(f"cannot reach the peer at {url}: {cause}. Is `mcpfed serve` running there?") from cause
+            raise PeerError(_unreachable(url, cause)) from cause
         raise
+
+
+def _unreachable(url: str, cause: BaseException) -> str:
+    if isinstance(cause, MCPError):  # the peer (or a relay) answered and said why
+        return f"the peer at {url} refused the connection: {cause}"
+    return f"cannot reach the peer at {url}: {cause}. Is `mcpfed serve` running there?"
 
 
 def result_text(result: types.CallToolResult) -> str:

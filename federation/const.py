@@ -31,3 +31,77 @@ HOME_ENV = "MCPFED_HOME"
 
 TRACE_META_KEY = "mcpfed/trace"
 """Request `_meta` key carrying {trace_id, span_id, parent, hop, visited, caller}."""
+
+# -- discovery (docs/discovery.md) -------------------------------------------
+SERVICE_TYPE = "_mcp-fed._tcp.local."
+"""mDNS service type every peer advertises and browses; instance names are `<name>-<id8>`."""
+
+HEALTH_INTERVAL_SECONDS = 1.0
+"""A known peer is pinged (`GET /health`) this often; `DEAD_AFTER_MISSES` (3) misses in a row = dead."""
+
+HEALTH_TIMEOUT_SECONDS = 1.0
+"""A health ping not answered within this long counts as a miss (floor for short test intervals)."""
+
+CARD_FETCH_TIMEOUT_SECONDS = 2.0
+"""Deadline for fetching an advertised `/peer` (connect + whole body); slower counts as unreachable."""
+
+MAX_CARD_BYTES = 1024 * 1024
+"""A `/peer` body larger than this is refused unread (a hostile peer cannot balloon our memory)."""
+
+MDNS_RESOLVE_TIMEOUT_MS = 1000
+"""Wait for an instance's SRV/TXT/A records (usually already cached from its announcement)."""
+
+MDNS_REQUERY_SECONDS = 15.0
+"""Browse query repeated this often (with known answers), so a peer whose answer was lost still appears."""
+
+DISCOVERY_WORKERS = 4
+"""Card fetches that may run at once: a slow or hostile peer holds one worker, never discovery."""
+
+DISCOVERY_QUEUE_LIMIT = 64
+"""Instances waiting to be examined; beyond this, announcements are retried later instead of queued."""
+
+DISCOVERY_MAX_INSTANCES = 512
+"""mDNS instances tracked at once; under a flood the oldest not-admitted ones are forgotten first."""
+
+DISCOVERY_RETRY_SECONDS = (1.0, 30.0)
+"""Backoff (first, cap) for instances whose card could not be fetched, and for static peers."""
+
+STATIC_REFRESH_SECONDS = 10.0
+"""A reachable static peer's card is re-fetched this often (it has no mDNS digest to watch)."""
+
+DEAD_FORGET_SECONDS = 600.0
+"""A peer dead this long is dropped from the table (mDNS caches a crashed peer for 75 min)."""
+
+PEERS_SAVE_SECONDS = 2.0
+"""The stored peer table is checked for changes this often (and at once after each peer event)."""
+
+PEERS_REFRESH_SECONDS = 10.0
+"""Latency and load in the stored peer table are rewritten this often (`mcpfed peers --url` is live)."""
+
+
+# -- mesh membership and relays ----------------------------------------------
+MESH_FILE = "mesh.json"
+"""The stored mesh (id, name, secret, relays) in the state directory, mode 0600."""
+
+JOIN_TOKEN_PREFIX = "mcpfed1."
+"""Join tokens are this prefix + base64url(JSON); the digit is the token format version."""
+
+DEFAULT_RELAY_PORT = 8800
+TUNNEL_PATH = "/tunnel"
+"""The relay's WebSocket endpoint that peers dial out to."""
+
+RELAYED_PREFIX = "/p/"
+"""`<relay>/p/<peer id>/mcp` reaches a peer through its tunnel."""
+
+RELAY_BACKOFF_FIRST_SECONDS = 0.1
+RELAY_BACKOFF_MAX_SECONDS = 1.5
+"""Reconnect delays double from the first to the max, each jittered to 50–100 %: a restarted relay has its peers back within ~2 s."""
+
+RELAY_CONNECT_SECONDS = 5.0
+"""Deadline for the WebSocket handshake plus the challenge exchange."""
+
+RELAY_DIRECTORY_SECONDS = 2.0
+"""How often a peer reads each relay's `/peers` (and re-checks its own card digest)."""
+
+RELAY_PRESENCE_SECONDS = 10.0
+"""A relay refreshes `seen_at` of its tunnelled peers this often in its store; rows older than 3× are offline."""

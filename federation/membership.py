@@ -1,18 +1,266 @@
-"""Mesh membership: the credential a peer sends to other peers and relays.
+"""Mesh membership: the mesh a machine belongs to, join tokens, and the credential check.
 
-(The relay work fleshes this out: `mcpfed init`/`invite`/`join`, the stored
-mesh id + secret, and the server-side check that answers 401.)
+A *mesh* is an id, a display name, a random secret and the relays its
+members use. `mcpfed init --mesh home` makes one; `mcpfed invite` prints a
+join token; `mcpfed join TOKEN` stores it on another machine. The mesh lives
+in `<state dir>/mesh.json` (mode 0600, it holds the secret).
+
+Join token: `mcpfed1.` followed by the base64url (no padding) of the JSON
+object `{"v": 1, "id": ..., "name": ..., "secret": ..., "relays": [...]}`.
+Anyone holding it is a member: send it like a password.
+
+Credential: every request to a member peer or relay carries
+`Authorization: Bearer <mesh secret>`. A static bearer header is what stock
+MCP clients (the Inspector, Claude through a header config, curl) can send,
+so any of them can reach a mesh peer; request signing would shut them out.
+Relays are members too (they check the same header), and TLS on a public
+relay keeps the secret off the wire. `MeshGuard` answers anything without it
+with 401 and a JSON-RPC error body, which the MCP SDK shows to its user
+instead of a bare "401".
 """
 
 from __future__ import annotations
 
-from federation.settings import PeerSettings
+import base64
+import binascii
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-__all__ = ["auth_headers"]
+from pydantic import BaseModel, Field, ValidationError
+
+from federation.const import JOIN_TOKEN_PREFIX, MESH_FILE
+from federation.errors import ConfigError
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from federation.settings import PeerSettings
+
+__all__ = [
+    "UNAUTHORIZED_CODE",
+    "Mesh",
+    "MeshGuard",
+    "auth_headers",
+    "create_mesh",
+    "credential_problem",
+    "error_body",
+    "invite",
+    "join",
+    "load_mesh",
+    "normalize_relay_url",
+    "parse_token",
+]
+
+UNAUTHORIZED_CODE = -32041
+"""JSON-RPC error code of a 401 (in the implementation-defined server range)."""
+
+_JOIN_HINT = "To join, run `mcpfed invite` on a member machine and `mcpfed join <token>` on this one."
 
 
+class Mesh(BaseModel):
+    """What a member knows about its mesh; the stored file and the token carry the same fields."""
+
+    id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=64)
+    secret: str = Field(min_length=16, repr=False)
+    relays: list[str] = Field(default_factory=list)
+
+
+def normalize_relay_url(url: str) -> str:
+    """`http(s)://host[:port][/prefix]` without a trailing slash; ConfigError otherwise."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"relay URL {url!r} must look like http://host:port or https://host (the relay's base URL).")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"relay URL {url!r} must not carry a query or fragment.")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _merge_relays(*groups: Iterable[str]) -> list[str]:
+    merged: list[str] = []
+    for group in groups:
+        for url in group:
+            normalized = normalize_relay_url(url)
+            if normalized not in merged:
+                merged.append(normalized)
+    return merged
+
+
+# -- storage -----------------------------------------------------------------
+def _mesh_path(home: Path) -> Path:
+    return home / MESH_FILE
+
+
+def load_mesh(home: Path) -> Mesh | None:
+    """The stored mesh of this state directory, or None when the machine has joined none."""
+    path = _mesh_path(home)
+    try:
+        raw = path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return Mesh.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is damaged ({exc.errors()[0]['msg']}); run `mcpfed join TOKEN --force` to replace it.") from exc
+
+
+def _save_mesh(home: Path, mesh: Mesh) -> None:
+    """Write the mesh file with mode 0600 from the start (it holds the secret)."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = _mesh_path(home)
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(mesh.model_dump_json(indent=2))
+    os.replace(temporary, path)
+
+
+def _refuse_to_replace(existing: Mesh | None, incoming_id: str | None, force: bool) -> None:
+    if existing is None or force or existing.id == incoming_id:
+        return
+    raise ConfigError(
+        f"this machine already belongs to mesh {existing.name!r} ({existing.id}); "
+        "pass --force to leave it (its members will no longer accept this machine)."
+    )
+
+
+def create_mesh(home: Path, name: str, *, relays: Iterable[str] = (), force: bool = False) -> Mesh:
+    """Make a new mesh (random id and secret) and store it; `mcpfed init --mesh NAME`."""
+    _refuse_to_replace(load_mesh(home), None, force)
+    mesh = Mesh(id=secrets.token_hex(8), name=name, secret=secrets.token_urlsafe(32), relays=_merge_relays(relays))
+    _save_mesh(home, mesh)
+    return mesh
+
+
+def invite(home: Path, relays: Iterable[str] = ()) -> str:
+    """A join token for the stored mesh; relays given here are remembered for this machine too."""
+    mesh = load_mesh(home)
+    if mesh is None:
+        raise ConfigError("this machine belongs to no mesh yet: create one with `mcpfed init --mesh NAME` first.")
+    merged = _merge_relays(mesh.relays, relays)
+    if merged != mesh.relays:
+        mesh = mesh.model_copy(update={"relays": merged})
+        _save_mesh(home, mesh)
+    body = {"v": 1, **mesh.model_dump()}
+    encoded = base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode("utf-8")).rstrip(b"=")
+    return JOIN_TOKEN_PREFIX + encoded.decode("ascii")
+
+
+def parse_token(token: str) -> Mesh:
+    """The mesh inside a join token; ConfigError saying what is wrong with a bad one."""
+    token = token.strip()
+    if not token.startswith(JOIN_TOKEN_PREFIX):
+        raise ConfigError(f"this is not an mcpfed join token: it should start with {JOIN_TOKEN_PREFIX!r}. Copy the whole line `mcpfed invite` printed.")
+    payload = token[len(JOIN_TOKEN_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        body = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError("the join token is damaged (it does not decode); copy it again in full, without spaces or line breaks.") from exc
+    if not isinstance(body, dict) or body.get("v") != 1:
+        raise ConfigError("the join token is from an unknown version of mcpfed; ask for a new one with `mcpfed invite`.")
+    try:
+        mesh = Mesh.model_validate({k: v for k, v in body.items() if k != "v"})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise ConfigError(f"the join token is damaged ({'.'.join(map(str, problem['loc']))}: {problem['msg']}); ask for a new one with `mcpfed invite`.") from exc
+    return mesh.model_copy(update={"relays": _merge_relays(mesh.relays)})
+
+
+def join(home: Path, token: str, *, force: bool = False) -> Mesh:
+    """Store the mesh of a join token; rejoining the same mesh merges its relays."""
+    incoming = parse_token(token)
+    existing = load_mesh(home)
+    _refuse_to_replace(existing, incoming.id, force)
+    if existing is not None and existing.id == incoming.id:
+        incoming = incoming.model_copy(update={"relays": _merge_relays(existing.relays, incoming.relays)})
+    _save_mesh(home, incoming)
+    return incoming
+
+
+# -- the credential ------------------------------------------------------------
 def auth_headers(settings: PeerSettings) -> dict[str, str]:
     """Headers proving mesh membership on requests to other peers; empty outside a mesh."""
     if not settings.mesh_secret:
         return {}
     return {"Authorization": f"Bearer {settings.mesh_secret}"}
+
+
+def credential_problem(authorization: str | None, secret: str | None) -> str | None:
+    """Why `authorization` (an Authorization header value) does not prove membership, or None if it does."""
+    if not secret:
+        return None
+    if not authorization:
+        return "missing"
+    scheme, _, presented = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return "malformed"
+    if not hmac.compare_digest(presented.strip().encode("utf-8"), secret.encode("utf-8")):
+        return "wrong"
+    return None
+
+
+_PROBLEMS = {
+    "missing": "no mesh credential was sent",
+    "malformed": "the Authorization header is not 'Bearer <mesh secret>'",
+    "wrong": "the mesh credential sent is not this mesh's",
+}
+
+
+def error_body(message: str, *, code: int, data: dict[str, Any] | None = None) -> bytes:
+    """A JSON-RPC error object: MCP clients show its message, and it reads fine with curl."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data:
+        error["data"] = data
+    return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode("utf-8")
+
+
+class MeshGuard:
+    """ASGI middleware: only mesh members get past it (HTTP and WebSocket), except `open_paths`.
+
+    Without a secret it lets everything through: a node outside any mesh
+    stays open on loopback, as `PeerSettings.bind_problem` insists.
+    """
+
+    def __init__(self, app: ASGIApp, *, secret: str | None, mesh_name: str | None, open_paths: Iterable[str] = ()) -> None:
+        self.app = app
+        self._secret = secret
+        self._mesh_name = mesh_name
+        self._open_paths = frozenset(open_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not self._secret or scope["path"] in self._open_paths:
+            await self.app(scope, receive, send)
+            return
+        authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+        problem = credential_problem(authorization, self._secret)
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        await self._deny(scope, send, problem)
+
+    async def _deny(self, scope: Scope, send: Send, problem: str) -> None:
+        mesh = f" of mesh {self._mesh_name!r}" if self._mesh_name else ""
+        message = (
+            f"401 unauthorized: {_PROBLEMS[problem]}. This endpoint answers only members{mesh}: "
+            f"send 'Authorization: Bearer <mesh secret>' (mcpfed does it for you once the machine has joined). {_JOIN_HINT}"
+        )
+        body = error_body(message, code=UNAUTHORIZED_CODE, data={"reason": f"mesh_credential_{problem}"})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"www-authenticate", b'Bearer realm="mcpfed-mesh"')]
+        if scope["type"] == "websocket":
+            if "websocket.http.response" not in scope.get("extensions", {}):
+                await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+                return
+            start_type, body_type = "websocket.http.response.start", "websocket.http.response.body"
+        else:
+            start_type, body_type = "http.response.start", "http.response.body"
+        await send({"type": start_type, "status": 401, "headers": headers})
+        await send({"type": body_type, "body": body})

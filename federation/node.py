@@ -8,13 +8,15 @@ async with Node(PeerSettings(port=0)) as node:
 
 Routes on one port: `/mcp` (Streamable HTTP MCP), `/peer` (signed card,
 JSON), `/peer.md` (the card for people), `/health`, `/peers` (the peer
-table), `/events` (Server-Sent Events), `/metrics` (Prometheus). Everything the node starts it stops on exit,
-in reverse order; the node's lifetime is one task group.
+table), `/events` (Server-Sent Events), `/metrics` (Prometheus). In a mesh every route but `/health`
+needs the mesh credential (`federation.membership.MeshGuard`). Everything the node starts it stops on exit,
+in reverse order; the node's lifetime is one task group. The router, discovery
+(mDNS, static peers, health pings, the stored peer table) and relay links run
+as services chosen from the settings.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import socket
@@ -33,15 +35,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from federation.bodylimit import BodyLimit
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
 from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH
-from federation.errors import ConfigError, ModelFileError, PortInUseError
+from federation.discovery import discovery_services
+from federation.errors import ConfigError, ModelFileError, PeerError
 from federation.events import EventBus
 from federation.home import state_dir
 from federation.identity import Identity
-from federation.peers import PeerTable
+from federation.listen import bind_socket, start_uvicorn
+from federation.membership import MeshGuard
+from federation.peers import Peer, PeerTable
 from federation.settings import PeerSettings
 from federation.store import Store, database_url
 from federation.forward import FastForward
@@ -63,24 +69,6 @@ _S = TypeVar("_S")
 
 ServiceFactory = Callable[["Node"], AbstractAsyncContextManager[Any]]
 """Something that runs for the node's lifetime once it serves HTTP (discovery, relay link, router)."""
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind the listening socket ourselves, so port 0 works and a taken port gets a clear error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUseError(f"port {port} on {host} is already in use; pick another with --port, or --port 0 for any free one.") from exc
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
 
 
 class _Metrics:
@@ -120,21 +108,16 @@ class Node:
         self.store = Store(self.settings.db or database_url(self.home))
         self._metrics = _Metrics()
         self._server: uvicorn.Server | None = None
+        self.app: ASGIApp | None = None
+        """The node's whole ASGI app (mesh guard included); relay links call it in-process."""
         self._task_group: TaskGroup | None = None
         self._stack = AsyncExitStack()
         self.services: list[Any] = []
-        self.app: FastForward | None = None
+        self._forwarder: FastForward | None = None
         self.port = 0
         self.started_at = 0.0
         self.calls_served = 0
         self.shares: list[SharedStdioServer] = []
-
-    @staticmethod
-    def _default_services() -> list[ServiceFactory]:
-        """What every peer runs: the router (mesh tools); discovery and relay links join here."""
-        from federation.router import Router
-
-        return [Router]
 
     def _make_engine(self) -> LlamaEngine | None:
         choice = self.settings.model
@@ -148,7 +131,7 @@ class Node:
 
     # -- lifecycle -------------------------------------------------------
     async def __aenter__(self) -> Node:
-        sock = _bind(self.settings.host, self.settings.port)
+        sock = bind_socket(self.settings.host, self.settings.port)
         self.port = sock.getsockname()[1]
         async with AsyncExitStack() as stack:
             stack.callback(sock.close)
@@ -168,8 +151,8 @@ class Node:
         return self
 
     async def _close_forwarder(self) -> None:
-        if self.app is not None:
-            await self.app.aclose()
+        if self._forwarder is not None:
+            await self._forwarder.aclose()
 
     async def _host_shared_tools(self, stack: AsyncExitStack) -> None:
         """`--notes` and each `--share` child; a child that fails to start offers nothing (see `shares[i].error`)."""
@@ -185,6 +168,13 @@ class Node:
         if self._server is not None:
             self._server.should_exit = True
 
+    def _default_services(self) -> list[ServiceFactory]:
+        """What every peer runs (the router), then what the settings ask for: discovery, relay links."""
+        from federation.discovery.relay import RelayLinks
+        from federation.router import Router
+
+        return [Router, *discovery_services(self.settings), *([RelayLinks] if self.settings.relays else [])]
+
     async def _start_http(self, sock: socket.socket) -> None:
         app = self.tools.server.streamable_http_app(
             streamable_http_path=MCP_PATH,
@@ -192,17 +182,11 @@ class Node:
             max_request_body_size=self.settings.max_request_bytes,
             custom_starlette_routes=self._routes(),
         )
-        self.app = FastForward(app, self, MCP_PATH)
-        outer = BodyLimit(self.app, limit=self.settings.max_request_bytes, path=MCP_PATH)
-        config = uvicorn.Config(outer, log_level="warning", lifespan="on", timeout_graceful_shutdown=1, access_log=False)
-        self._server = uvicorn.Server(config)
+        self._forwarder = FastForward(app, self, MCP_PATH)
+        within_mesh = BodyLimit(self._forwarder, limit=self.settings.max_request_bytes, path=MCP_PATH)
+        self.app = MeshGuard(within_mesh, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
         assert self._task_group is not None
-        self._task_group.start_soon(self._server.serve, [sock])
-        with anyio.fail_after(10):
-            while not self._server.started:
-                if self._server.should_exit:
-                    raise ConfigError(f"the HTTP server on {self.settings.host}:{self.port} failed to start")
-                await anyio.sleep(0.005)
+        self._server = await start_uvicorn(self._task_group, self.app, sock)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -216,6 +200,18 @@ class Node:
             if isinstance(service, kind):
                 return service
         raise LookupError(f"this node runs no {kind.__name__}")
+
+    async def add_peer(self, url: str) -> Peer:
+        """Fetch, verify and admit the peer at `url` now (as `--peer URL` does, once); PeerError if it can't be."""
+        from federation.discovery.admission import discovery_client, fetch_card
+        from federation.urls import mcp_url
+
+        async with discovery_client(self.settings) as http:
+            card = await fetch_card(http, url, mesh=self.settings.mesh)
+        peer = self.peers.admit(card, "static", mcp_url(url))
+        if peer is None:
+            raise PeerError(f"{url} is this peer itself")
+        return peer
 
     async def wait_ready(self) -> None:
         """Wait until the model (if any) is loaded; `ModelFileError` if llama.cpp could not load it."""

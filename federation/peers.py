@@ -175,8 +175,11 @@ class PeerTable:
             peer.status = "suspect"
             self._events.publish("peer_suspect", **peer.as_dict())
 
-    def drop_route(self, peer_id: str, via: Via) -> None:
-        """One way to a peer went away (mDNS goodbye, relay lost); remove the peer if none is left."""
+    def drop_route(self, peer_id: str, via: Via, *, reason: str = "left") -> None:
+        """One way to a peer went away (mDNS goodbye, relay lost); remove the peer if none is left.
+
+        `reason` rides on the `peer_down` event: "left" for a goodbye, "forgotten" for a long-dead peer.
+        """
         peer = self._peers.get(peer_id)
         if peer is None:
             return
@@ -184,6 +187,6 @@ class PeerTable:
         peer.routes.pop(via, None)
         if not peer.routes:
             del self._peers[peer_id]
-            self._events.publish("peer_down", reason="left", **last_seen_as)
+            self._events.publish("peer_down", reason=reason, **last_seen_as)
         else:
             self._events.publish("peer_changed", **peer.as_dict())

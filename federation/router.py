@@ -335,13 +335,36 @@ class Router:
         return result
 
     def record_made(self, peer: Peer, tool: str, meta: dict[str, Any], result: types.CallToolResult, started: float, ms: float) -> None:
+        """Ledger row for a call this peer made; the receipt is checked in the store's writer thread."""
         span = next(iter(meta.values()))
         receipt = (result.meta or {}).get(RECEIPT_META_KEY)
-        problem = verify_receipt(receipt, result=result, expected_peer=peer.id) if isinstance(receipt, dict) else "no receipt"
-        if problem and isinstance(receipt, dict):
-            logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, problem)
         usage = receipt if isinstance(receipt, dict) else {}
+
+        def check_receipt(fields: dict[str, Any]) -> None:
+            if not isinstance(receipt, dict):
+                return
+            problem = verify_receipt(receipt, result=result, expected_peer=peer.id)
+            if problem:
+                logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, problem)
+            fields.update(receipt=json.dumps(receipt), receipt_ok=problem is None, receipt_problem=problem)
+
+        tokens_in, tokens_out = int(usage.get("tokens_in", 0) or 0), int(usage.get("tokens_out", 0) or 0)
+        self.node.events.publish(  # the caller's side of the edge, for the TUI's topology and call log
+            "call_finished",
+            tool=tool,
+            trace_id=span["trace_id"],
+            span_id=span["span_id"],
+            parent=span["parent"],
+            caller=self.node.peer_id,
+            callee=peer.id,
+            ms=round(ms, 2),
+            outcome="error" if result.is_error else "ok",
+            error=None,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+        )
         self.node.store.record(
+            on_write=check_receipt,
             role="made",
             trace_id=span["trace_id"],
             span_id=span["span_id"],
@@ -352,11 +375,8 @@ class Router:
             started=datetime.fromtimestamp(started, timezone.utc),
             ms=round(ms, 3),
             outcome="error" if result.is_error else "ok",
-            tokens_in=int(usage.get("tokens_in", 0) or 0),
-            tokens_out=int(usage.get("tokens_out", 0) or 0),
-            receipt=json.dumps(receipt) if isinstance(receipt, dict) else None,
-            receipt_ok=None if receipt is None else problem is None,
-            receipt_problem=problem if receipt is not None else None,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
         )
 
     # -- choosing peers ----------------------------------------------------
@@ -400,7 +420,7 @@ class Router:
     async def _ask_once(self, target: _Target, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None, ctx: ServerRequestContext[Any] | None) -> types.CallToolResult:
         if target.local:
             assert ctx is not None, "the local model is only reachable from inside a request"
-            return await self.node.tools.call_local(ctx, "chat", arguments, trace.child_meta(self.node.peer_id))
+            return await self.node.tools.call_local(ctx, "chat", arguments, trace.child_meta(self.node.peer_id, local=True))
         assert target.peer is not None
         return await self.forward(target.peer, "chat", arguments, trace, on_progress)
 
@@ -546,7 +566,7 @@ class Router:
             trace = trace_of(ctx)
             try:
                 if router.is_self(peer):
-                    return await router.node.tools.call_local(ctx.request_context, tool, arguments or {}, trace.child_meta(router.node.peer_id))
+                    return await router.node.tools.call_local(ctx.request_context, tool, arguments or {}, trace.child_meta(router.node.peer_id, local=True))
                 target = router.peer(peer)
                 return await router.forward(target, tool, arguments or {}, trace, ctx.request_context.session.report_progress)
             except PeerError as exc:

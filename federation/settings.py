@@ -10,14 +10,17 @@ import ipaddress
 import re
 import shlex
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, MAX_REQUEST_BYTES
+from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, HEALTH_INTERVAL_SECONDS, MAX_REQUEST_BYTES
 from federation.errors import ConfigError
+from federation.home import state_path
+from federation.membership import load_mesh, normalize_relay_url
 
-__all__ = ["PeerSettings", "is_loopback", "parse_share"]
+__all__ = ["MeshSettings", "PeerSettings", "is_loopback", "parse_share"]
 
 _SHARE_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
@@ -47,26 +50,60 @@ def parse_share(spec: str) -> tuple[str, str]:
     return name, command
 
 
-class PeerSettings(BaseSettings):
+class MeshSettings(BaseSettings):
+    """What peers and relays share: the state dir, the mesh they serve, where they listen.
+
+    The mesh fields come from the stored mesh (`mcpfed init`/`join`) unless
+    flags, environment or code give them.
+    """
+
+    host: str = DEFAULT_HOST
+    home: Path | None = Field(default=None, description="state directory (key, database, mesh); MCPFED_HOME")
+    db: str | None = Field(default=None, description="SQLAlchemy URL of the store; SQLite in home by default")
+    mesh: str | None = Field(default=None, description="mesh id (carried in the card); from the stored mesh by default")
+    mesh_name: str | None = None
+    mesh_secret: str | None = Field(default=None, repr=False)
+    max_request_bytes: int = Field(default=MAX_REQUEST_BYTES, ge=1024)
+
+    @model_validator(mode="after")
+    def _stored_mesh(self) -> MeshSettings:
+        stored = load_mesh(state_path(self.home))
+        if stored is None:
+            return self
+        values = {"mesh": stored.id, "mesh_name": stored.name, "mesh_secret": stored.secret, "relays": stored.relays}
+        for field, value in values.items():
+            if field in type(self).model_fields and field not in self.model_fields_set:
+                setattr(self, field, value)
+        return self
+
+    def bind_problem(self) -> str | None:
+        """Why binding `host` is refused, or None when it is allowed."""
+        if is_loopback(self.host) or self.mesh_secret:
+            return None
+        return (
+            f"binding {self.host} exposes this to the network, which needs a mesh secret: "
+            "create one with `mcpfed init` (or `mcpfed join TOKEN`), or bind 127.0.0.1."
+        )
+
+
+class PeerSettings(MeshSettings):
     """Everything `mcpfed serve` can be told."""
 
     model_config = SettingsConfigDict(env_prefix="MCPFED_", extra="forbid")
 
     name: str | None = Field(default=None, description="display name; defaults to the host name")
-    host: str = DEFAULT_HOST
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     model: str | None = Field(default="default", description="GGUF path, 'default' (embedded Gemma), or None for no model")
     n_ctx: int = Field(default=DEFAULT_CONTEXT, ge=256)
     gpu_layers: int | None = Field(default=None, ge=-1, description="None = all layers when the build supports GPU offload")
     threads: int | None = Field(default=None, ge=1)
-    home: Path | None = Field(default=None, description="state directory (key, database); MCPFED_HOME")
-    db: str | None = Field(default=None, description="SQLAlchemy URL of the store; SQLite in home by default")
-    mesh: str | None = None
-    mesh_secret: str | None = Field(default=None, repr=False)
-    max_request_bytes: int = Field(default=MAX_REQUEST_BYTES, ge=1024)
+    relays: list[str] = Field(default_factory=list, description="relay base URLs to attach to; the stored mesh's by default")
     max_hops: int = Field(default=4, ge=0, le=32, description="calls that have passed this many peers are refused")
     notes: Path | None = Field(default=None, description="folder of Markdown notes to offer as search_notes/read_note")
     share: list[str] = Field(default_factory=list, description="stdio MCP servers to offer, each NAME=COMMAND")
+    mdns: str = Field(default="auto", description="'auto' (follow --host), 'off', or a comma list of interfaces/IPv4 addresses")
+    peers: list[str] = Field(default_factory=list, description="static peer URLs, for networks where multicast is blocked")
+    health_interval: float = Field(default=HEALTH_INTERVAL_SECONDS, gt=0, le=60, description="seconds between health pings")
 
     @field_validator("model")
     @classmethod
@@ -96,11 +133,26 @@ class PeerSettings(BaseSettings):
         """The `share` entries as (name, command) pairs."""
         return [parse_share(spec) for spec in self.share]
 
+    @field_validator("peers")
+    @classmethod
+    def _peer_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not a peer URL; give one like http://192.168.1.20:8801")
+        return urls
+
+    @field_validator("relays")
+    @classmethod
+    def _relay_urls(cls, value: list[str]) -> list[str]:
+        return [normalize_relay_url(url) for url in value]
+
     def bind_problem(self) -> str | None:
-        """Why binding `host` is refused, or None when it is allowed."""
-        if is_loopback(self.host) or self.mesh_secret:
-            return None
-        return (
-            f"binding {self.host} exposes this peer to the network, which needs a mesh secret: "
-            "create one with `mcpfed init` (or `mcpfed join TOKEN`), or bind 127.0.0.1."
-        )
+        """Also refuse attaching to a relay off this machine without a mesh secret."""
+        remote = [url for url in self.relays if not is_loopback(urlsplit(url).hostname or "")]
+        if remote and not self.mesh_secret:
+            return (
+                f"attaching to relay {remote[0]} exposes this peer to whoever reaches the relay, which needs a mesh secret: "
+                "create one with `mcpfed init` (or `mcpfed join TOKEN`)."
+            )
+        return super().bind_problem()

@@ -1,16 +1,20 @@
-"""The peer's database: every served call, in SQLite (or any SQLAlchemy URL).
+"""The peer's database: every served call and the peer table, in SQLite (or any SQLAlchemy URL).
 
 Writes stay off the request path: `record()` only puts the row on a bounded
 in-memory queue; a background task writes queued rows in one transaction
 every `LEDGER_FLUSH_SECONDS` from a worker thread. A full queue drops the row
 and counts it rather than slow a call. Closing the store flushes what is
 queued, so a clean stop loses nothing.
+
+The peer table is mirrored into `PeerRecord` rows (one set per observing
+peer, replaced whole each time) so `mcpfed peers` can show what a running
+peer sees without talking to it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -19,14 +23,14 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, delete, insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, create_engine, func, select
 
 from federation.const import LEDGER_FLUSH_SECONDS, LEDGER_QUEUE_LIMIT
 from federation.errors import ConfigError
 
-__all__ = ["CallRecord", "Store", "database_url"]
+__all__ = ["CallRecord", "PeerRecord", "Store", "database_url"]
 
 
 class CallRecord(SQLModel, table=True):
@@ -55,6 +59,24 @@ _ROW_DEFAULTS: dict[str, Any] = {
     name: field.get_default() for name, field in CallRecord.model_fields.items() if name != "id" and not field.is_required()
 }
 """Every column's default, so rows of different shapes (served, made) go in one executemany."""
+
+
+class PeerRecord(SQLModel, table=True):
+    """One peer as seen by `observer` (a running peer) when it last saved its table."""
+
+    observer: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    name: str
+    via: str = Field(description="best route: static, mdns or relay")
+    url: str
+    status: str = Field(description="up, suspect or dead")
+    last_seen: float = Field(description="unix time of the last successful contact")
+    latency_ms: float | None = None
+    in_flight: int = 0
+    queued: int = 0
+    calls_served: int = 0
+    card: str = Field(description="the peer's signed card, JSON")
+    saved_at: float
 
 
 def database_url(home: Path) -> str:
@@ -87,14 +109,22 @@ class Store:
         self._send.close()  # the writer drains what is queued, then ends
         assert self._task_group is not None
         await self._task_group.__aexit__(exc_type, exc, tb)
+        self.close()
+
+    def close(self) -> None:
+        """Release the database connections (a store used only for sync queries, e.g. by the CLI)."""
         self._engine.dispose()
 
-    def record(self, **fields: Any) -> None:
+    def record(self, on_write: Callable[[dict[str, Any]], None] | None = None, **fields: Any) -> None:
         """Queue a `CallRecord` (its fields) for writing; never blocks.
 
         The row object is built in the writer thread: constructing a SQLModel
-        costs ~40 µs, which the request path need not pay.
+        costs ~40 µs, which the request path need not pay. `on_write(fields)`
+        runs there too, first: work a row needs but the caller need not wait
+        for (checking a receipt's signature).
         """
+        if on_write is not None:
+            fields["_on_write"] = on_write
         if self._queued >= LEDGER_QUEUE_LIMIT:
             self.dropped += 1
             return
@@ -121,6 +151,9 @@ class Store:
 
     def _write(self, rows: Sequence[dict[str, Any]]) -> None:
         """One executemany INSERT: building ORM objects for a batch held the GIL ~8 ms, a p99 spike for callers."""
+        for fields in rows:
+            if (on_write := fields.pop("_on_write", None)) is not None:
+                on_write(fields)
         with self._engine.begin() as connection:
             connection.execute(insert(CallRecord), [_ROW_DEFAULTS | fields for fields in rows])
 
@@ -155,6 +188,17 @@ class Store:
         with Session(self._engine) as session:
             rows = session.exec(select(CallRecord.id, CallRecord.callee, CallRecord.receipt).where(CallRecord.receipt != None))  # noqa: E711
             return [(r[0], r[1], r[2]) for r in rows]
+
+    def save_peers(self, observer: str, rows: Sequence[PeerRecord]) -> None:
+        """Replace what `observer` knows with `rows`, in one transaction (sync: run it in a thread)."""
+        with Session(self._engine) as session:
+            session.execute(delete(PeerRecord).where(PeerRecord.observer == observer))  # type: ignore[arg-type]
+            session.add_all(rows)
+            session.commit()
+
+    def peers(self, observer: str) -> list[PeerRecord]:
+        with Session(self._engine) as session:
+            return list(session.exec(select(PeerRecord).where(PeerRecord.observer == observer).order_by(PeerRecord.name, PeerRecord.id)))
 
     def count_calls(self) -> int:
         with Session(self._engine) as session:

@@ -69,15 +69,19 @@ class Trace:
         if self.hop > max_hops:
             raise LoopError(f"refused: the call has made {self.hop} hops, over the limit of {max_hops}.")
 
-    def child_meta(self, self_id: str) -> dict[str, Any]:
-        """`_meta` for a call this peer makes on behalf of this one."""
+    def child_meta(self, self_id: str, *, local: bool = False) -> dict[str, Any]:
+        """`_meta` for a call this peer makes on behalf of this one.
+
+        `local=True` for a call this peer serves itself (its own model): a new
+        span, but no hop, so the loop guard does not see this peer twice.
+        """
         return {
             TRACE_META_KEY: {
                 "trace_id": self.trace_id,
                 "span_id": _new_id(),
                 "parent": self.span_id,
-                "hop": self.hop + 1,
-                "visited": [*self.visited, self_id],
+                "hop": self.hop if local else self.hop + 1,
+                "visited": list(self.visited) if local else [*self.visited, self_id],
                 "caller": self_id,
                 "deadline_s": max(0.0, self.remaining_s()),
             }

@@ -64,6 +64,7 @@ async def map_reduce(
     reduce_prompt: str,
     model: str | None = None,
     max_tokens: int = 96,
+    temperature: float = 0.3,
     on_text: TextCallback | None = None,
     trace: Trace | None = None,
 ) -> WorkflowResult:
@@ -75,14 +76,14 @@ async def map_reduce(
     mapped: list[tuple[int, Answer]] = []
 
     async def map_one(index: int, chunk: str) -> None:
-        mapped.append((index, await mesh.ask(f"{map_prompt}\n\n{chunk}", model=model, max_tokens=max_tokens, trace=root)))
+        mapped.append((index, await mesh.ask(f"{map_prompt}\n\n{chunk}", model=model, max_tokens=max_tokens, temperature=temperature, trace=root)))
 
     async with anyio.create_task_group() as task_group:
         for index, chunk in enumerate(chunks):
             task_group.start_soon(map_one, index, chunk)
     mapped.sort(key=lambda pair: pair[0])
     bullet_list = "\n".join(f"- {answer.text.strip()}" for _, answer in mapped)
-    reduced = await mesh.ask(f"{reduce_prompt}\n\n{bullet_list}", model=model, max_tokens=max_tokens, trace=root, on_text=on_text)
+    reduced = await mesh.ask(f"{reduce_prompt}\n\n{bullet_list}", model=model, max_tokens=max_tokens, temperature=temperature, trace=root, on_text=on_text)
     steps = [Step.of(f"map {i + 1}", a) for i, a in mapped] + [Step.of("reduce", reduced)]
     return WorkflowResult(workflow="map_reduce", answer=reduced.text, trace_id=root.trace_id, ms=_ms(clock), steps=steps)
 

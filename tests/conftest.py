@@ -23,12 +23,12 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., PeerSettings]:
-    """PeerSettings for a test peer: port 0, its own home under tmp_path."""
+    """PeerSettings for a test peer: port 0, its own home under tmp_path, no model, mDNS off unless asked."""
     counter = iter(range(1000))
 
     def make(**overrides: Any) -> PeerSettings:
         name = overrides.pop("name", f"peer{next(counter)}")
-        values: dict[str, Any] = {"name": name, "port": 0, "home": tmp_path / name, "model": None}
+        values: dict[str, Any] = {"name": name, "port": 0, "home": tmp_path / name, "model": None, "mdns": "off"}
         values.update(overrides)
         return PeerSettings(**values)
 
@@ -53,12 +53,12 @@ def start_node(make_settings: Callable[..., PeerSettings]) -> Callable[..., Abst
     return start
 
 
-def introduce(*nodes: Node) -> None:
-    """Admit every node's real, signed card into every other node's table (as a static peer)."""
+async def introduce(*nodes: Node) -> None:
+    """Make every node know every other, over HTTP, as `--peer URL` would (card fetched and verified)."""
     for node in nodes:
         for other in nodes:
             if other is not node:
-                node.peers.admit(other.card(), "static", other.mcp_url)
+                await node.add_peer(other.mcp_url)
 
 
 def copy_head(source: Path, target: Path, size: int) -> Path:

@@ -1,0 +1,1 @@
+"""The Textual TUI behind `mcpfed tui`: watches one peer over HTTP (`/events`, `/peers`, `/mcp`); start at `tui.app`."""

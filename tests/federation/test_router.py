@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import mcp.types as types
 import pytest
 
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 async def pair(model_node: Node, start_node: Any) -> Any:
     """A light peer (no model) that knows the model peer, and vice versa."""
     async with start_node(name="light") as light:
-        introduce(model_node, light)
+        await introduce(model_node, light)
         await wait_until(lambda: any(t.name.endswith("__generate") for t in light.tools.tools))
         yield model_node, light
 
@@ -128,7 +127,7 @@ async def test_tools_list_changed_reaches_a_client_when_a_peer_joins(model_node:
 
         async with Client(watcher.mcp_url, mode="legacy", message_handler=on_message) as client:
             before = {t.name for t in (await client.list_tools()).tools}
-            introduce(watcher, model_node)
+            await introduce(watcher, model_node)
             with anyio.fail_after(10):
                 await changed.wait()
             after = {t.name for t in (await client.list_tools()).tools}
@@ -155,14 +154,9 @@ async def test_failover_after_the_answering_peer_is_killed_mid_generation(model_
     try:
         assert victim.stdout is not None
         url = await anyio.to_thread.run_sync(victim.stdout.readline)
-        base = url.strip().removesuffix("/mcp")
-        async with httpx.AsyncClient() as http:
-            card = (await http.get(base + "/peer")).json()
-        from federation.card import verify_card
-
         async with start_node(name="caller") as caller:
-            caller.peers.admit(verify_card(card), "static", url.strip())  # the victim is first among equals
-            introduce(caller, model_node)
+            await caller.add_peer(url.strip())  # the victim is first among equals
+            await introduce(caller, model_node)
             seen: list[str] = []
 
             async def kill_after_some_tokens(text: str) -> None:
@@ -200,3 +194,57 @@ async def test_remote_tool_streams_progress_in_either_protocol_era(pair: Any, mo
     await anyio.sleep(0.5)
     made = [r for r in light.store.calls() if r.role == "made"]
     assert made and made[0].tool == "generate" and made[0].receipt_ok is True and made[0].tokens_out == 6
+
+
+async def test_callers_deadline_bounds_the_forwarded_call(pair: Any) -> None:
+    model, light = pair
+    async with connect(light.mcp_url) as client:
+        result = await client.call_tool(
+            f"{model.name}__generate", {"prompt": "Write a long story.", "max_tokens": 400}, meta={"mcpfed/trace": {"deadline_s": 0.5}}
+        )
+    assert result.is_error
+    assert "did not answer generate within 0.5 s" in result.content[0].text
+    assert light.peers.get(model.peer_id).status == "up", "a slow peer is not a dead one"
+
+
+async def test_upstream_tool_with_forbidden_characters_is_renamed_and_still_callable(start_node: Any) -> None:
+    from mcp.server.mcpserver import MCPServer
+
+    from federation.toolhost import HostedServer
+
+    odd = MCPServer("odd", log_level="WARNING")
+    odd.add_tool(lambda text: text.upper(), name="shout it/now!", description="Upper-case the text.")
+    async with start_node(name="upstream") as upstream, start_node(name="caller") as caller:
+        await upstream.tools.add_provider(HostedServer(odd))
+        await introduce(upstream, caller)
+        await wait_until(lambda: any("shout" in t.name for t in caller.tools.tools))
+        exposed = next(t.name for t in caller.tools.tools if "shout" in t.name)
+        assert exposed.startswith("upstream__shout_it_now_") and len(exposed) <= 64
+        async with connect(caller.mcp_url) as client:
+            result = await call_tool(client, exposed, {"text": "hi"})
+    assert result.content[0].text == "HI"
+
+
+async def test_a_receipt_with_a_bad_signature_is_flagged_but_the_call_succeeds(start_node: Any) -> None:
+    from federation.identity import Identity
+
+    async with start_node(name="liar") as liar, start_node(name="caller") as caller:
+        liar.tools._identity = Identity.generate()  # signs receipts with a key its card does not carry
+        await introduce(liar, caller)
+        async with connect(caller.mcp_url) as client:
+            result = await client.call_tool("mesh_call", {"peer": "liar", "tool": "mesh_peers"})
+        assert not result.is_error
+        await anyio.sleep(0.5)
+    made = [r for r in caller.store.calls() if r.role == "made"]
+    assert made and made[0].receipt_ok is False
+    assert "not the peer called" in made[0].receipt_problem
+
+
+async def test_mesh_ask_on_a_model_peer_is_served_by_its_own_model(model_node: Node) -> None:
+    """No other peer: the local model answers, in-process, and that is no loop."""
+    async with connect(model_node.mcp_url) as client:
+        result = await call_tool(client, "mesh_ask", {"prompt": "Hi", "max_tokens": 3}, meta={"mcpfed/trace": {"trace_id": "t1", "span_id": "s1"}})
+        itself = await call_tool(client, "mesh_call", {"peer": model_node.name, "tool": "model_info"})
+    assert result.structured_content["peer"] == model_node.peer_id
+    assert result.structured_content["trace_id"] == "t1"
+    assert itself.structured_content["name"]

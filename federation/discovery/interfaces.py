@@ -1,0 +1,84 @@
+"""Where mDNS runs and which addresses a peer advertises, from `--mdns` and `--host`.
+
+`--mdns auto` follows the bind address: a peer bound to loopback (the
+default) announces on loopback only, since no other host could reach it
+anyway; a peer bound to a LAN address announces on that address's interface;
+a peer bound to 0.0.0.0 announces on every IPv4 interface. `--mdns off` turns
+mDNS off; `--mdns eth1,192.168.1.5` names interfaces or addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import ifaddr
+from zeroconf import InterfaceChoice
+
+from federation.errors import ConfigError
+from federation.settings import PeerSettings, is_loopback
+
+__all__ = ["MdnsPlan", "plan_mdns"]
+
+
+@dataclass(frozen=True)
+class MdnsPlan:
+    """The zeroconf `interfaces` argument and the IPv4 addresses to put in A records."""
+
+    interfaces: list[str] | InterfaceChoice
+    addresses: list[str]
+
+
+def _ipv4_by_adapter() -> dict[str, list[str]]:
+    return {
+        adapter.name: [ip.ip for ip in adapter.ips if isinstance(ip.ip, str)]
+        for adapter in ifaddr.get_adapters()
+    }
+
+
+def _named(items: list[str]) -> list[str]:
+    """IPv4 addresses for a list of interface names and IPv4 literals."""
+    adapters = _ipv4_by_adapter()
+    chosen: list[str] = []
+    for item in items:
+        try:
+            address = ipaddress.ip_address(item)
+        except ValueError:
+            if item not in adapters:
+                raise ConfigError(f"--mdns names interface {item!r}, which this machine does not have; it has: {', '.join(sorted(adapters))}.") from None
+            if not adapters[item]:
+                raise ConfigError(f"interface {item!r} has no IPv4 address, and mDNS here speaks IPv4 only.")
+            chosen += adapters[item]
+            continue
+        if address.version != 4:
+            raise ConfigError(f"--mdns {item}: only IPv4 addresses are supported for mDNS; use --peer URL for IPv6 peers.")
+        chosen.append(item)
+    return list(dict.fromkeys(chosen))
+
+
+def plan_mdns(settings: PeerSettings) -> MdnsPlan | None:
+    """Where to run mDNS for these settings; None when it is off. Raises `ConfigError` on a bad choice."""
+    choice = settings.mdns.strip()
+    if choice.lower() == "off":
+        return None
+    host = "127.0.0.1" if settings.host == "localhost" else settings.host
+    try:
+        bound = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"--host {settings.host!r} is not an IP address, so --mdns auto cannot follow it; pass --mdns IFACE or --mdns off.") from None
+    if bound.version != 4:
+        raise ConfigError(f"mDNS here speaks IPv4 only and this peer binds {host}; pass --mdns off and --peer URL.")
+    if choice.lower() != "auto":
+        interfaces = _named([item.strip() for item in choice.split(",") if item.strip()])
+        if not interfaces:
+            raise ConfigError("--mdns takes 'auto', 'off' or a comma list of interfaces or IPv4 addresses.")
+        if is_loopback(host) and any(not is_loopback(address) for address in interfaces):
+            raise ConfigError(
+                f"--mdns {choice} would announce this peer to the network, but it listens on {host} only; "
+                "bind a LAN address with --host (needs a mesh secret) or leave --mdns auto."
+            )
+        return MdnsPlan(interfaces, interfaces if bound.is_unspecified else [host])
+    if bound.is_unspecified:
+        everywhere = [a for addresses in _ipv4_by_adapter().values() for a in addresses if not is_loopback(a)]
+        return MdnsPlan(InterfaceChoice.All, everywhere or ["127.0.0.1"])
+    return MdnsPlan([host], [host])

@@ -1,0 +1,303 @@
+"""mDNS: advertise this peer on the LAN and admit the peers it hears about.
+
+Advertising: one `_mcp-fed._tcp.local.` instance named `<name>-<id8>` with the
+TXT hint (`hint.txt_record`), registered with `cooperating_responders=True`:
+the instance name carries the peer id, so there is nothing to probe for, and
+another peer sees it ~1 ms after registration instead of ~1.2 s. The TXT is
+re-announced when the card digest changes; a clean stop sends goodbyes.
+
+Browsing: the browser's callback only files the instance name; a fixed pool
+of workers resolves each instance, reads its hint, and (unless the hint is
+ours, another mesh's, or unchanged) fetches and verifies the card before
+`node.peers.admit(card, "mdns", url)`. Everything is bounded so a flood of
+announcements costs bounded memory and work: at most
+`DISCOVERY_MAX_INSTANCES` instances tracked (not-admitted ones evicted
+first), `DISCOVERY_QUEUE_LIMIT` waiting, `DISCOVERY_WORKERS` fetches at once,
+each with a deadline. Unreachable or slow instances are retried with backoff;
+rejected ones only when their TXT changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from zeroconf import IPVersion, ServiceStateChange, Zeroconf, current_time_millis
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from federation.const import (
+    DISCOVERY_MAX_INSTANCES,
+    DISCOVERY_QUEUE_LIMIT,
+    DISCOVERY_RETRY_SECONDS,
+    DISCOVERY_WORKERS,
+    MCP_PATH,
+    MDNS_REQUERY_SECONDS,
+    MDNS_RESOLVE_TIMEOUT_MS,
+    PROTOCOL_VERSION,
+    SERVICE_TYPE,
+)
+from federation.discovery.admission import Rejected, RejectionLog, discovery_client, fetch_card
+from federation.discovery.hint import Hint, HintError, mesh_tag, parse_hint, txt_record
+from federation.discovery.interfaces import MdnsPlan, plan_mdns
+
+if TYPE_CHECKING:
+    from federation.node import Node
+
+__all__ = ["MdnsDiscovery", "instance_name", "mdns_discovery"]
+
+_CLOSE_SECONDS = 2.0
+_SWEEP_SECONDS = 0.5
+_CARD_WATCH_SECONDS = 1.0
+_LABEL_BYTES = 63  # DNS label limit for the instance name
+
+
+def instance_name(name: str, peer_id: str) -> str:
+    """`<name>-<id8>`, the name cut (on a character boundary) to fit one DNS label."""
+    suffix = f"-{peer_id[:8]}"
+    room = _LABEL_BYTES - len(suffix)
+    cut = name.encode("utf-8")[:room].decode("utf-8", "ignore").replace(".", "_") or "peer"
+    return cut + suffix
+
+
+@dataclass
+class _Instance:
+    """What we know of one announced instance."""
+
+    added: float = field(default_factory=time.monotonic)
+    peer_id: str | None = None  # set once admitted
+    url: str | None = None
+    settled: tuple[str, tuple[str, ...]] | None = None  # (digest, urls) already handled
+    failures: int = 0
+    retry_at: float | None = None
+
+    @property
+    def admitted(self) -> bool:
+        return self.peer_id is not None
+
+
+class MdnsDiscovery:
+    """Advertise + browse + admit over one `AsyncZeroconf`; see the module docstring."""
+
+    def __init__(self, node: Node, zc: AsyncZeroconf, http: httpx.AsyncClient, plan: MdnsPlan) -> None:
+        self._node = node
+        self._zc = zc
+        self._http = http
+        self._plan = plan
+        self._mesh_tag = mesh_tag(node.settings.mesh)
+        self._instances: dict[str, _Instance] = {}
+        self._queued: set[str] = set()
+        self._send: MemoryObjectSendStream[str]
+        self._receive: MemoryObjectReceiveStream[str]
+        self._send, self._receive = anyio.create_memory_object_stream[str](DISCOVERY_QUEUE_LIMIT)
+        self.rejections = RejectionLog(node.name)
+        self._info: AsyncServiceInfo | None = None
+        self._browser: AsyncServiceBrowser | None = None
+
+    @property
+    def tracked(self) -> int:
+        """Instances currently tracked (bounded by `DISCOVERY_MAX_INSTANCES`)."""
+        return len(self._instances)
+
+    # -- advertising -------------------------------------------------------
+    def _service_info(self) -> AsyncServiceInfo:
+        node = self._node
+        name = instance_name(node.name, node.peer_id)
+        return AsyncServiceInfo(
+            SERVICE_TYPE,
+            f"{name}.{SERVICE_TYPE}",
+            addresses=[socket.inet_aton(address) for address in self._plan.addresses],
+            port=node.port,
+            properties=txt_record(node.card(), MCP_PATH),
+            server=f"mcpfed-{node.peer_id}.local.",
+        )
+
+    async def advertise(self) -> None:
+        self._info = self._service_info()
+        await self._zc.async_register_service(self._info, cooperating_responders=True)
+
+    async def _watch_card(self) -> None:
+        """Re-announce when the card digest changes (tools or models changed)."""
+        while True:
+            await anyio.sleep(_CARD_WATCH_SECONDS)
+            fresh = self._service_info()
+            if self._info is not None and fresh.properties != self._info.properties:
+                self._info = fresh
+                await self._zc.async_update_service(fresh)
+
+    # -- browsing ----------------------------------------------------------
+    def browse(self, task_group: TaskGroup) -> None:
+        self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])
+        for _ in range(DISCOVERY_WORKERS):
+            task_group.start_soon(self._work)
+        task_group.start_soon(self._sweep)
+        task_group.start_soon(self._watch_card)
+        task_group.start_soon(self._requery)
+
+    async def _requery(self) -> None:
+        """Ask again every `MDNS_REQUERY_SECONDS`, listing the instances we know.
+
+        zeroconf's browser sends four queries at start-up, then only refreshes
+        known records near expiry (~an hour). A lost answer (a busy host, Wi-Fi)
+        would hide a peer that long; a periodic query with the known answers
+        attached costs one small packet, and only the peers we miss reply.
+        """
+        while True:
+            await anyio.sleep(MDNS_REQUERY_SECONDS)
+            if self._browser is not None:
+                self._browser.query_scheduler.async_send_ready_queries(False, current_time_millis(), {SERVICE_TYPE})
+
+    def _on_change(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+        """zeroconf's callback (on the event loop): file the news, never do slow work here."""
+        if state_change is ServiceStateChange.Removed:
+            self._gone(name)
+            return
+        if name not in self._instances and not self._make_room(name):
+            return
+        self._instances.setdefault(name, _Instance())
+        self._enqueue(name)
+
+    def _make_room(self, name: str) -> bool:
+        if len(self._instances) < DISCOVERY_MAX_INSTANCES:
+            return True
+        evictable = [key for key, inst in self._instances.items() if not inst.admitted]
+        if not evictable:
+            self.rejections.report("mdns", "too-many", f"tracking {len(self._instances)} admitted instances already; ignoring {name}")
+            return False
+        oldest = min(evictable, key=lambda key: self._instances[key].added)
+        del self._instances[oldest]
+        self.rejections.report("mdns", "flood", f"more than {DISCOVERY_MAX_INSTANCES} instances announced; forgetting the oldest unadmitted ones")
+        return True
+
+    def _enqueue(self, name: str) -> None:
+        if name in self._queued:
+            return
+        try:
+            self._send.send_nowait(name)
+        except anyio.WouldBlock:
+            self._schedule_retry(name, self._instances[name])
+            self.rejections.report("mdns", "busy", f"more than {DISCOVERY_QUEUE_LIMIT} announcements waiting; later ones are retried")
+            return
+        self._queued.add(name)
+
+    def _gone(self, name: str) -> None:
+        """An mDNS goodbye (or TTL expiry): the peer left, if it was admitted from this instance."""
+        inst = self._instances.pop(name, None)
+        self.rejections.forget(name)
+        if inst is None or inst.peer_id is None:
+            return
+        peer = self._node.peers.get(inst.peer_id)
+        if peer is not None and peer.routes.get("mdns") == inst.url:
+            self._node.peers.drop_route(inst.peer_id, "mdns")
+
+    def _schedule_retry(self, name: str, inst: _Instance) -> None:
+        first, cap = DISCOVERY_RETRY_SECONDS
+        inst.retry_at = time.monotonic() + min(cap, first * 2**inst.failures)
+        inst.failures += 1
+
+    async def _sweep(self) -> None:
+        """Re-queue instances whose retry is due, and admitted ones whose peer was forgotten."""
+        while True:
+            await anyio.sleep(_SWEEP_SECONDS)
+            now = time.monotonic()
+            for name, inst in list(self._instances.items()):
+                if inst.admitted and inst.peer_id not in self._node.peers:
+                    inst.peer_id, inst.settled = None, None
+                    self._schedule_retry(name, inst)
+                elif inst.retry_at is not None and inst.retry_at <= now:
+                    inst.retry_at = None
+                    inst.settled = None
+                    self._enqueue(name)
+
+    async def _work(self) -> None:
+        async for name in self._receive:
+            self._queued.discard(name)
+            inst = self._instances.get(name)
+            if inst is None:
+                continue
+            try:
+                await self._examine(name, inst)
+            except Rejected as rejected:
+                self.rejections.report(name, rejected.reason, str(rejected))
+                if rejected.retry:
+                    self._schedule_retry(name, inst)
+            except Exception as exc:  # noqa: BLE001 - one odd announcement must never stop discovery
+                self.rejections.report(name, "error", f"{exc.__class__.__name__}: {exc}", level=logging.ERROR)
+
+    async def _resolve(self, name: str) -> Hint | None:
+        """The instance's hint; None when it is not for us (another mesh, whatever else it says)."""
+        info = AsyncServiceInfo(SERVICE_TYPE, name)
+        if not await info.async_request(self._zc.zeroconf, MDNS_RESOLVE_TIMEOUT_MS):
+            raise Rejected("unresolved", f"no SRV/TXT/A records for {name} within {MDNS_RESOLVE_TIMEOUT_MS} ms", retry=True)
+        if (info.properties or {}).get(b"mesh") != self._mesh_tag.encode("ascii"):
+            return None
+        try:
+            return parse_hint(info)
+        except HintError as exc:
+            raise Rejected("malformed-txt", str(exc)) from exc
+
+    async def _examine(self, name: str, inst: _Instance) -> None:
+        """Resolve, read the hint, and admit the peer if its card checks out."""
+        hint = await self._resolve(name)
+        if hint is None or hint.peer_id == self._node.peer_id:
+            return  # a neighbour in another mesh, or ourselves: nothing to fetch
+        if not hint.compatible:
+            raise Rejected("protocol", f"speaks protocol v{hint.version}; this peer speaks v{PROTOCOL_VERSION}")
+        state = (hint.digest, hint.urls)
+        peer = self._node.peers.get(hint.peer_id)
+        if inst.settled == state and (not inst.admitted or (peer is not None and peer.routes.get("mdns") == inst.url)):
+            return  # nothing changed since we last looked: no refetch
+        inst.settled = state
+        failures: list[Rejected] = []
+        for url in hint.urls:
+            try:
+                card = await fetch_card(self._http, url, mesh=self._node.settings.mesh, expected_id=hint.peer_id, check_address=True)
+            except Rejected as rejected:
+                failures.append(rejected)
+                continue
+            self._node.peers.admit(card, "mdns", url)
+            inst.peer_id, inst.url, inst.failures, inst.retry_at = card.id, url, 0, None
+            self.rejections.forget(name)
+            return
+        # A verification failure says more than "unreachable": report it, and do not retry it.
+        worst = next((f for f in failures if not f.retry), failures[-1])
+        if worst.retry:
+            inst.settled = None
+        raise worst
+
+    async def aclose(self) -> None:
+        """Stop browsing, send goodbyes, close the sockets (bounded, even when cancelled)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_SECONDS):
+            if self._browser is not None:
+                await self._browser.async_cancel()
+            await self._zc.async_close()
+        self._send.close()
+        self._receive.close()
+
+
+@asynccontextmanager
+async def mdns_discovery(node: Node) -> AsyncIterator[MdnsDiscovery | None]:
+    """Node service: run mDNS per `settings.mdns` for the node's lifetime (nothing when 'off')."""
+    plan = plan_mdns(node.settings)
+    if plan is None:
+        yield None
+        return
+    zc = AsyncZeroconf(interfaces=plan.interfaces, ip_version=IPVersion.V4Only)
+    async with discovery_client(node.settings) as http:
+        discovery = MdnsDiscovery(node, zc, http, plan)
+        try:
+            async with anyio.create_task_group() as task_group:
+                await discovery.advertise()
+                discovery.browse(task_group)
+                yield discovery
+                task_group.cancel_scope.cancel()
+        finally:
+            await discovery.aclose()

@@ -1,0 +1,134 @@
+"""Mirror the peer table into the store, so `mcpfed peers` can read what a running peer sees.
+
+A writer task saves the whole table (as `PeerRecord` rows owned by this
+peer) shortly after anything but latency and load changes, and refreshes
+those every `PEERS_REFRESH_SECONDS` (every ping changes them; writing each
+time cost a 50-peer machine measurable CPU). Writes run in a worker thread,
+never on the event loop. On a clean stop the rows are
+cleared: a stopped peer knows no peers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+from sqlalchemy.exc import SQLAlchemyError
+
+from federation.card import PeerCard
+from federation.const import PEERS_REFRESH_SECONDS, PEERS_SAVE_SECONDS
+from federation.home import state_dir
+from federation.identity import Identity
+from federation.peers import Peer
+from federation.store import PeerRecord, Store, database_url
+
+if TYPE_CHECKING:
+    from federation.node import Node
+
+__all__ = ["persist_peers", "record_as_dict", "stored_peers"]
+
+logger = logging.getLogger(__name__)
+
+_COALESCE_SECONDS = 0.05
+_VOLATILE = frozenset({"last_seen", "latency_ms", "in_flight", "queued", "calls_served"})
+
+
+def _record(observer: str, peer: Peer, saved_at: float) -> PeerRecord:
+    return PeerRecord(
+        observer=observer,
+        id=peer.id,
+        name=peer.name,
+        via=peer.via,
+        url=peer.url,
+        status=peer.status,
+        last_seen=peer.last_seen,
+        latency_ms=peer.latency_ms,
+        in_flight=peer.in_flight,
+        queued=peer.queued,
+        calls_served=peer.calls_served,
+        card=peer.card.model_dump_json(),
+        saved_at=saved_at,
+    )
+
+
+def record_as_dict(record: PeerRecord) -> dict[str, Any]:
+    """A stored row in the shape of `GET /peers` entries (the fields tables show)."""
+    card = PeerCard.model_validate(json.loads(record.card))
+    return {
+        "id": record.id,
+        "name": record.name,
+        "via": record.via,
+        "url": record.url,
+        "status": record.status,
+        "models": [m.name for m in card.models],
+        "tools": len(card.tools),
+        "in_flight": record.in_flight,
+        "queued": record.queued,
+        "latency_ms": None if record.latency_ms is None else round(record.latency_ms, 2),
+        "calls_served": record.calls_served,
+        "last_seen": record.last_seen,
+        "mesh": card.mesh,
+        "digest": card.digest(),
+    }
+
+
+def stored_peers(home: Path | None = None, db: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    """What the peer with state dir `home` last saved of its table, and where it was read from."""
+    directory = state_dir(home)
+    url = db or database_url(directory)
+    observer = Identity.load_or_create(directory).peer_id
+    store = Store(url)
+    try:
+        return [record_as_dict(record) for record in store.peers(observer)], url
+    finally:
+        store.close()
+
+
+async def _save(store: Store, observer: str, peers: list[Peer]) -> None:
+    """Write the rows; a database that fails is logged, never fatal to the peer (the table lives in memory)."""
+    now = time.time()
+    rows = [_record(observer, peer, now) for peer in peers]
+    with anyio.CancelScope(shield=True):
+        try:
+            await anyio.to_thread.run_sync(store.save_peers, observer, rows)
+        except SQLAlchemyError as exc:
+            logger.warning("could not save the peer table to the store: %s", exc)
+
+
+def _lasting(snapshot: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The snapshot without what every ping changes (seen time, latency, load)."""
+    return [{k: v for k, v in row.items() if k not in _VOLATILE} for row in snapshot]
+
+
+async def _keep_saved(node: Node) -> None:
+    last: list[dict[str, Any]] | None = None
+    refreshed = time.monotonic()
+    async with node.events.subscribe() as events:
+        while True:
+            with anyio.move_on_after(PEERS_SAVE_SECONDS):
+                event = await anext(events, None)
+                if event is None:
+                    return  # the bus closed: the node is stopping
+                await anyio.sleep(_COALESCE_SECONDS)  # a burst of events becomes one write
+            lasting = _lasting(node.peers.snapshot())
+            stale = time.monotonic() - refreshed >= PEERS_REFRESH_SECONDS and bool(lasting)
+            if lasting != last or stale:
+                await _save(node.store, node.peer_id, list(node.peers))
+                last, refreshed = lasting, time.monotonic()
+
+
+@asynccontextmanager
+async def persist_peers(node: Node) -> AsyncIterator[None]:
+    """Node service: keep the store's copy of the peer table current."""
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(_keep_saved, node)
+        yield
+        task_group.cancel_scope.cancel()
+    await _save(node.store, node.peer_id, [])

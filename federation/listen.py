@@ -1,0 +1,70 @@
+"""Listening sockets and the uvicorn server on them, shared by peers and relays.
+
+We bind the socket ourselves, so port 0 works (the chosen port is known before
+serving) and a taken port is a clear `PortInUseError` instead of uvicorn
+exiting the process.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import uvicorn
+from anyio.abc import TaskGroup
+
+from federation.errors import ConfigError, PortInUseError
+
+__all__ = ["bind_socket", "serve_app", "start_uvicorn"]
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket with TCP_NODELAY (accepted sockets inherit it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(f"port {port} on {host} is already in use; pick another with --port, or --port 0 for any free one.") from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def start_uvicorn(task_group: TaskGroup, app: Any, sock: socket.socket, **config: Any) -> uvicorn.Server:
+    """Serve `app` on `sock` in `task_group`; returns once it accepts connections.
+
+    Stop it with `server.should_exit = True` (the task group then waits for it).
+    """
+    options: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "timeout_graceful_shutdown": 1, "access_log": False}
+    server = uvicorn.Server(uvicorn.Config(app, **(options | config)))
+    task_group.start_soon(server.serve, [sock])
+    host, port = sock.getsockname()[:2]
+    with anyio.fail_after(10):
+        while not server.started:
+            if server.should_exit:
+                raise ConfigError(f"the HTTP server on {host}:{port} failed to start")
+            await anyio.sleep(0.005)
+    return server
+
+
+@asynccontextmanager
+async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> AsyncIterator[str]:
+    """Serve any ASGI app until the block ends; yields its base URL (benchmarks and tests use it for bare servers)."""
+    sock = bind_socket(host, port)
+    try:
+        async with anyio.create_task_group() as task_group:
+            server = await start_uvicorn(task_group, app, sock, **config)
+            yield f"http://{host}:{sock.getsockname()[1]}"
+            server.should_exit = True
+    finally:
+        sock.close()

@@ -1,0 +1,1 @@
+"""The relay: `mcpfed relay` server, its tunnel protocol and the peer's end of a tunnel."""

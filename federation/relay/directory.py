@@ -1,0 +1,120 @@
+"""The relay's directory of signed cards, in SQLite by default or a shared database.
+
+Several relays may point `--db` at one Postgres: each writes the cards of the
+peers tunnelled to it, stamped with its public URL, and refreshes `seen_at`
+every `RELAY_PRESENCE_SECONDS`; every relay's `/peers` then lists the whole
+mesh. A relay that dies stops refreshing, so its rows age out after three
+periods instead of lingering. Database work runs in a worker thread, and a
+database outage costs the directory, never a tunnel: errors are logged and
+the relay goes on forwarding.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Engine, MetaData
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Field, Session, SQLModel, create_engine, select, update
+
+from federation.card import PeerCard
+from federation.const import RELAY_PRESENCE_SECONDS
+from federation.errors import ConfigError
+
+__all__ = ["Directory", "Listing"]
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class _RelayTables(SQLModel):
+    metadata = MetaData()  # kept apart from a peer's tables: a relay's database holds only these
+
+
+class RelayedCard(_RelayTables, table=True):
+    """The last card a peer published through a relay sharing this database."""
+
+    __tablename__ = "relayed_card"
+
+    peer_id: str = Field(primary_key=True)
+    mesh: str | None = Field(default=None, index=True)
+    card: str = Field(description="the signed card, JSON")
+    relay_url: str = Field(description="public URL of the relay holding the peer's tunnel")
+    online: bool = True
+    seen_at: float = Field(index=True)
+
+
+Listing = tuple[PeerCard, str]
+"""A card and the public URL of the relay that holds its peer's tunnel."""
+
+
+class Directory:
+    """Card rows of one relay (and its siblings sharing the database)."""
+
+    def __init__(self, url: str, relay_url: str) -> None:
+        self.relay_url = relay_url
+        try:
+            self._engine: Engine = create_engine(url, connect_args={"check_same_thread": False} if url.startswith("sqlite") else {})
+            _RelayTables.metadata.create_all(self._engine)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise ConfigError(f"cannot open the relay database {url!r}: {exc}") from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    async def _run(self, work: Callable[..., _T], *args: object, fallback: _T) -> _T:
+        try:
+            return await anyio.to_thread.run_sync(work, *args)
+        except SQLAlchemyError as exc:
+            logger.warning("relay directory unavailable (%s): %s", type(exc).__name__, exc)
+            return fallback
+
+    async def publish(self, card: PeerCard) -> None:
+        await self._run(self._publish, card, fallback=None)
+
+    def _publish(self, card: PeerCard) -> None:
+        with Session(self._engine) as session:
+            session.merge(
+                RelayedCard(peer_id=card.id, mesh=card.mesh, card=card.model_dump_json(), relay_url=self.relay_url, online=True, seen_at=time.time())
+            )
+            session.commit()
+
+    async def leave(self, peer_id: str) -> None:
+        """The peer's tunnel here closed (a sibling may already hold a newer one: leave that alone)."""
+        await self._run(self._leave, peer_id, fallback=None)
+
+    def _leave(self, peer_id: str) -> None:
+        with Session(self._engine) as session:
+            session.exec(update(RelayedCard).where(RelayedCard.peer_id == peer_id, RelayedCard.relay_url == self.relay_url).values(online=False))  # type: ignore[call-overload]
+            session.commit()
+
+    async def touch(self, peer_ids: Iterable[str]) -> None:
+        ids = list(peer_ids)
+        if ids:
+            await self._run(self._touch, ids, fallback=None)
+
+    def _touch(self, peer_ids: list[str]) -> None:
+        with Session(self._engine) as session:
+            session.exec(
+                update(RelayedCard)  # type: ignore[call-overload]
+                .where(RelayedCard.peer_id.in_(peer_ids), RelayedCard.relay_url == self.relay_url)  # type: ignore[attr-defined]
+                .values(seen_at=time.time(), online=True)
+            )
+            session.commit()
+
+    async def elsewhere(self, mesh: str | None) -> list[Listing]:
+        """Cards of peers online on sibling relays (fresh rows only)."""
+        return await self._run(self._elsewhere, mesh, fallback=[])
+
+    def _elsewhere(self, mesh: str | None) -> list[Listing]:
+        fresh = time.time() - 3 * RELAY_PRESENCE_SECONDS
+        query = select(RelayedCard).where(RelayedCard.online, RelayedCard.seen_at > fresh, RelayedCard.relay_url != self.relay_url)
+        if mesh is not None:
+            query = query.where(RelayedCard.mesh == mesh)
+        with Session(self._engine) as session:
+            rows = session.exec(query).all()
+        return [(PeerCard.model_validate_json(row.card), row.relay_url) for row in rows]

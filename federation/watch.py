@@ -1,0 +1,139 @@
+"""Reading a running peer from outside: its peer table (`GET /peers`) and event stream (`GET /events`).
+
+`mcpfed peers --url/--watch`, scripts and tests use these; the TUI can too.
+`/events` is Server-Sent Events (`id:`, `event:`, `data:` JSON, blank line);
+`apply_peer_event` folds `peer_*` events into a table keyed by peer id, the
+same way the peer itself changed its table, so a watcher agrees with
+`GET /peers`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+
+from federation.const import EVENTS_PATH, PEERS_PATH
+from federation.errors import PeerError
+from federation.events import Event
+from federation.urls import base_url
+
+__all__ = ["PEER_EVENTS", "apply_peer_event", "fetch_peers", "follow_peers", "open_events", "sorted_peers"]
+
+PEER_EVENTS = frozenset({"peer_up", "peer_down", "peer_suspect", "peer_changed"})
+_REMOVING = frozenset({"left", "forgotten"})
+_RESYNC_SECONDS = 2.0
+_TIMEOUT = httpx.Timeout(5.0)
+
+
+def apply_peer_event(table: dict[str, dict[str, Any]], event: Event) -> None:
+    """Fold one event into `table`: `peer_down` with reason left/forgotten removes, any other `peer_*` sets."""
+    if event.kind not in PEER_EVENTS:
+        return
+    data = {k: v for k, v in event.data.items() if k not in ("at", "reason")}
+    if event.kind == "peer_down" and event.data.get("reason") in _REMOVING:
+        table.pop(data["id"], None)
+    else:
+        table[data["id"]] = data
+
+
+def sorted_peers(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(table.values(), key=lambda p: (p["name"], p["id"]))
+
+
+def _unreachable(url: str, exc: BaseException) -> PeerError:
+    return PeerError(f"cannot read {url}: {exc.__class__.__name__} {exc}. Is `mcpfed serve` running there?".replace("  ", " "))
+
+
+async def fetch_peers(url: str, http: httpx.AsyncClient | None = None) -> list[dict[str, Any]]:
+    """The peer table of the peer at `url` (base or MCP URL)."""
+    target = base_url(url) + PEERS_PATH
+    try:
+        async with _client(http) as client:
+            response = await client.get(target)
+            response.raise_for_status()
+            return list(response.json()["peers"])
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        raise _unreachable(target, exc) from exc
+
+
+@asynccontextmanager
+async def _client(http: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
+    if http is not None:
+        yield http
+        return
+    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False) as own:
+        yield own
+
+
+async def _parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
+    kind, seq, data = "", 0, ""
+    async for line in lines:
+        if line.startswith(":"):
+            continue  # heartbeat
+        if line == "":
+            if kind and data:
+                yield Event(kind=kind, seq=seq, data=json.loads(data))  # type: ignore[arg-type]
+            kind, seq, data = "", 0, ""
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("id:"):
+            seq = int(line[3:].strip())
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+
+
+@asynccontextmanager
+async def open_events(url: str, http: httpx.AsyncClient | None = None) -> AsyncIterator[AsyncIterator[Event]]:
+    """`async with open_events(url) as events: async for event in events` — the peer's SSE stream, parsed."""
+    target = base_url(url) + EVENTS_PATH
+    try:
+        async with _client(http) as client:
+            async with client.stream("GET", target, timeout=httpx.Timeout(5.0, read=None)) as response:
+                response.raise_for_status()
+                yield _parse_sse(response.aiter_lines())
+    except (httpx.HTTPError, ValueError) as exc:
+        raise _unreachable(target, exc) from exc
+
+
+async def follow_peers(url: str, on_change: Callable[[list[dict[str, Any]]], None]) -> None:
+    """Call `on_change(peers)` with the peer table now and after every change, until cancelled.
+
+    Status changes come from `/events` as they happen; latency and load (which
+    change without events) are refreshed from `/peers` every couple of seconds.
+    Raises `PeerError` when the peer cannot be reached or goes away.
+    """
+    table: dict[str, dict[str, Any]] = {}
+    failures: list[PeerError] = []
+    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False) as http:
+        async with open_events(url, http) as events, anyio.create_task_group() as task_group:
+            table.update({p["id"]: p for p in await fetch_peers(url, http)})
+            on_change(sorted_peers(table))
+
+            async def resync() -> None:
+                while True:
+                    await anyio.sleep(_RESYNC_SECONDS)
+                    try:
+                        fresh = await fetch_peers(url, http)
+                    except PeerError as exc:
+                        failures.append(exc)
+                        task_group.cancel_scope.cancel()
+                        return
+                    table.clear()
+                    table.update({p["id"]: p for p in fresh})
+                    on_change(sorted_peers(table))
+
+            task_group.start_soon(resync)
+            try:
+                async for event in events:
+                    apply_peer_event(table, event)
+                    if event.kind in PEER_EVENTS:
+                        on_change(sorted_peers(table))
+            except httpx.HTTPError as exc:
+                failures.append(_unreachable(base_url(url) + EVENTS_PATH, exc))
+            task_group.cancel_scope.cancel()
+    raise failures[0] if failures else PeerError(f"the peer at {base_url(url)} closed its event stream (it stopped).")

@@ -1,0 +1,125 @@
+"""Three "hosts" (network namespaces on one bridge) find each other over real multicast and call a tool.
+
+The test builds its own little LAN: a namespace holding a bridge, and three
+peer namespaces each joined to it by a veth pair, with addresses
+10.77.0.1-3/24 and the multicast route on the veth. Nothing is created in the
+root namespace, so eth0 and the host's own network are never touched. Each
+peer binds its namespace's address (which needs a mesh secret) with
+`--mdns auto`, so it announces on that interface only. Everything is removed
+in `finally`. Where `ip netns` is not permitted the test skips and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import anyio
+import pytest
+from tests.federation.discovery.discovery_support import REPO, SpawnPeer, eventually
+
+pytestmark = [pytest.mark.anyio, pytest.mark.netns]
+
+_HOSTS = 3
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+def _netns_problem() -> str | None:
+    if shutil.which("ip") is None:
+        return "the `ip` tool (iproute2) is not installed"
+    probe = f"fedprobe{os.getpid()}"
+    try:
+        _ip("netns", "add", probe)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        stderr = getattr(exc, "stderr", b"") or b""
+        return f"creating a network namespace is not permitted here ({stderr.decode().strip() or exc}); run as root to test multi-host discovery"
+    _ip("netns", "del", probe)
+    return None
+
+
+@pytest.fixture
+def lan() -> Iterator[list[str]]:
+    """Three peer namespaces on one bridge; yields their names (host i has 10.77.0.<i+1>)."""
+    if problem := _netns_problem():
+        pytest.skip(problem)
+    tag = f"fd{os.getpid()}"
+    bridge_ns, hosts = f"{tag}br", [f"{tag}h{i}" for i in range(1, _HOSTS + 1)]
+    created: list[str] = []
+    try:
+        _ip("netns", "add", bridge_ns)
+        created.append(bridge_ns)
+        _ip("-n", bridge_ns, "link", "add", "fbr0", "type", "bridge", "mcast_snooping", "0")
+        _ip("-n", bridge_ns, "link", "set", "fbr0", "up")
+        for i, host in enumerate(hosts, 1):
+            _ip("netns", "add", host)
+            created.append(host)
+            _ip("-n", bridge_ns, "link", "add", f"vh{i}", "type", "veth", "peer", "name", f"vn{i}")
+            _ip("-n", bridge_ns, "link", "set", f"vh{i}", "master", "fbr0", "up")
+            _ip("-n", bridge_ns, "link", "set", f"vn{i}", "netns", host)
+            _ip("-n", host, "addr", "add", f"10.77.0.{i}/24", "dev", f"vn{i}")
+            _ip("-n", host, "link", "set", f"vn{i}", "up")
+            _ip("-n", host, "link", "set", "lo", "up")
+            _ip("-n", host, "route", "add", "224.0.0.0/4", "dev", f"vn{i}")
+        yield hosts
+    finally:
+        for namespace in reversed(created):  # deleting a namespace deletes its veth ends and the bridge
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10)
+
+
+async def _in_host(host: str, code: str) -> object:
+    """Run a Python snippet inside a namespace; it prints JSON, which is returned."""
+    result = await anyio.run_process(["ip", "netns", "exec", host, sys.executable, "-c", code], cwd=REPO, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"snippet in {host} failed: {result.stderr.decode()[-1500:]}")
+    return json.loads(result.stdout)
+
+
+_SECRET = "netns-test-secret"
+_AUTH = {"Authorization": f"Bearer {_SECRET}"}  # a mesh with a secret: every route but /health wants it
+_PEERS = "import httpx, json; print(json.dumps(httpx.get({url!r} + '/peers', headers={auth!r}, timeout=5, trust_env=False).json()['peers']))"
+
+_CALL = """
+import anyio, json
+from federation.client import connect
+
+async def main():
+    async with connect({url!r}, headers={auth!r}) as client:
+        result = await client.call_tool("model_info", {{}})
+    print(json.dumps(result.structured_content))
+
+anyio.run(main)
+"""
+
+
+async def test_peers_on_three_hosts_discover_each_other_and_call_a_tool_across(lan: list[str], spawn_peer: SpawnPeer) -> None:
+    secret = {"MCPFED_MESH_SECRET": _SECRET}
+    peers = []
+    for i, host in enumerate(lan, 1):
+        model = "default" if i == 1 else "none"  # the first host serves a model; the others will call it
+        peers.append(await spawn_peer(f"host{i}", "--host", f"10.77.0.{i}", "--mdns", "auto", model=model, prefix=("ip", "netns", "exec", host), env=secret))
+    urls = [peer.mcp_url for peer in peers]
+    assert [url.split("/")[2].split(":")[0] for url in urls] == ["10.77.0.1", "10.77.0.2", "10.77.0.3"]
+
+    async def everyone_sees_everyone() -> bool:
+        for i, (host, url) in enumerate(zip(lan, urls)):
+            seen = await _in_host(host, _PEERS.format(url=url.removesuffix("/mcp"), auth=_AUTH))
+            assert isinstance(seen, list)
+            if sorted((p["url"], p["via"], p["status"]) for p in seen) != sorted((u, "mdns", "up") for j, u in enumerate(urls) if j != i):
+                return False
+        return True
+
+    await eventually(everyone_sees_everyone, "each host's peer lists the other two, via mdns, up", timeout=20.0)
+
+    third_sees = await _in_host(lan[2], _PEERS.format(url=urls[2].removesuffix("/mcp"), auth=_AUTH))
+    assert isinstance(third_sees, list)
+    model_peer = next(p for p in third_sees if p["models"])  # found through discovery, not told
+    assert model_peer["name"] == "host1"
+    info = await _in_host(lan[2], _CALL.format(url=model_peer["url"], auth=_AUTH))
+    assert isinstance(info, dict) and info["n_ctx"] > 0, info

@@ -1,0 +1,53 @@
+"""The public surface and the dependency direction (STYLE.md: 'Dependency direction is law')."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import federation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_exported_name_exists_and_all_is_sorted() -> None:
+    assert federation.__all__ == sorted(federation.__all__)
+    for name in federation.__all__:
+        assert getattr(federation, name) is not None
+
+
+def test_importing_the_errors_does_not_load_the_whole_package() -> None:
+    code = "import sys, federation.errors; print('mcp' in sys.modules, 'uvicorn' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert shown.split() == ["False", "False"]
+
+
+def _imports(package: str) -> dict[Path, set[str]]:
+    found: dict[Path, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        found[path.relative_to(ROOT)] = names
+    return found
+
+
+def test_servers_import_nothing_of_the_mesh_or_the_tui() -> None:
+    offenders = {str(p): n & {"federation", "tui"} for p, n in _imports("servers").items() if n & {"federation", "tui"}}
+    assert offenders == {}
+
+
+def test_only_the_cli_reaches_the_tui_from_the_mesh() -> None:
+    offenders = [str(p) for p, n in _imports("federation").items() if "tui" in n and p.name != "cli.py"]
+    assert offenders == []
+
+
+def test_the_tui_never_imports_the_servers() -> None:
+    offenders = [str(p) for p, n in _imports("tui").items() if "servers" in n]
+    assert offenders == []

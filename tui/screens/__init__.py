@@ -1,0 +1,1 @@
+"""Screens pushed over the main view: a peer's detail, the help."""
