@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 from pydantic import BaseModel, Field
+from rich.cells import cell_len
 
 from federation.api import Answer, Mesh, TextCallback
 from federation.trace import Trace
@@ -46,13 +47,27 @@ class WorkflowResult(BaseModel):
     steps: list[Step]
 
     def render_tree(self) -> str:
-        """The trace as a tree: one line per step with peer, time and tokens."""
+        """The trace as a tree: one line per step with peer, time and tokens, in aligned columns.
+
+        Columns are padded by terminal cells, not characters, so wide (CJK,
+        emoji) and combining characters in step labels or peer names keep
+        the columns straight.
+        """
         tokens = sum(s.tokens_in + s.tokens_out for s in self.steps)
+        rows = [
+            (
+                "└─" if index == len(self.steps) - 1 else "├─",
+                step.label,
+                f"{step.peer_name} ({step.peer[:8]})",
+                f"{step.ms:.0f} ms",
+                f"{step.tokens_in}→{step.tokens_out} tok" if step.kind == "ask" else "tool",
+            )
+            for index, step in enumerate(self.steps)
+        ]
+        label_width, peer_width, ms_width = (max((cell_len(row[column]) for row in rows), default=0) for column in (1, 2, 3))
         lines = [f"trace {self.trace_id} · {self.workflow} · {self.ms / 1000:.2f} s · {tokens} tokens"]
-        for index, step in enumerate(self.steps):
-            branch = "└─" if index == len(self.steps) - 1 else "├─"
-            cost = f"{step.tokens_in}→{step.tokens_out} tok" if step.kind == "ask" else "tool"
-            lines.append(f"{branch} {step.label:<12} → {step.peer_name} ({step.peer[:8]})  {step.ms:7.0f} ms  {cost}")
+        for branch, label, peer, ms, cost in rows:
+            lines.append(f"{branch} {_pad(label, label_width)} → {_pad(peer, peer_width)}  {_pad(ms, ms_width, right=True)}  {cost}")
         return "\n".join(lines)
 
 
@@ -179,6 +194,12 @@ def _as_text(data: Any) -> str:
             return _as_text(lists[0])
         return json.dumps(data, ensure_ascii=False)
     return str(data)
+
+
+def _pad(text: str, width: int, *, right: bool = False) -> str:
+    """`text` padded with spaces to `width` terminal cells (left-aligned, or right-aligned)."""
+    fill = " " * max(0, width - cell_len(text))
+    return fill + text if right else text + fill
 
 
 def _ms(clock: float) -> float:
