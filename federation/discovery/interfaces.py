@@ -5,6 +5,11 @@ default) announces on loopback only, since no other host could reach it
 anyway; a peer bound to a LAN address announces on that address's interface;
 a peer bound to 0.0.0.0 announces on every IPv4 interface. `--mdns off` turns
 mDNS off; `--mdns eth1,192.168.1.5` names interfaces or addresses.
+
+When every chosen address sits on one device (loopback, or one LAN
+interface), the plan names that device so mDNS can be confined to it:
+zeroconf's one wildcard socket otherwise hears, and answers, what arrives
+on any interface (see `mdns.py`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ __all__ = ["MdnsPlan", "plan_mdns"]
 
 @dataclass(frozen=True)
 class MdnsPlan:
-    """The zeroconf `interfaces` argument and the IPv4 addresses to put in A records."""
+    """The zeroconf `interfaces` argument, the IPv4 addresses to put in A records, and their one device if they share one."""
 
     interfaces: list[str] | InterfaceChoice
     addresses: list[str]
+    device: str | None = None
 
 
 def _ipv4_by_adapter() -> dict[str, list[str]]:
@@ -34,6 +40,13 @@ def _ipv4_by_adapter() -> dict[str, list[str]]:
         adapter.name: [ip.ip for ip in adapter.ips if isinstance(ip.ip, str)]
         for adapter in ifaddr.get_adapters()
     }
+
+
+def _one_device(addresses: list[str]) -> str | None:
+    """The network device holding every one of `addresses`; None when they span several or one is not local."""
+    owners = {address: name for name, owned in _ipv4_by_adapter().items() for address in owned}
+    devices = {owners.get(address) for address in addresses}
+    return devices.pop() if len(devices) == 1 else None
 
 
 def _named(items: list[str]) -> list[str]:
@@ -77,8 +90,8 @@ def plan_mdns(settings: PeerSettings) -> MdnsPlan | None:
                 f"--mdns {choice} would announce this peer to the network, but it listens on {host} only; "
                 "bind a LAN address with --host (needs a mesh secret) or leave --mdns auto."
             )
-        return MdnsPlan(interfaces, interfaces if bound.is_unspecified else [host])
+        return MdnsPlan(interfaces, interfaces if bound.is_unspecified else [host], _one_device(interfaces))
     if bound.is_unspecified:
         everywhere = [a for addresses in _ipv4_by_adapter().values() for a in addresses if not is_loopback(a)]
         return MdnsPlan(InterfaceChoice.All, everywhere or ["127.0.0.1"])
-    return MdnsPlan([host], [host])
+    return MdnsPlan([host], [host], _one_device([host]))

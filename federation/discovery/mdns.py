@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MdnsDiscovery", "instance_name", "mdns_discovery"]
 
+logger = logging.getLogger(__name__)
+
 _CLOSE_SECONDS = 2.0
 _SWEEP_SECONDS = 0.5
 _CARD_WATCH_SECONDS = 1.0
@@ -283,6 +285,28 @@ class MdnsDiscovery:
         self._receive.close()
 
 
+def _hear_only_on(zc: AsyncZeroconf, device: str) -> None:
+    """Make zeroconf's receiving socket take packets from `device` only.
+
+    zeroconf receives on one wildcard socket (0.0.0.0:5353) and joins the
+    multicast group on the chosen interfaces. Linux hands a multicast datagram
+    to every socket on that port once *any* socket joined the group on the
+    interface it came in by, and zeroconf answers a question that asks for a
+    unicast reply straight to the asker, from that socket. So a peer on
+    loopback answered the LAN as soon as another process on the machine
+    listened on all interfaces. Bound to its device, the socket never sees
+    what arrives elsewhere. (zeroconf offers no option for this; its engine
+    keeps the socket as `_listen_socket`, which a netns test pins.)
+    """
+    listen = zc.zeroconf.engine._listen_socket
+    if listen is None:
+        return
+    try:
+        listen.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+    except (AttributeError, OSError) as exc:  # no SO_BINDTODEVICE (not Linux), or refused
+        logger.warning("cannot confine mDNS to %s (%s): queries arriving on other interfaces may be answered", device, exc)
+
+
 @asynccontextmanager
 async def mdns_discovery(node: Node) -> AsyncIterator[MdnsDiscovery | None]:
     """Node service: run mDNS per `settings.mdns` for the node's lifetime (nothing when 'off')."""
@@ -291,6 +315,8 @@ async def mdns_discovery(node: Node) -> AsyncIterator[MdnsDiscovery | None]:
         yield None
         return
     zc = AsyncZeroconf(interfaces=plan.interfaces, ip_version=IPVersion.V4Only)
+    if plan.device is not None:
+        _hear_only_on(zc, plan.device)
     async with discovery_client(node.settings) as http:
         discovery = MdnsDiscovery(node, zc, http, plan)
         try:

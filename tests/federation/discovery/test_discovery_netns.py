@@ -22,6 +22,8 @@ import anyio
 import pytest
 from tests.federation.discovery.discovery_support import REPO, SpawnPeer, eventually
 
+from federation.const import SERVICE_TYPE
+
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 
 _HOSTS = 3
@@ -123,3 +125,71 @@ async def test_peers_on_three_hosts_discover_each_other_and_call_a_tool_across(l
     assert model_peer["name"] == "host1"
     info = await _in_host(lan[2], _CALL.format(url=model_peer["url"], auth=_AUTH))
     assert isinstance(info, dict) and info["n_ctx"] > 0, info
+
+
+_LAN_LISTENER = """
+import socket, sys
+from zeroconf import InterfaceChoice, ServiceInfo, Zeroconf
+
+zc = Zeroconf(interfaces=InterfaceChoice.All)
+zc.register_service(ServiceInfo({kind!r}, "lan-listener." + {kind!r}, addresses=[socket.inet_aton({address!r})], port=9, properties={{}}))
+print("ready", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+zc.close()
+"""
+
+_BROWSE = """
+import anyio, json
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
+
+async def main():
+    seen, control = set(), anyio.Event()
+
+    def on_change(zeroconf, service_type, name, state_change):
+        seen.add(name)
+        if name.startswith("lan-listener."):
+            control.set()
+
+    zc = AsyncZeroconf(interfaces=[{address!r}])
+    browser = AsyncServiceBrowser(zc.zeroconf, {kind!r}, handlers=[on_change])
+    with anyio.move_on_after(15):
+        await control.wait()
+    await anyio.sleep({grace!r})
+    await browser.async_cancel()
+    await zc.async_close()
+    print(json.dumps(sorted(seen)))
+
+anyio.run(main)
+"""
+
+_GRACE_SECONDS = 3.0
+"""How long B keeps browsing after it heard A's LAN listener: its browser queries again within it.
+
+A negative ("B never hears the loopback peer") needs a window; before the fix
+the loopback peer answered B's very first query, together with the listener.
+"""
+
+
+async def test_a_loopback_peer_stays_unheard_on_the_lan_beside_an_all_interfaces_listener(lan: list[str], spawn_peer: SpawnPeer) -> None:
+    host_a, host_b = lan[0], lan[1]
+    peer = await spawn_peer("hidden", "--mdns", "auto", prefix=("ip", "netns", "exec", host_a))
+    assert peer.mcp_url.startswith("http://127.0.0.1:")
+    listener_code = _LAN_LISTENER.format(kind=SERVICE_TYPE, address="10.77.0.1")
+    listener = await anyio.open_process(["ip", "netns", "exec", host_a, sys.executable, "-c", listener_code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert listener.stdout is not None
+        with anyio.fail_after(15):
+            assert (await listener.stdout.receive()).startswith(b"ready")
+        heard = await _in_host(host_b, _BROWSE.format(kind=SERVICE_TYPE, address="10.77.0.2", grace=_GRACE_SECONDS))
+    finally:
+        with anyio.CancelScope(shield=True):
+            if listener.stdin is not None:
+                await listener.stdin.aclose()
+            with anyio.move_on_after(5):
+                await listener.wait()
+            if listener.returncode is None:
+                listener.kill()
+                await listener.wait()
+    assert isinstance(heard, list)
+    assert f"lan-listener.{SERVICE_TYPE}" in heard, f"B heard nothing from A over the LAN at all: {heard}"
+    assert not [name for name in heard if name.startswith("hidden-")], f"A's loopback-only peer answered B over the LAN: {heard}"
