@@ -170,13 +170,12 @@ class Mesh:
     async def fan_out(self, prompt: str, n: int = 2, *, model: str | None = None, max_tokens: int = 128, temperature: float = 0.9) -> list[Answer]:
         """The same prompt on `n` peers at once (distinct peers first); failed ones are left out."""
         arguments = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": temperature}
-        clock = time.perf_counter()
         try:
             result = await self._router.fan_out(arguments, n, Trace(caller=self._node.peer_id), model=model)
         except ToolError as exc:
             raise ToolCallError(str(exc)) from exc
-        ms = (time.perf_counter() - clock) * 1000
-        return [Answer.from_ask(a, ms) for a in result.answers]
+        # Each answer's own time: its attempts (a failover included), not the whole fan-out's.
+        return [Answer.from_ask(a, sum(attempt.ms for attempt in a.attempts)) for a in result.answers]
 
     async def call(self, peer: str, tool: str, arguments: dict[str, Any] | None = None, *, trace: Trace | None = None) -> ToolResult:
         """Call `tool` on the named peer; ToolCallError carries the peer's own error text."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,19 @@ async def test_waiting_for_absent_peers_fails_with_a_count(tmp_path: Path) -> No
     with pytest.raises(PeerError, match="only 0 of 2 peers"):
         async with Mesh.connect(home=tmp_path, mdns="off", wait_for=2, timeout=0.5):
             pass
+
+
+async def test_each_fan_out_answer_carries_its_own_time(model_node: Node, start_node: Any, tmp_path: Path) -> None:
+    """Three answers over two peers: one peer serves two of them in turn, so their times must differ."""
+    async with start_node(name="second", model="default", n_ctx=2048) as second:
+        await second.wait_ready()
+        async with connect(tmp_path, model_node, second) as mesh:
+            clock = time.perf_counter()
+            answers = await mesh.fan_out("Name a colour.", n=3, max_tokens=4)
+            total_ms = (time.perf_counter() - clock) * 1000
+    assert len(answers) == 3 and {a.peer for a in answers} == {model_node.peer_id, second.peer_id}
+    assert len({a.ms for a in answers}) > 1, f"every answer reports the same time: {[a.ms for a in answers]}"
+    assert all(0 < a.ms <= total_ms for a in answers), ([a.ms for a in answers], total_ms)
 
 
 async def test_map_reduce_runs_every_chunk_and_one_reduce_under_one_trace(model_node: Node, tmp_path: Path) -> None:
