@@ -27,6 +27,7 @@ import anyio
 import httpcore
 import mcp.types as types
 
+from federation.errors import PeerError
 from federation.membership import auth_headers
 from federation.toolhost import CallOutcome
 from federation.trace import LoopError, Trace
@@ -102,25 +103,24 @@ class FastForward:
         if body is None:
             await _send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"request body over {self._node.settings.max_request_bytes} bytes"}})
             return
-        try:
-            request = json.loads(body)
-            params = request["params"]
-            request_id = request.get("id")
-        except (ValueError, KeyError, TypeError):
-            await self._app(scope, _replay(body), send)  # let the SDK produce its own parse error
+        request = _well_formed_call(body, exposed_name=_header(scope, b"mcp-name"))
+        if request is None:
+            await self._app(scope, _replay(body), send)  # the SDK answers malformed requests with its own JSON-RPC error
             return
+        params, request_id = request["params"], request.get("id")
         meta = params.get("_meta") or {}
         trace = Trace.from_meta(meta)
-        exposed = params.get("name", tool)
+        exposed = params["name"]
         outcome = CallOutcome(tool=exposed, arguments=params.get("arguments") or {}, trace=trace, started=time.time())
-        peer = self._node.peers.get(peer_id)
         try:
             trace.check(self._node.peer_id, self._node.settings.max_hops)
         except LoopError as exc:
             await self._reply_error(send, request_id, str(exc), outcome)
             return
-        if peer is None or peer.status == "dead":
-            await self._reply_error(send, request_id, f"peer {peer_id} is unreachable; see mesh_peers.", outcome)
+        try:
+            peer = router.peer(peer_id)  # a dead peer: the error says which and when it was last seen
+        except PeerError as exc:
+            await self._reply_error(send, request_id, str(exc), outcome)
             return
         child = trace.child_meta(self._node.peer_id)
         params["name"] = tool
@@ -182,6 +182,27 @@ class FastForward:
             await send({"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": False})
         else:
             await _send_json(send, 200, payload)
+
+
+def _well_formed_call(body: bytes, *, exposed_name: bytes | None) -> dict[str, Any] | None:
+    """The request if it is a tools/call the fast path may forward as is, else None.
+
+    Forwarded only when `params` is an object whose `name` is the tool the
+    `mcp-name` header names, with object `arguments` and `_meta` (or none):
+    everything else is the SDK's to refuse, so both paths answer alike.
+    """
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict) or request.get("method") != "tools/call":
+        return None
+    params = request.get("params")
+    if not isinstance(params, dict) or exposed_name is None or params.get("name") != exposed_name.decode("utf-8", "replace"):
+        return None
+    if not isinstance(params.get("arguments", {}), dict) or not isinstance(params.get("_meta", {}), dict):
+        return None
+    return request
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
