@@ -6,18 +6,29 @@ non-zero exit code; never a stack trace for a mistake a user can make.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TypeVar
 
 import anyio
+import anyio.abc
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from federation.errors import FederationError
+from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RELAY_PORT, MAX_REQUEST_BYTES
+from federation.errors import ConfigError, FederationError
+
+if TYPE_CHECKING:
+    from federation.settings import MeshSettings
+
+Settings = TypeVar("Settings", bound="MeshSettings")
 
 app = typer.Typer(
     name="mcpfed",
@@ -26,99 +37,176 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """Rich's console for stdout or stderr; into a pipe or file it neither wraps nor cuts.
+
+    80 columns is a terminal's limit, not a file's: `mcpfed peers > peers.txt`
+    must hold whole ids, paths and column names, one row per line.
+    """
+    if (sys.stderr if stderr else sys.stdout).isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=_UNWRAPPED, soft_wrap=True)
+
+
+_UNWRAPPED = 100_000
+out = _console()
+err = _console(stderr=True)
 
 DEFAULT_URL = "http://127.0.0.1:8801/mcp"
-UrlOption = Annotated[str, typer.Option("--url", "-u", help="MCP URL of the peer.", envvar="MCPFED_URL")]
+UrlOption = Annotated[str, typer.Option("--url", "-u", help="MCP URL of the peer; host:port works too.", envvar="MCPFED_URL")]
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def _mesh_headers() -> dict[str, str]:
-    """The stored mesh's credential: once this machine is in a mesh, its peers (and relays) want it."""
-    from federation.membership import auth_headers
-    from federation.settings import PeerSettings
-
-    return auth_headers(PeerSettings())
+TokenOption = Annotated[
+    Optional[str],
+    typer.Option("--token", help="The mesh secret, sent as a bearer token (default: this machine's mesh, if any).", envvar="MCPFED_MESH_SECRET"),
+]
 
 
-def _parse_gpu_layers(value: str) -> int | None:
-    if value == "auto":
-        return None
+def _mesh_headers(token: str | None) -> dict[str, str]:
+    """`--token`, else the stored mesh's credential: once this machine is in a mesh, its peers (and relays) want it."""
+    from federation.home import state_path
+    from federation.membership import load_mesh
+
+    stored = load_mesh(state_path())
+    secret = token or (stored.secret if stored else None)
+    return {"Authorization": f"Bearer {secret}"} if secret else {}
+
+
+PrintSettingsOption = Annotated[
+    bool, typer.Option("--print-settings", help="Print the effective settings (flags over MCPFED_* variables over defaults) as JSON and exit.")
+]
+
+
+def _typed(ctx: typer.Context) -> dict[str, Any]:
+    """The options typed on the command line (parameters are named after their settings fields).
+
+    Only these are passed on to settings: a flag left at its default must not
+    hide the `MCPFED_<FLAG>` variable of the same name.
+    """
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}  # typer's own copy of click's ParameterSource
+    return {name: value for name, value in ctx.params.items() if name != "print_settings" and getattr(sources[name], "name", "") == "COMMANDLINE"}
+
+
+def _checked(make: Callable[[], Settings]) -> Settings:
+    """Settings, or the one-line error (exit 2) naming the bad flag or variable."""
     try:
-        return int(value)
-    except ValueError:
-        _fail(f"--gpu-layers takes 'auto', -1 (all) or a number of layers, not {value!r}.", 2)
-    return None
+        return make()
+    except ConfigError as exc:
+        _fail(str(exc), 2)
 
 
-@app.command()
+def _print_if_asked(ctx: typer.Context, settings: MeshSettings) -> None:
+    if ctx.params.get("print_settings"):
+        sys.stdout.write(json.dumps(settings.shown(), indent=2) + "\n")
+        raise typer.Exit(0)
+
+
+def _settings(ctx: typer.Context, settings_cls: type[Settings]) -> Settings:
+    """Settings from the flags typed, over `MCPFED_<FLAG>` variables, over defaults; `--print-settings` shows them."""
+    typed = _typed(ctx)
+    settings = _checked(lambda: settings_cls(**typed))
+    _print_if_asked(ctx, settings)
+    return settings
+
+
+@app.command(epilog="Every flag is also an environment variable MCPFED_<FLAG> (MCPFED_PORT, MCPFED_GPU_LAYERS, …); a repeatable flag's holds one value or a JSON list.")
 def serve(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(help="GGUF file to serve, 'default' (embedded Gemma 3 270M) or 'none'.")] = "default",
     name: Annotated[Optional[str], typer.Option(help="Display name (default: host name).")] = None,
-    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8801,
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = DEFAULT_PORT,
     gpu_layers: Annotated[str, typer.Option("--gpu-layers", help="'auto' (all when the build has GPU offload), -1 or N.")] = "auto",
-    ctx: Annotated[int, typer.Option("--ctx", help="Context window in tokens.")] = 4096,
+    n_ctx: Annotated[int, typer.Option("--ctx", help="Context window in tokens.")] = DEFAULT_CONTEXT,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for the model (default: all cores).")] = None,
-    home: Annotated[Optional[Path], typer.Option(help="State directory (key, database).", envvar="MCPFED_HOME")] = None,
+    home: Annotated[Optional[Path], typer.Option(help="State directory (key, database).")] = None,
     db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).")] = None,
     notes: Annotated[Optional[Path], typer.Option(help="Folder of Markdown notes to offer as search_notes/read_note.")] = None,
     share: Annotated[
         Optional[list[str]], typer.Option(help='Offer a stdio MCP server\'s tools: NAME="command args" (repeatable).')
     ] = None,
     mesh: Annotated[Optional[str], typer.Option(help="Mesh this peer belongs to; peers of other meshes are ignored.")] = None,
-    mdns: Annotated[str, typer.Option(help="mDNS: 'auto' (follow --host), 'off', or interfaces/IPv4s, comma-separated.", envvar="MCPFED_MDNS")] = "auto",
-    peer: Annotated[Optional[list[str]], typer.Option("--peer", help="A peer URL to add statically (repeatable), e.g. when multicast is blocked.")] = None,
-    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL to attach to (repeatable; default: the mesh's).")] = None,
+    mdns: Annotated[str, typer.Option(help="mDNS: 'auto' (follow --host), 'off', or interfaces/IPv4s, comma-separated.")] = "auto",
+    peers: Annotated[Optional[list[str]], typer.Option("--peer", help="A peer URL to add statically (repeatable), e.g. when multicast is blocked.")] = None,
+    relays: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL to attach to (repeatable; default: the mesh's).")] = None,
+    print_settings: PrintSettingsOption = False,
 ) -> None:
     """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL."""
-    from pydantic import ValidationError
-
     from federation.settings import PeerSettings
 
-    try:
-        given = {"name": name, "threads": threads, "home": home, "db": db, "notes": notes, "mesh": mesh, "share": share, "peers": peer, "relays": relay}
-        settings = PeerSettings(
-            model=None if model == "none" else model,
-            host=host,
-            port=port,
-            gpu_layers=_parse_gpu_layers(gpu_layers),
-            n_ctx=ctx,
-            mdns=mdns,
-            **{key: value for key, value in given.items() if value},  # unset flags leave MCPFED_* env values in force
-        )
-    except ValidationError as exc:
-        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 2)
-    _run_until_interrupted(_serve, settings)
+    _run_until_interrupted(_serve, _settings(ctx, PeerSettings))
 
 
-def _run_until_interrupted(main: Callable[[Any], Awaitable[None]], settings: Any) -> None:
-    try:
-        anyio.run(main, settings)
-    except KeyboardInterrupt:
-        pass
+class _StopSignals:
+    """SIGINT and SIGTERM (Ctrl-C, `docker stop`, systemd) for a command that runs until stopped.
+
+    The first signal ends the `until_signalled()` block, so the command's
+    `async with` stops what it started, in order, and the process exits 0; a
+    signal that comes while it is still starting (a model loading) ends the
+    block as soon as it begins. A second signal exits at once with 128 + its
+    number, without the rest of the stop (`os._exit`: no interpreter teardown
+    racing a model thread).
+    """
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._block: anyio.CancelScope | None = None
+
+    @contextlib.contextmanager
+    def until_signalled(self) -> Iterator[None]:
+        with anyio.CancelScope() as block:
+            if self.received is not None:
+                block.cancel()
+            self._block = block
+            yield
+
+    async def watch(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if self.received is not None:
+                    err.print(f"{name} again: exiting without finishing the stop")
+                    os._exit(128 + signum)
+                self.received = signal.Signals(signum)
+                err.print(f"{name}: stopping (answering calls in flight, leaving the mesh); send it again to exit at once")
+                if self._block is not None:
+                    self._block.cancel()
+
+
+def _run_until_interrupted(main: Callable[[Any, _StopSignals], Awaitable[None]], settings: Any) -> None:
+    """Run `main(settings, signals)`; it stops cleanly on SIGINT or SIGTERM, handled from before anything starts."""
+
+    async def run() -> None:
+        signals = _StopSignals()
+        async with anyio.create_task_group() as task_group:
+            await task_group.start(signals.watch)
+            await main(settings, signals)
+            task_group.cancel_scope.cancel()
+
+    anyio.run(run)
     err.print("stopped")
 
 
-async def _serve(settings: Any) -> None:
+async def _serve(settings: Any, signals: _StopSignals) -> None:
     from federation.node import Node
 
     async with Node(settings) as node:
-        if node.engine is not None:
-            with err.status(f"loading {node.engine.info.name} ({node.engine.info.size / 1e6:.0f} MB)…", spinner="dots"):
-                await node.wait_ready()
-            err.print(f"model {node.engine.info.name} ready: {node.engine.n_threads} threads, {node.engine.n_gpu_layers} GPU layers")
-        err.print(f"peer [bold]{node.name}[/] ({node.peer_id}) serving; Ctrl-C stops it")
-        out.print(node.mcp_url, highlight=False)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                err.print(f"{signal.Signals(signum).name}: leaving the mesh")
-                break
+        with signals.until_signalled():
+            if node.engine is not None:
+                with err.status(f"loading {node.engine.info.name} ({node.engine.info.size / 1e6:.0f} MB)…", spinner="dots"):
+                    await node.wait_ready()
+                err.print(f"model {node.engine.info.name} ready: {node.engine.n_threads} threads, {node.engine.n_gpu_layers} GPU layers")
+            err.print(f"peer [bold]{node.name}[/] ({node.peer_id}) serving; Ctrl-C stops it")
+            out.print(node.mcp_url, highlight=False)
+            await anyio.sleep_forever()
 
 
 @app.command()
@@ -128,12 +216,13 @@ def ask(
     max_tokens: Annotated[int, typer.Option(help="Most tokens to generate.")] = 256,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.7,
     raw: Annotated[bool, typer.Option("--raw", help="Plain completion (generate) instead of a chat turn.")] = False,
+    token: TokenOption = None,
 ) -> None:
     """Ask a peer's model; the answer streams as it is generated."""
-    anyio.run(_ask, url, prompt, max_tokens, temperature, raw)
+    anyio.run(_ask, url, _mesh_headers(token), prompt, max_tokens, temperature, raw)
 
 
-async def _ask(url: str, prompt: str, max_tokens: int, temperature: float, raw: bool) -> None:
+async def _ask(url: str, headers: dict[str, str], prompt: str, max_tokens: int, temperature: float, raw: bool) -> None:
     from federation.client import call_tool, connect
 
     async def show(text: str) -> None:
@@ -145,7 +234,7 @@ async def _ask(url: str, prompt: str, max_tokens: int, temperature: float, raw: 
     else:
         tool, arguments = "chat", {"messages": [{"role": "user", "content": prompt}]}
     arguments |= {"max_tokens": max_tokens, "temperature": temperature}
-    async with connect(url, headers=_mesh_headers()) as client:
+    async with connect(url, headers=headers) as client:
         result = await call_tool(client, tool, arguments, on_text=show)
     sys.stdout.write("\n")
     usage = (result.structured_content or {}).get("usage", {})
@@ -158,6 +247,7 @@ def call(
     tool: Annotated[str, typer.Argument(help="Tool name, e.g. model_info.")],
     arguments: Annotated[str, typer.Argument(help="Arguments as a JSON object.")] = "{}",
     url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
 ) -> None:
     """Call any tool on a peer and print its result as JSON."""
     try:
@@ -166,13 +256,13 @@ def call(
         _fail(f"arguments are not valid JSON ({exc.msg} at column {exc.colno}); pass an object like '{{\"prompt\": \"hi\"}}'.", 2)
     if not isinstance(parsed, dict):
         _fail("arguments must be a JSON object, like '{\"prompt\": \"hi\"}'.", 2)
-    anyio.run(_call, url, tool, parsed)
+    anyio.run(_call, url, _mesh_headers(token), tool, parsed)
 
 
-async def _call(url: str, tool: str, arguments: dict[str, Any]) -> None:
+async def _call(url: str, headers: dict[str, str], tool: str, arguments: dict[str, Any]) -> None:
     from federation.client import call_tool, connect, result_text
 
-    async with connect(url, headers=_mesh_headers()) as client:
+    async with connect(url, headers=headers) as client:
         result = await call_tool(client, tool, arguments)
     if result.structured_content is not None:
         out.print_json(data=result.structured_content)
@@ -181,15 +271,15 @@ async def _call(url: str, tool: str, arguments: dict[str, Any]) -> None:
 
 
 @app.command()
-def tools(url: UrlOption = DEFAULT_URL) -> None:
+def tools(url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
     """List the tools a peer offers."""
-    anyio.run(_tools, url)
+    anyio.run(_tools, url, _mesh_headers(token))
 
 
-async def _tools(url: str) -> None:
+async def _tools(url: str, headers: dict[str, str]) -> None:
     from federation.client import connect
 
-    async with connect(url, headers=_mesh_headers()) as client:
+    async with connect(url, headers=headers) as client:
         listed = await client.list_tools()
     for tool in listed.tools:
         summary = (tool.description or "").strip().splitlines()
@@ -220,19 +310,35 @@ def models(
 
 @app.command()
 def gateway(
+    ctx: typer.Context,
     mesh: Annotated[Optional[str], typer.Option(help="Mesh to join (default: the one `mcpfed join` stored, if any).")] = None,
     name: Annotated[str, typer.Option(help="Name this light member shows to the mesh.")] = "gateway",
-    peer: Annotated[Optional[list[str]], typer.Option(help="A peer's URL to know without mDNS (repeatable).")] = None,
+    peers: Annotated[Optional[list[str]], typer.Option("--peer", help="A peer's URL to know without mDNS (repeatable).")] = None,
     mdns: Annotated[str, typer.Option(help="'auto' (loopback), 'off', or interfaces to browse on.")] = "auto",
-    home: Annotated[Optional[Path], typer.Option(help="State directory.", envvar="MCPFED_HOME")] = None,
+    home: Annotated[Optional[Path], typer.Option(help="State directory.")] = None,
+    print_settings: PrintSettingsOption = False,
 ) -> None:
-    """Speak MCP over stdio for Claude Desktop / Gemini CLI, fronting the whole mesh (no model here)."""
+    """Speak MCP over stdio for Claude Desktop / Gemini CLI, fronting the whole mesh (no model here).
+
+    Clients list tools once, at start-up, so the gateway answers only after its
+    first look at the mesh: each --peer admitted, the peers it knew last time
+    checked again, an mDNS browse given 0.5 s, and their tools listed. That
+    takes well under a second on a LAN and 5 s at most; then it prints
+    "gateway ready: N peers (names) in T s" (and any that did not answer) on
+    stderr. A --peer that cannot be admitted (unreachable, another mesh, not a
+    peer) stops the gateway with an error that says why.
+    """
+    from federation.api import member_settings
     from federation.gateway import run_gateway
-    from federation.home import state_dir
+
     from federation.settings import PeerSettings
 
-    member_home = state_dir(home) / "clients" / name  # its own identity, never a local serve's
-    anyio.run(run_gateway, PeerSettings(name=name, port=0, model=None, mesh=mesh, home=member_home, peers=peer or [], mdns=mdns))
+    typed = _typed(ctx)
+    name = typed.get("name") or os.environ.get(PeerSettings.env_name("name"), "").strip() or name
+    # its own identity under <state>/clients/<name>, never a local serve's; the stored mesh unless --mesh
+    settings = _checked(lambda: member_settings(name, home, mesh, **{k: v for k, v in typed.items() if k in ("peers", "mdns")}))
+    _print_if_asked(ctx, settings)
+    anyio.run(run_gateway, settings)
 
 
 def _parse_since(value: str | None) -> Any:
@@ -253,31 +359,44 @@ def ledger(
     by: Annotated[str, typer.Option(help="Group by 'peer' (who served) or 'tool'.")] = "peer",
     since: Annotated[Optional[str], typer.Option(help="Only calls newer than this, e.g. 30m, 2h, 7d.")] = None,
     home: Annotated[Optional[Path], typer.Option(help="State directory whose ledger to read.", envvar="MCPFED_HOME")] = None,
-    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store instead of the state dir's SQLite.")] = None,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of one store to read instead of the state dir's.", envvar="MCPFED_DB")] = None,
 ) -> None:
-    """Who served how many calls and tokens, from the signed receipts this peer stored."""
-    import json as json_module
+    """Who served how many calls and tokens, from the signed receipts stored on this machine.
 
+    The state dir's own ledger and those of its light members (`Mesh` scripts,
+    the gateway: `<state>/clients/<name>`) are read together; the `ledger`
+    column says which recorded each row.
+    """
     from rich.table import Table
 
     from federation.home import state_dir
     from federation.receipt import verify_receipt
-    from federation.store import Store, database_url
+    from federation.store import Store, ledger_databases
 
-    if by not in ("peer", "tool") or action not in ("show", "verify"):
-        _fail("usage: mcpfed ledger [show|verify] [--by peer|tool] [--since 2h].", 2)
-    store = Store(db or database_url(state_dir(home)))
-    if action == "verify":
-        receipts = store.receipts()
-        bad = [(row, callee, problem) for row, callee, raw in receipts if (problem := verify_receipt(json_module.loads(raw), expected_peer=callee))]
-        for row, callee, problem in bad:
-            err.print(f"[red]row {row}[/] from {callee}: {problem}")
-        out.print(f"{len(receipts) - len(bad)} of {len(receipts)} receipts verify")
-        raise typer.Exit(1 if bad else 0)
-    table = Table("peer" if by == "peer" else "tool", "role", "calls", "ok", "tokens in", "tokens out", "avg ms", "receipts ✓", "receipts ✗", box=None)
-    for row in store.ledger(by=by, since=_parse_since(since)):
-        table.add_row(*(str(row[k]) for k in ("key", "role", "calls", "ok", "tokens_in", "tokens_out", "avg_ms", "receipts_ok", "receipts_bad")))
-    out.print(table)
+    if action not in ("show", "verify"):
+        _fail(f"ledger has no action {action!r}; use `mcpfed ledger show` or `mcpfed ledger verify`.", 2)
+    if by not in ("peer", "tool"):
+        _fail(f"--by takes 'peer' or 'tool', not {by!r}.", 2)
+    after = _parse_since(since)
+    stores = [(label, Store(url)) for label, url in ([("this peer", db)] if db else ledger_databases(state_dir(home)))]
+    try:
+        if action == "verify":
+            receipts = [(label, *receipt) for label, store in stores for receipt in store.receipts()]
+            bad = [(label, row, callee, problem) for label, row, callee, raw in receipts if (problem := verify_receipt(json.loads(raw), expected_peer=callee))]
+            for label, row, callee, problem in bad:
+                err.print(f"[red]row {row}[/] of {escape(label)}'s ledger, from {callee}: {escape(problem)}")
+            out.print(f"{len(receipts) - len(bad)} of {len(receipts)} receipts verify")
+            raise typer.Exit(1 if bad else 0)
+        table = Table(by, "ledger", "role", "calls", "ok", "tokens in", "tokens out", "avg ms", "receipts ✓", "receipts ✗", box=None)
+        for label, store in stores:
+            for row in store.ledger(by=by, since=after):
+                cells = (row[k] for k in ("key", "role", "calls", "ok", "tokens_in", "tokens_out", "avg_ms", "receipts_ok", "receipts_bad"))
+                key, *rest = (escape(str(cell)) for cell in cells)
+                table.add_row(key, escape(label), *rest)
+        out.print(table)
+    finally:
+        for _, store in stores:
+            store.close()
 
 
 @app.command()
@@ -285,20 +404,24 @@ def peers(
     url: Annotated[Optional[str], typer.Option("--url", "-u", help="Ask this running peer (its URL) instead of reading the state dir.")] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep the table on screen, updated live from the peer's /events.")] = False,
     home: Annotated[Optional[Path], typer.Option(help="State directory of the peer whose table to read.", envvar="MCPFED_HOME")] = None,
-    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).")] = None,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).", envvar="MCPFED_DB")] = None,
+    token: TokenOption = None,
 ) -> None:
     """Show the peer table: who this peer knows, how it reaches them, whether they are alive."""
+    from federation.urls import user_url
+
     if watch:
         try:
-            anyio.run(_watch_peers, url or DEFAULT_URL)
+            with _keys_unechoed():
+                anyio.run(_watch_peers, user_url(url or DEFAULT_URL), _mesh_headers(token))
         except KeyboardInterrupt:
             pass
         return
     if url is not None:
         from federation.watch import fetch_peers
 
-        rows = anyio.run(fetch_peers, url)
-        source = url
+        source = user_url(url)
+        rows = anyio.run(partial(fetch_peers, source, headers=_mesh_headers(token)))
     else:
         from federation.discovery.persist import stored_peers
 
@@ -337,7 +460,34 @@ def _peer_table(rows: list[dict[str, Any]]) -> Any:
     return table
 
 
-async def _watch_peers(url: str) -> None:
+@contextlib.contextmanager
+def _keys_unechoed() -> Iterator[None]:
+    """Keep the terminal from echoing keys (the `^C` of Ctrl-C included) while a live view is on screen.
+
+    An echoed key lands where the live view left its cursor; at the end of a
+    full-width line it wraps, the view's idea of its height is off by one, and
+    its last redraw leaves a stale line above the table.
+    """
+    try:
+        import termios
+    except ImportError:  # not a POSIX terminal: nothing to do
+        yield
+        return
+    if not sys.stdin.isatty():
+        yield
+        return
+    descriptor = sys.stdin.fileno()
+    saved = termios.tcgetattr(descriptor)
+    quiet = termios.tcgetattr(descriptor)
+    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+    termios.tcsetattr(descriptor, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(descriptor, termios.TCSANOW, saved)
+
+
+async def _watch_peers(url: str, headers: dict[str, str]) -> None:
     from rich.live import Live
 
     from federation.watch import follow_peers
@@ -350,7 +500,7 @@ async def _watch_peers(url: str) -> None:
         live.update(_peer_table(rows))
 
     try:
-        await follow_peers(url, show)
+        await follow_peers(url, show, headers=headers)
     finally:
         if live.is_started:
             live.stop()
@@ -358,45 +508,53 @@ async def _watch_peers(url: str) -> None:
 
 @app.command()
 def tui(
-    node: Annotated[Optional[str], typer.Option("--node", "-n", help="URL of the peer to watch (default http://127.0.0.1:8801; a relay's <relay>/p/<peer-id> too).", envvar="MCPFED_NODE")] = None,
+    node: Annotated[
+        Optional[str],
+        typer.Option("--node", "-n", "--url", "-u", help="URL of the peer to watch (default http://127.0.0.1:8801; host:port works; a relay's <relay>/p/<peer-id> too).", envvar="MCPFED_NODE"),
+    ] = None,
     observe: Annotated[bool, typer.Option("--observe", help="Start a light peer of our own (no model) that joins the mesh, and watch it.")] = False,
-    token: Annotated[Optional[str], typer.Option("--token", help="The mesh secret, sent as a bearer token.", envvar="MCPFED_MESH_SECRET")] = None,
+    mesh: Annotated[Optional[str], typer.Option(help="With --observe: the mesh our light peer joins (default: the one `mcpfed join` stored).")] = None,
+    token: TokenOption = None,
 ) -> None:
     """Watch the mesh live: peers, topology, calls, and a prompt box that asks the mesh."""
+    from federation.urls import user_url
+
     if observe and node:
         _fail("--observe watches a peer of its own; leave out --node, or drop --observe to watch that node.", 2)
+    if mesh and not observe:
+        _fail("--mesh chooses the mesh of --observe's own peer; add --observe, or leave out --mesh to watch --node's mesh.", 2)
     from tui.app import run
 
-    run(node, observe=observe, token=token)
+    run(user_url(node) if node else None, observe=observe, token=token, mesh=mesh)
 
 
-@app.command("relay")
+@app.command("relay", epilog="Every flag is also an environment variable MCPFED_RELAY_<FLAG> (MCPFED_RELAY_PORT, …).")
 def relay_command(
-    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8800,
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = DEFAULT_RELAY_PORT,
     db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the card directory; share one Postgres between relays.")] = None,
     public_url: Annotated[Optional[str], typer.Option(help="Base URL clients use to reach this relay (behind a proxy or TLS).")] = None,
     max_streams: Annotated[int, typer.Option(help="Requests in flight per peer tunnel.")] = 64,
-    max_request_bytes: Annotated[int, typer.Option(help="Largest request body forwarded to a peer.")] = 4 * 1024 * 1024,
-    home: Annotated[Optional[Path], typer.Option(help="State directory (mesh, directory database).", envvar="MCPFED_HOME")] = None,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body forwarded to a peer.")] = MAX_REQUEST_BYTES,
+    home: Annotated[Optional[Path], typer.Option(help="State directory (mesh, directory database); MCPFED_HOME works too.")] = None,
+    print_settings: PrintSettingsOption = False,
 ) -> None:
     """Run a relay until Ctrl-C: peers behind NAT attach to it, clients reach them at <relay>/p/<id>/mcp."""
     from federation.relay.settings import RelaySettings
 
-    settings = RelaySettings(
-        host=host, port=port, db=db, public_url=public_url, max_streams=max_streams, max_request_bytes=max_request_bytes, home=home
-    )
-    _run_until_interrupted(_relay, settings)
+    _run_until_interrupted(_relay, _settings(ctx, RelaySettings))
 
 
-async def _relay(settings: Any) -> None:
+async def _relay(settings: Any, signals: _StopSignals) -> None:
     from federation.relay.server import Relay
 
     async with Relay(settings) as relay:
-        mesh = f"mesh {settings.mesh_name!r}" if settings.mesh_secret else "no mesh: open to anyone who reaches it"
-        err.print(f"relay serving ({mesh}); peers attach to {relay.public_url}, Ctrl-C stops it")
-        out.print(relay.public_url, highlight=False)
-        await anyio.sleep_forever()
+        with signals.until_signalled():
+            mesh = f"mesh {settings.mesh_name!r}" if settings.mesh_secret else "no mesh: open to anyone who reaches it"
+            err.print(f"relay serving ({mesh}); peers attach to {relay.public_url}, Ctrl-C stops it")
+            out.print(relay.public_url, highlight=False)
+            await anyio.sleep_forever()
 
 
 HomeOption = Annotated[Optional[Path], typer.Option(help="State directory.", envvar="MCPFED_HOME")]

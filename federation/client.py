@@ -16,8 +16,10 @@ import mcp.types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp.types import METHOD_NOT_FOUND
 
 from federation.errors import FederationError, PeerError, ToolCallError
+from federation.urls import user_url
 
 __all__ = ["connect", "call_tool", "result_text"]
 
@@ -34,7 +36,8 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 @asynccontextmanager
 async def connect(url: str, *, headers: dict[str, str] | None = None) -> AsyncIterator[Client]:
-    """An open SDK `Client` on `url`, or `PeerError` saying why there is none."""
+    """An open SDK `Client` on `url` (completed by `user_url`), or `PeerError` saying why there is none."""
+    url = user_url(url)
     try:
         async with httpx2.AsyncClient(headers=headers or {}, timeout=_TIMEOUT) as http:
             async with Client(streamable_http_client(url, http_client=http)) as client:
@@ -51,6 +54,9 @@ async def connect(url: str, *, headers: dict[str, str] | None = None) -> AsyncIt
 
 
 def _unreachable(url: str, cause: BaseException) -> str:
+    if isinstance(cause, MCPError) and (cause.error.code, cause.error.message) == (METHOD_NOT_FOUND, "Not Found"):  # HTTP 404
+        hint = "is it the MCP URL a peer printed, like http://127.0.0.1:8801/mcp" if url.endswith("/mcp") else f"did you mean {url.rstrip('/')}/mcp"
+        return f"nothing answers MCP at {url}; {hint}?"
     if isinstance(cause, MCPError):  # the peer (or a relay) answered and said why
         return f"the peer at {url} refused the connection: {cause}"
     return f"cannot reach the peer at {url}: {cause}. Is `mcpfed serve` running there?"

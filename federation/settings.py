@@ -2,18 +2,31 @@
 
 `PeerSettings(port=0)` in a test, `MCPFED_PORT=9000 mcpfed serve` in a shell,
 and `mcpfed serve --port 9000` all end up here, validated once.
+
+Every flag of `mcpfed serve` is also the variable `MCPFED_<FLAG>` (`--ctx` is
+`MCPFED_CTX`, `--gpu-layers` is `MCPFED_GPU_LAYERS`); `mcpfed relay`'s are
+`MCPFED_RELAY_<FLAG>`. A repeatable flag's variable holds one value or a JSON
+list (`MCPFED_PEER='["http://a:8801", "http://b:8801"]'`): a share command
+may hold commas and spaces, so neither can separate values. Empty means unset.
+Settings without a flag keep their field name (`MCPFED_MESH_SECRET`). Flags
+beat the environment, which beats the defaults. A bad value, from wherever it
+came, is a `ConfigError` naming the setting, never a pydantic traceback.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import re
 import shlex
 from pathlib import Path
+from typing import Any, ClassVar, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, HEALTH_INTERVAL_SECONDS, MAX_REQUEST_BYTES
 from federation.errors import ConfigError
@@ -50,12 +63,55 @@ def parse_share(spec: str) -> tuple[str, str]:
     return name, command
 
 
+def _env_list(key: str, raw: str) -> list[str]:
+    """A repeatable flag's variable: a JSON list of strings, or one value."""
+    if not raw.startswith("["):
+        return [raw]
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{key} starts with '[' but is not a JSON list ({exc.msg}); give one value, or a list like '[\"a\", \"b\"]'.") from exc
+    if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+        raise ConfigError(f"{key} must be one value or a JSON list of strings, like '[\"a\", \"b\"]'.")
+    return values
+
+
+class _FlagEnvironment(PydanticBaseSettingsSource):
+    """`<prefix><FLAG>` variables, named after the CLI flag rather than the field (MCPFED_CTX, not MCPFED_N_CTX).
+
+    Replaces pydantic-settings' own environment source, which names variables
+    after fields and reads lists only as JSON (a bare `MCPFED_SHARE=e=cmd` was
+    a traceback).
+    """
+
+    def __init__(self, settings_cls: type[MeshSettings]) -> None:
+        super().__init__(settings_cls)
+        self._names = settings_cls
+        self._environ = {key.upper(): value for key, value in os.environ.items()}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        key = self._names.env_name(field_name)
+        raw = self._environ.get(key, "").strip()
+        if not raw:
+            return None, key, False
+        return (_env_list(key, raw) if get_origin(field.annotation) is list else raw), key, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {name: self.get_field_value(field, name)[0] for name, field in self.settings_cls.model_fields.items()}
+        return {name: value for name, value in found.items() if value is not None}
+
+
 class MeshSettings(BaseSettings):
     """What peers and relays share: the state dir, the mesh they serve, where they listen.
 
     The mesh fields come from the stored mesh (`mcpfed init`/`join`) unless
     flags, environment or code give them.
     """
+
+    model_config = SettingsConfigDict(env_prefix="MCPFED_", extra="forbid")
+
+    flag_names: ClassVar[dict[str, str]] = {}
+    """Fields whose CLI flag (and so environment variable) is spelt differently: field -> flag."""
 
     host: str = DEFAULT_HOST
     home: Path | None = Field(default=None, description="state directory (key, database, mesh); MCPFED_HOME")
@@ -64,6 +120,59 @@ class MeshSettings(BaseSettings):
     mesh_name: str | None = None
     mesh_secret: str | None = Field(default=None, repr=False)
     max_request_bytes: int = Field(default=MAX_REQUEST_BYTES, ge=1024)
+
+    def __init__(self, **values: Any) -> None:
+        """Validate flags, environment and code values alike; a bad one is a ConfigError saying which."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(type(self).explain(exc, given=values)) from exc
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Code and flags first, then `MCPFED_<FLAG>` variables; no .env or secrets files."""
+        assert issubclass(settings_cls, MeshSettings)
+        return init_settings, _FlagEnvironment(settings_cls)
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable of a field: the prefix and the flag's name, `MCPFED_CTX` for `n_ctx`."""
+        return (str(cls.model_config.get("env_prefix", "")) + cls.flag_names.get(field, field)).upper()
+
+    @classmethod
+    def explain(cls, exc: ValidationError, given: dict[str, Any]) -> str:
+        """One sentence per bad value: which setting, what it was, what is wrong, and where it came from.
+
+        `given` are the values passed in code or by flags; any other came from the environment.
+        """
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            if error["type"] == "extra_forbidden":
+                problems.append(f"unknown setting {field!r}")
+                continue
+            message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+            shown = repr(error["input"])
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            name = str(error["loc"][0]) if error["loc"] else ""
+            came_from = f" (from {cls.env_name(name)})" if name and name not in given else ""
+            problems.append(f"{field}={shown}{came_from} is not allowed: {message[:1].lower()}{message[1:].rstrip('.')}")
+        return "; ".join(problems) + "."
+
+    def shown(self) -> dict[str, Any]:
+        """The effective settings as JSON-ready values, secrets masked (`--print-settings`)."""
+        values = self.model_dump(mode="json")
+        for name, field in type(self).model_fields.items():
+            if not field.repr and values.get(name):
+                values[name] = "***"
+        return values
 
     @model_validator(mode="after")
     def _stored_mesh(self) -> MeshSettings:
@@ -89,7 +198,7 @@ class MeshSettings(BaseSettings):
 class PeerSettings(MeshSettings):
     """Everything `mcpfed serve` can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="MCPFED_", extra="forbid")
+    flag_names: ClassVar[dict[str, str]] = {"n_ctx": "ctx", "peers": "peer", "relays": "relay"}
 
     name: str | None = Field(default=None, description="display name; defaults to the host name")
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
@@ -108,7 +217,21 @@ class PeerSettings(MeshSettings):
     @field_validator("model")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
-        return value or None
+        """`--model none` (or MCPFED_MODEL=none) serves no model."""
+        return None if not value or value.lower() == "none" else value
+
+    @field_validator("gpu_layers", mode="before")
+    @classmethod
+    def _auto_is_none(cls, value: object) -> object:
+        """`auto` (all layers when the build can offload) is None; anything else must be a whole number."""
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() == "auto":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"--gpu-layers takes 'auto', -1 (all) or a number of layers, not {value!r}.") from None
 
     @field_validator("notes")
     @classmethod

@@ -23,14 +23,14 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, case, delete, insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, create_engine, func, select
 
 from federation.const import LEDGER_FLUSH_SECONDS, LEDGER_QUEUE_LIMIT
 from federation.errors import ConfigError
 
-__all__ = ["CallRecord", "PeerRecord", "Store", "database_url"]
+__all__ = ["CallRecord", "PeerRecord", "Store", "database_url", "ledger_databases"]
 
 
 class CallRecord(SQLModel, table=True):
@@ -81,6 +81,22 @@ class PeerRecord(SQLModel, table=True):
 
 def database_url(home: Path) -> str:
     return f"sqlite:///{home / 'mcpfed.db'}"
+
+
+def ledger_databases(home: Path) -> list[tuple[str, str]]:
+    """(label, URL) of every ledger under a state dir: the peer's own, then each light member's.
+
+    `Mesh` scripts and the gateway are light members with their own identity
+    and store in `<home>/clients/<name>`; the calls they make are recorded
+    there, so a ledger of this machine must read those too.
+    """
+    clients = sorted(path.parent for path in (home / "clients").glob("*/mcpfed.db"))
+    return [("this peer", database_url(home))] + [(f"client {client.name}", database_url(client)) for client in clients]
+
+
+def _count(condition: Any) -> Any:
+    """SUM of a condition as an integer count (a bare SUM of a comparison comes back typed as a bool)."""
+    return func.sum(case((condition, 1), else_=0))
 
 
 class Store:
@@ -169,12 +185,12 @@ class Store:
             key,
             CallRecord.role,
             func.count(),
-            func.sum(CallRecord.outcome == "ok"),
+            _count(CallRecord.outcome == "ok"),
             func.sum(CallRecord.tokens_in),
             func.sum(CallRecord.tokens_out),
             func.avg(CallRecord.ms),
-            func.sum(CallRecord.receipt_ok == True),  # noqa: E712 - SQL comparison
-            func.sum(CallRecord.receipt_ok == False),  # noqa: E712
+            _count(CallRecord.receipt_ok == True),  # noqa: E712 - SQL comparison
+            _count(CallRecord.receipt_ok == False),  # noqa: E712
         ).group_by(key, CallRecord.role)
         if since is not None:
             query = query.where(CallRecord.started >= since)

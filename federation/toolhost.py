@@ -10,28 +10,36 @@ has to know about either.
 Hosted `MCPServer`s are called in-process with the caller's own request
 context, so their progress notifications and cancellation reach the caller
 as if the server were alone.
+
+When the peer stops, `calls.stop(reason)` ends every call in flight and
+refuses new ones: each caller gets `reason` as a tool error (and the ledger a
+row), where cutting the HTTP server short would leave it with a stream that
+ends without a response.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+import anyio
 import mcp.types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.subscriptions import ToolsListChanged
+from pydantic import ValidationError
 
 from federation.identity import Identity
 from federation.receipt import RECEIPT_META_KEY, sign_receipt
 from federation.trace import DEFAULT_MAX_HOPS, LoopError, Trace
 
-__all__ = ["CallOutcome", "HostedServer", "ToolHost", "ToolProvider", "error_result", "settle"]
+__all__ = ["CallOutcome", "CallsInFlight", "ClaimingProvider", "HostedServer", "ToolHost", "ToolProvider", "error_result", "settle"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +59,13 @@ class ToolProvider(Protocol):
     ) -> types.CallToolResult: ...
 
 
+@runtime_checkable
+class ClaimingProvider(ToolProvider, Protocol):
+    """A provider that also answers for names it no longer lists (a dead peer's tools), to say why they fail."""
+
+    def claims(self, name: str) -> bool: ...
+
+
 class HostedServer:
     """An `MCPServer` hosted in-process, called with the caller's request context."""
 
@@ -68,10 +83,42 @@ class HostedServer:
             logger.exception("tool %s crashed", name)
             return error_result(f"tool {name} failed unexpectedly: {exc.__cause__!r}")
         except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):  # the caller's arguments are wrong, not the tool
+                tool = next((t for t in await self.list_tools() if t.name == name), None)
+                return error_result(argument_problem(name, tool.input_schema if tool else {}, exc.__cause__))
             return error_result(str(exc))
         if not isinstance(result, types.CallToolResult):
             return error_result(f"tool {name} asked for input, which this peer cannot relay yet")
         return result
+
+
+def _label(provider: ToolProvider) -> str:
+    """A tool source as users named it: `--share NAME` for a shared stdio server, else its server's name."""
+    if hasattr(provider, "command"):  # servers.share.SharedStdioServer
+        return f"--share {getattr(provider, 'name', '?')}"
+    server = getattr(provider, "server", None)
+    return f"server {getattr(server, 'name', None) or type(provider).__name__!r}"
+
+
+def argument_problem(tool: str, schema: dict[str, Any], exc: ValidationError) -> str:
+    """Pydantic's report on a tool's arguments as one sentence, e.g. "generate: missing required argument 'prompt' (string)."
+
+    Every client (a model above all) should read what to fix, not pydantic's
+    "1 validation error for generateArguments … visit https://errors.pydantic.dev/…".
+    """
+    properties = schema.get("properties", {})
+    problems = []
+    for error in exc.errors():
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+        kind = properties.get(str(error["loc"][0]), {}).get("type") if error["loc"] else None
+        if error["type"] == "missing":
+            problems.append(f"missing required argument {where!r}" + (f" ({kind})" if kind else ""))
+            continue
+        given = repr(error["input"])
+        given = given if len(given) <= 60 else given[:57] + "..."
+        message = error["msg"][:1].lower() + error["msg"][1:]
+        problems.append(f"argument {where!r}={given} is invalid: {message}")
+    return f"{tool}: {'; '.join(problems)}."
 
 
 @dataclass
@@ -102,6 +149,40 @@ def settle(outcome: CallOutcome, result: types.CallToolResult) -> None:
         outcome.tokens_out = int(usage.get("completion_tokens", 0))
 
 
+class CallsInFlight:
+    """The calls a peer is serving, each in a cancel scope, so that stopping can answer them (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+        self._none_left = anyio.Event()
+        self.refusal: str | None = None
+        """Once stopping: what every call still in flight, or arriving, is answered."""
+
+    @contextmanager
+    def track(self) -> Iterator[anyio.CancelScope]:
+        """Run one call in a scope that `stop` cancels; after the block, `scope.cancelled_caught` means "answer `refusal`"."""
+        with anyio.CancelScope() as scope:
+            if self.refusal is not None:
+                scope.cancel()
+            self._scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self._scopes.discard(scope)
+                if not self._scopes:
+                    self._none_left.set()
+
+    async def stop(self, refusal: str, *, grace: float) -> None:
+        """Cancel every call in flight, refuse new ones, and wait up to `grace` seconds for the answers to go out."""
+        self.refusal = refusal
+        if not self._scopes:
+            return
+        for scope in list(self._scopes):
+            scope.cancel()
+        with anyio.move_on_after(grace):
+            await self._none_left.wait()
+
+
 CallObserver = Callable[[CallOutcome, bool], None]
 """Called with (outcome, finished): once when a call starts, once when it ends."""
 
@@ -125,8 +206,11 @@ class ToolHost:
         self._local: set[int] = set()
         self._owners: dict[str, ToolProvider] = {}
         self._tools: list[types.Tool] = []
+        self._announced: list[str] = []  # tool names as clients were last told
+        self._hidden_warned: set[tuple[int, int, tuple[str, ...]]] = set()  # clashes already reported (see _warn_hidden)
         self._schemas: dict[str, dict[str, Any]] = {}
         self._observer = observer
+        self.calls = CallsInFlight()
         self._bus = InMemorySubscriptionBus()
         self._legacy_sessions: set[Any] = set()
         self.server: Server[Any] = Server(
@@ -146,10 +230,16 @@ class ToolHost:
             self._local.add(id(provider))
         await self.refresh()
 
-    async def refresh(self) -> None:
-        """Rebuild the merged tool list; the first provider to claim a name keeps it."""
+    async def refresh(self, *, announce: bool = True) -> None:
+        """Rebuild the merged tool list; the first provider to claim a name keeps it.
+
+        Clients hear `tools/list_changed` only when the names differ from what
+        they were last told, and not while `announce` is False (a provider in
+        the middle of a burst of changes: it refreshes again with True at the end).
+        """
         owners: dict[str, ToolProvider] = {}
         tools: list[types.Tool] = []
+        hidden: dict[tuple[int, int], list[str]] = {}
         for provider in self._providers:
             try:
                 offered = await provider.list_tools()
@@ -160,11 +250,32 @@ class ToolHost:
                 if tool.name not in owners:
                     owners[tool.name] = provider
                     tools.append(tool)
-        changed = [t.name for t in tools] != [t.name for t in self._tools]
+                else:
+                    hidden.setdefault((id(provider), id(owners[tool.name])), []).append(tool.name)
+        self._warn_hidden(hidden)
         self._owners, self._tools = owners, tools
         self._schemas = {t.name: t.input_schema for t in tools}
-        if changed:
+        names = [t.name for t in tools]
+        if announce and names != self._announced:
+            self._announced = names
             await self._announce_tools_changed()
+
+    def _warn_hidden(self, hidden: dict[tuple[int, int], list[str]]) -> None:
+        """Say on stderr (once per clash) which tools are not offered because another source claimed the name first.
+
+        `--share a=X --share b=X` used to drop b's tools without a word.
+        """
+        providers = {id(p): p for p in self._providers}
+        for (loser, winner), names in hidden.items():
+            clash = (loser, winner, tuple(names))
+            if clash in self._hidden_warned:
+                continue
+            self._hidden_warned.add(clash)
+            logger.warning(
+                "%s offers %s, which %s already offers: the first to offer a name keeps it, so %s's are not offered. "
+                "Share each server once, or give one of them a server whose tools are named differently.",
+                _label(providers[loser]), ", ".join(names), _label(providers[winner]), _label(providers[loser]),
+            )
 
     def _input_schema(self, name: str) -> dict[str, Any] | None:
         """For the SDK's Mcp-Param header check; without it the SDK re-lists every tool on every call."""
@@ -207,21 +318,29 @@ class ToolHost:
             outcome.trace.check(self._identity.peer_id, self._max_hops)
         except LoopError as exc:
             return self._finish(outcome, error_result(str(exc)))
-        provider = self._owners.get(name)
+        provider = self._owners.get(name) or self._claimant(name)
         if provider is None or (only_local and id(provider) not in self._local):
             offered = ", ".join(sorted(self._owners)) or "(none)"
             return self._finish(outcome, error_result(f"Unknown tool: {name!r}. This peer offers: {offered}."))
         self._notify(outcome, finished=False)
         clock = time.perf_counter()
-        try:
-            result = await provider.call_tool(ctx, name, arguments)
-        except BaseException:
-            outcome.ms = (time.perf_counter() - clock) * 1000
-            outcome.outcome, outcome.error = "cancelled", "the caller cancelled or the peer stopped"
-            self._notify(outcome, finished=True)
-            raise
+        with self.calls.track() as stopping:
+            try:
+                result = await provider.call_tool(ctx, name, arguments)
+            except BaseException as exc:
+                if not (stopping.cancel_called and isinstance(exc, anyio.get_cancelled_exc_class())):  # a stop is answered below
+                    outcome.ms = (time.perf_counter() - clock) * 1000
+                    outcome.outcome, outcome.error = "cancelled", "the caller cancelled or the call failed"
+                    self._notify(outcome, finished=True)
+                raise
         outcome.ms = (time.perf_counter() - clock) * 1000
+        if stopping.cancelled_caught:
+            return self._finish(outcome, error_result(self.calls.refusal or "this peer is shutting down."))
         return self._finish(outcome, result)
+
+    def _claimant(self, name: str) -> ToolProvider | None:
+        """The provider answering for an unlisted `name`, if any (see `ClaimingProvider`)."""
+        return next((p for p in self._providers if isinstance(p, ClaimingProvider) and p.claims(name)), None)
 
     def _finish(self, outcome: CallOutcome, result: types.CallToolResult) -> types.CallToolResult:
         settle(outcome, result)

@@ -2,7 +2,8 @@
 
 `http://10.0.0.5:8801`, `http://10.0.0.5:8801/` and `http://10.0.0.5:8801/mcp`
 all name the same peer; `base_url` gives the first (where `/peer`, `/health`,
-`/peers` and `/events` live), `mcp_url` the last.
+`/peers` and `/events` live), `mcp_url` the last. `user_url` completes what people type: `127.0.0.1:8801`
+is `http://127.0.0.1:8801/mcp`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 
 from federation.const import MCP_PATH
 
-__all__ = ["address_of", "base_url", "http_url", "mcp_url"]
+__all__ = ["address_of", "base_url", "http_url", "mcp_url", "user_url"]
 
 
 def base_url(url: str) -> str:
@@ -24,6 +25,22 @@ def base_url(url: str) -> str:
 
 def mcp_url(url: str) -> str:
     return base_url(url) + MCP_PATH
+
+
+def user_url(text: str) -> str:
+    """A peer URL as typed, made whole where that is unambiguous.
+
+    No scheme means `http://` (`127.0.0.1:8801`); no path means the peer's MCP
+    endpoint (`http://host:8801` → `http://host:8801/mcp`). Any other path is
+    kept: a relay's `/p/<id>/mcp` is one.
+    """
+    text = text.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.path in ("", "/"):
+        return parts._replace(path=MCP_PATH).geturl()
+    return text
 
 
 def http_url(host: str, port: int, path: str = "") -> str:

@@ -46,14 +46,19 @@ def sorted_peers(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _unreachable(url: str, exc: BaseException) -> PeerError:
+    if isinstance(exc, httpx.HTTPStatusError):  # a peer that refuses says why in a JSON-RPC error (401: the mesh credential)
+        try:
+            return PeerError(f"the peer at {url} refused: {exc.response.json()['error']['message']}")
+        except (ValueError, KeyError, TypeError, httpx.HTTPError):
+            return PeerError(f"the peer at {url} answered HTTP {exc.response.status_code}; is it an mcpfed peer's URL, like http://127.0.0.1:8801/mcp?")
     return PeerError(f"cannot read {url}: {exc.__class__.__name__} {exc}. Is `mcpfed serve` running there?".replace("  ", " "))
 
 
-async def fetch_peers(url: str, http: httpx.AsyncClient | None = None) -> list[dict[str, Any]]:
-    """The peer table of the peer at `url` (base or MCP URL)."""
+async def fetch_peers(url: str, http: httpx.AsyncClient | None = None, *, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The peer table of the peer at `url` (base or MCP URL); `headers` carry the mesh credential when `http` is not given."""
     target = base_url(url) + PEERS_PATH
     try:
-        async with _client(http) as client:
+        async with _client(http, headers) as client:
             response = await client.get(target)
             response.raise_for_status()
             return list(response.json()["peers"])
@@ -62,11 +67,11 @@ async def fetch_peers(url: str, http: httpx.AsyncClient | None = None) -> list[d
 
 
 @asynccontextmanager
-async def _client(http: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(http: httpx.AsyncClient | None, headers: dict[str, str] | None = None) -> AsyncIterator[httpx.AsyncClient]:
     if http is not None:
         yield http
         return
-    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False) as own:
+    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False, headers=headers) as own:
         yield own
 
 
@@ -94,22 +99,25 @@ async def open_events(url: str, http: httpx.AsyncClient | None = None) -> AsyncI
     try:
         async with _client(http) as client:
             async with client.stream("GET", target, timeout=httpx.Timeout(5.0, read=None)) as response:
+                if response.is_error:
+                    await response.aread()  # the refusal's reason, for the error
                 response.raise_for_status()
                 yield _parse_sse(response.aiter_lines())
     except (httpx.HTTPError, ValueError) as exc:
         raise _unreachable(target, exc) from exc
 
 
-async def follow_peers(url: str, on_change: Callable[[list[dict[str, Any]]], None]) -> None:
+async def follow_peers(url: str, on_change: Callable[[list[dict[str, Any]]], None], *, headers: dict[str, str] | None = None) -> None:
     """Call `on_change(peers)` with the peer table now and after every change, until cancelled.
 
     Status changes come from `/events` as they happen; latency and load (which
     change without events) are refreshed from `/peers` every couple of seconds.
     Raises `PeerError` when the peer cannot be reached or goes away.
+    `headers` carry the mesh credential (a peer in a mesh answers 401 without it).
     """
     table: dict[str, dict[str, Any]] = {}
     failures: list[PeerError] = []
-    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False) as http:
+    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False, headers=headers) as http:
         async with open_events(url, http) as events, anyio.create_task_group() as task_group:
             table.update({p["id"]: p for p in await fetch_peers(url, http)})
             on_change(sorted_peers(table))

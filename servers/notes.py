@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import math
 import re
 from dataclasses import dataclass
@@ -179,33 +180,42 @@ class NotesFolder:
             raise ToolError("path is empty or not a path; pass a path from search_notes, like 'mdns.md'.")
         candidate = Path(requested)
         if candidate.is_absolute() or requested.startswith("~"):
-            raise ToolError(f"{requested!r} is an absolute path; pass a path relative to the notes folder, like 'mdns.md'.")
+            raise ToolError(f"{_shown(requested)} is an absolute path; pass a path relative to the notes folder, like 'mdns.md'.")
         if not candidate.suffix:
             candidate = candidate.with_suffix(".md")
         if candidate.suffix.lower() not in NOTE_SUFFIXES:
-            raise ToolError(f"{requested!r} is not a Markdown note; only .md files can be read.")
-        target = self._inside(self.root / candidate)
-        if target is None:
-            raise ToolError(f"{requested!r} is outside the notes folder; only notes inside it can be read.")
-        relative = target.relative_to(self.root).as_posix()
-        if not target.is_file():
-            raise ToolError(self._missing(requested))
-        if target.stat().st_size > MAX_NOTE_BYTES:
-            raise ToolError(f"{relative} is larger than {MAX_NOTE_BYTES} bytes; it is not served as a note.")
+            raise ToolError(f"{_shown(requested)} is not a Markdown note; only .md files can be read.")
+        try:
+            target = self._inside(self.root / candidate)
+            if target is None:
+                raise ToolError(f"{_shown(requested)} is outside the notes folder; only notes inside it can be read.")
+            relative = target.relative_to(self.root).as_posix()
+            if not target.is_file():
+                raise ToolError(self._missing(requested))
+            if target.stat().st_size > MAX_NOTE_BYTES:
+                raise ToolError(f"{relative} is larger than {MAX_NOTE_BYTES} bytes; it is not served as a note.")
+        except OSError as exc:  # a name the file system refuses (too long, …) names no note
+            reason = "the path is too long to be a note" if exc.errno == errno.ENAMETOOLONG else f"it cannot be read ({exc.strerror})"
+            raise ToolError(f"no note {_shown(requested)}: {reason}; pass a path from search_notes, like 'mdns.md'.") from exc
         return relative
 
     def _missing(self, requested: str) -> str:
         files = self.files()
         close = difflib.get_close_matches(requested, files, n=3, cutoff=0.6)
         if close:
-            return f"no note {requested!r}; close matches: {', '.join(close)}."
+            return f"no note {_shown(requested)}; close matches: {', '.join(close)}."
         listing = ", ".join(files[:10]) or "(the folder has no notes)"
-        return f"no note {requested!r}; the notes are: {listing}."
+        return f"no note {_shown(requested)}; the notes are: {listing}."
 
     def read(self, requested: str) -> Note:
         relative = self.resolve(requested)
         text = self._read(relative)
         return Note(path=relative, title=_parse(relative, text).title, text=text)
+
+
+def _shown(requested: str) -> str:
+    """A requested path as quoted in an error, cut short: a 5,000-character path need not come back whole."""
+    return repr(requested) if len(requested) <= 80 else repr(requested[:60]) + f"… ({len(requested)} characters)"
 
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)

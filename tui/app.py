@@ -244,9 +244,12 @@ def build_app(address: NodeAddress, headers: dict[str, str]) -> MeshApp:
     return MeshApp(feed, MeshAsker(address.mcp, headers=headers), url=address.base, card_headers=headers)
 
 
-def run(node_url: str | None = None, *, observe: bool = False, token: str | None = None) -> None:
-    """Run the TUI until the user quits (the CLI's `mcpfed tui`); bad input raises `ConfigError`."""
-    settings = mesh_settings(token)
+def run(node_url: str | None = None, *, observe: bool = False, token: str | None = None, mesh: str | None = None) -> None:
+    """Run the TUI until the user quits (the CLI's `mcpfed tui`); bad input raises `ConfigError`.
+
+    `mesh` is the mesh the observer peer joins (`--observe`); the stored one by default.
+    """
+    settings = mesh_settings(token, mesh)
     headers = auth_headers(settings)
     if observe:
         anyio.run(_observe, observer_settings(settings), headers)

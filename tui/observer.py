@@ -28,9 +28,9 @@ from federation.settings import PeerSettings
 __all__ = ["mesh_settings", "observer_node", "observer_settings"]
 
 
-def mesh_settings(token: str | None) -> PeerSettings:
-    """The user's settings (MCPFED_* environment), `token` as the mesh secret when given; never a model."""
-    overrides = {"model": None} | ({"mesh_secret": token} if token else {})
+def mesh_settings(token: str | None, mesh: str | None = None) -> PeerSettings:
+    """The user's settings (MCPFED_* environment), `token` as the mesh secret and `mesh` as the mesh when given; never a model."""
+    overrides = {"model": None} | ({"mesh_secret": token} if token else {}) | ({"mesh": mesh} if mesh else {})
     try:
         return PeerSettings(**overrides)
     except ValidationError as exc:

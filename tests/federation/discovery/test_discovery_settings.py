@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import ifaddr
 import pytest
-from pydantic import ValidationError
 
-from federation.discovery.interfaces import plan_mdns
+from federation.discovery.interfaces import advertised_hosts, plan_mdns
 from federation.errors import ConfigError
 from federation.node import Node
 from federation.settings import PeerSettings
 
 
+def _ipv4_by_adapter() -> dict[str, list[str]]:
+    return {adapter.name: [ip.ip for ip in adapter.ips if isinstance(ip.ip, str)] for adapter in ifaddr.get_adapters()}
+
+
 def test_loopback_peer_announces_on_loopback_only() -> None:
     plan = plan_mdns(PeerSettings(mdns="auto"))
     assert plan is not None and (plan.interfaces, plan.addresses) == (["127.0.0.1"], ["127.0.0.1"])
+    assert plan.device == next(name for name, addresses in _ipv4_by_adapter().items() if "127.0.0.1" in addresses), "mDNS is confined to the loopback device"
+
+
+def test_a_peer_bound_everywhere_advertises_each_address_of_the_machine_never_0_0_0_0() -> None:
+    lan = [address for addresses in _ipv4_by_adapter().values() for address in addresses if not address.startswith("127.")]
+    assert advertised_hosts("0.0.0.0") == [*dict.fromkeys(lan), "127.0.0.1"]
+    assert advertised_hosts("10.77.0.9") == ["10.77.0.9"] and advertised_hosts("localhost") == ["localhost"]
 
 
 def test_lan_bound_peer_announces_on_its_own_address() -> None:
@@ -47,5 +58,5 @@ def test_bad_mdns_choices_are_refused_before_the_node_binds(overrides: dict[str,
 
 
 def test_a_static_peer_must_be_a_url() -> None:
-    with pytest.raises(ValidationError, match="not a peer URL"):
+    with pytest.raises(ConfigError, match="not a peer URL"):
         PeerSettings(peers=["192.168.1.5:8801"])
