@@ -39,8 +39,9 @@ from starlette.types import ASGIApp
 
 from federation.bodylimit import BodyLimit
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
-from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH
+from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH, STOP_GRACE_SECONDS
 from federation.discovery import discovery_services
+from federation.discovery.interfaces import advertised_hosts
 from federation.errors import ConfigError, ModelFileError, PeerError
 from federation.events import EventBus
 from federation.home import state_dir
@@ -52,6 +53,7 @@ from federation.settings import PeerSettings
 from federation.store import Store, database_url
 from federation.forward import FastForward
 from federation.toolhost import CallOutcome, HostedServer, ToolHost, settle
+from federation.urls import http_url
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
 from servers.llama_engine import LlamaEngine, ModelUnavailable, default_model_path
@@ -146,9 +148,14 @@ class Node:
             await self._start_http(sock)
             for factory in self._service_factories:
                 self.services.append(await stack.enter_async_context(factory(self)))
+            stack.push_async_callback(self._answer_calls_in_flight)
             self._stack = stack.pop_all()
         self.started_at = time.time()
         return self
+
+    async def _answer_calls_in_flight(self) -> None:
+        """First step of a stop: every caller gets "shutting down" while the HTTP server still delivers it."""
+        await self.tools.calls.stop(f"peer {self.name} is shutting down; retry on another peer.", grace=STOP_GRACE_SECONDS)
 
     async def _close_forwarder(self) -> None:
         if self._forwarder is not None:
@@ -191,7 +198,7 @@ class Node:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        """Stop serving, then free the model, then flush the store (reverse of start)."""
+        """Answer the calls in flight, leave the mesh (mDNS goodbye), stop serving, free the model, flush the store."""
         await self._stack.aclose()
 
     def service(self, kind: type[_S]) -> _S:
@@ -227,9 +234,14 @@ class Node:
         return self.identity.peer_id
 
     @property
+    def urls(self) -> list[str]:
+        """Every base URL this peer is reached at: one per machine address when bound to 0.0.0.0."""
+        return [http_url(host, self.port) for host in advertised_hosts(self.settings.host)]
+
+    @property
     def url(self) -> str:
-        host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
-        return f"http://{host}:{self.port}"
+        """The base URL to print and hand out: the bound address, or for 0.0.0.0 the first LAN one."""
+        return self.urls[0]
 
     @property
     def mcp_url(self) -> str:
@@ -262,7 +274,7 @@ class Node:
             pubkey="",
             mesh=self.settings.mesh,
             software=SOFTWARE,
-            endpoints=[self.mcp_url],
+            endpoints=[url + MCP_PATH for url in self.urls],
             models=models,
             tools=[ToolSummary(name=t.name, description=t.description or "") for t in self.tools.local_tools],
             load=self.load(),

@@ -1,5 +1,10 @@
 """Where mDNS runs and which addresses a peer advertises, from `--mdns` and `--host`.
 
+A peer bound to one address advertises that address; one bound to 0.0.0.0
+(or `::`) is reachable at every address of that family on the machine, so
+its card lists them all (`advertised_hosts`), LAN addresses first and
+loopback last, never the unspecified address itself, which no one can dial.
+
 `--mdns auto` follows the bind address: a peer bound to loopback (the
 default) announces on loopback only, since no other host could reach it
 anyway; a peer bound to a LAN address announces on that address's interface;
@@ -23,7 +28,7 @@ from zeroconf import InterfaceChoice
 from federation.errors import ConfigError
 from federation.settings import PeerSettings, is_loopback
 
-__all__ = ["MdnsPlan", "plan_mdns"]
+__all__ = ["MdnsPlan", "advertised_hosts", "plan_mdns"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,21 @@ def _ipv4_by_adapter() -> dict[str, list[str]]:
         adapter.name: [ip.ip for ip in adapter.ips if isinstance(ip.ip, str)]
         for adapter in ifaddr.get_adapters()
     }
+
+
+def advertised_hosts(host: str) -> list[str]:
+    """The addresses a peer listening on `host` is reached at; see the module docstring."""
+    try:
+        bound = ipaddress.ip_address(host)
+    except ValueError:
+        return [host]  # a name, e.g. localhost
+    if not bound.is_unspecified:
+        return [host]
+    found = [ipaddress.ip_address(ip.ip if isinstance(ip.ip, str) else ip.ip[0]) for adapter in ifaddr.get_adapters() for ip in adapter.ips]
+    # IPv6 link-local addresses need an interface scope to be dialled, which a URL cannot carry portably.
+    usable = [address for address in found if address.version == bound.version and not (address.version == 6 and address.is_link_local)]
+    loopback = [str(address) for address in usable if address.is_loopback] or ["127.0.0.1" if bound.version == 4 else "::1"]
+    return list(dict.fromkeys([str(address) for address in usable if not address.is_loopback] + loopback))
 
 
 def _one_device(addresses: list[str]) -> str | None:

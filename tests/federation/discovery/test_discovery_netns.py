@@ -193,3 +193,23 @@ async def test_a_loopback_peer_stays_unheard_on_the_lan_beside_an_all_interfaces
     assert isinstance(heard, list)
     assert f"lan-listener.{SERVICE_TYPE}" in heard, f"B heard nothing from A over the LAN at all: {heard}"
     assert not [name for name in heard if name.startswith("hidden-")], f"A's loopback-only peer answered B over the LAN: {heard}"
+
+
+_ENDPOINTS = "import httpx, json; print(json.dumps(httpx.get({url!r} + '/peer', headers={auth!r}, timeout=5, trust_env=False).json()['endpoints']))"
+
+
+async def test_a_peer_on_every_interface_advertises_its_real_addresses(lan: list[str], spawn_peer: SpawnPeer) -> None:
+    secret = {"MCPFED_MESH_SECRET": _SECRET}
+    everywhere = await spawn_peer("everywhere", "--host", "0.0.0.0", "--mdns", "auto", prefix=("ip", "netns", "exec", lan[0]), env=secret)
+    port = everywhere.mcp_url.split(":")[2].split("/")[0]
+    assert everywhere.mcp_url == f"http://10.77.0.1:{port}/mcp", "the printed URL is one another host can dial"
+    endpoints = await _in_host(lan[0], _ENDPOINTS.format(url=f"http://127.0.0.1:{port}", auth=_AUTH))
+    assert endpoints == [f"http://10.77.0.1:{port}/mcp", f"http://127.0.0.1:{port}/mcp"]
+    neighbour = await spawn_peer("neighbour", "--host", "10.77.0.2", "--mdns", "auto", prefix=("ip", "netns", "exec", lan[1]), env=secret)
+
+    async def neighbour_admitted_it() -> bool:
+        seen = await _in_host(lan[1], _PEERS.format(url=neighbour.mcp_url.removesuffix("/mcp"), auth=_AUTH))
+        assert isinstance(seen, list)
+        return [(p["name"], p["url"], p["via"]) for p in seen] == [("everywhere", everywhere.mcp_url, "mdns")]
+
+    await eventually(neighbour_admitted_it, "the neighbour admits it over mDNS at its LAN address, checked against the signed endpoints", timeout=20.0)
