@@ -26,6 +26,14 @@ LEDGER_FLUSH_SECONDS = 0.2
 LEDGER_QUEUE_LIMIT = 10_000
 """Records waiting to be written beyond this are dropped (and counted), never block a call."""
 
+STOP_GRACE_SECONDS = 10.0
+"""On stop, how long a peer waits for the calls it was serving to send their "shutting down" answers.
+
+A generation ends within a token, but not in the middle of reading a long
+prompt; after this the HTTP server stops anyway (the model is still freed
+only once its worker is done).
+"""
+
 HOME_ENV = "MCPFED_HOME"
 """Environment variable that overrides the state directory."""
 
@@ -68,6 +76,12 @@ DISCOVERY_RETRY_SECONDS = (1.0, 30.0)
 
 STATIC_REFRESH_SECONDS = 10.0
 """A reachable static peer's card is re-fetched this often (it has no mDNS digest to watch)."""
+
+FIRST_LOOK_MAX_SECONDS = 5.0
+"""The longest a gateway or `Mesh.connect` waits, before it answers, for the mesh it can already know (federation.discovery.ready)."""
+
+MDNS_SETTLE_SECONDS = 0.5
+"""How long a fresh mDNS browse listens before its first look counts as complete (peers answer a query within ~0.1 s)."""
 
 DEAD_FORGET_SECONDS = 600.0
 """A peer dead this long is dropped from the table (mDNS caches a crashed peer for 75 min)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -154,10 +155,16 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
     return GGUFInfo(path=path, size=size, version=version, tensor_count=tensor_count, metadata=metadata)
 
 
-def sha256_of(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (model files are hundreds of MB)."""
+def sha256_of(path: str | Path, chunk_size: int = 1 << 20, *, stop: threading.Event | None = None) -> str:
+    """Hex sha256 of a file, read in chunks (model files are hundreds of MB).
+
+    `stop`, once set, ends the reading at the next chunk with `InterruptedError`:
+    a peer that stops must not wait for gigabytes to be hashed.
+    """
     digest = hashlib.sha256()
     with Path(path).open("rb") as stream:
         while chunk := stream.read(chunk_size):
+            if stop is not None and stop.is_set():
+                raise InterruptedError(f"stopped hashing {path}")
             digest.update(chunk)
     return digest.hexdigest()
