@@ -8,6 +8,13 @@ unbounded memory stream, so generation never waits on the network; the caller
 streams the tokens on. Cancelling the caller sets a flag the worker checks
 before each token, which frees the worker within one token.
 
+Closing the engine stops the generation in progress the same way (its caller
+gets "shutting down"), refuses what is queued, and frees the model on a worker
+thread once the decode in progress has ended: every llama.cpp call holds one
+lock while it runs, and the free takes it too. Freeing a context while another
+thread decodes with it kills the process (a stop mid-generation used to end
+in a segmentation fault).
+
 The model loads in the background once the engine is entered: a server can
 answer (with "still loading") while a large file is read.
 """
@@ -52,6 +59,7 @@ __all__ = [
 TokenCallback = Callable[[str], Awaitable[None]]
 
 _GEMMA_STOP = "<end_of_turn>"
+_SHUTTING_DOWN = "the model server is shutting down; send the request to another server."
 
 
 
@@ -140,6 +148,8 @@ class LlamaEngine:
         self.error: str | None = None
         self._llama: Any = None
         self._embedder: Any = None
+        self._context_lock = threading.Lock()  # held by every llama.cpp call, and by the free
+        self._closing = threading.Event()  # set on close: the generation in progress stops at its next token
         self._sha256: str | None = None
         self._limiter = anyio.CapacityLimiter(1)
         self._ready = anyio.Event()
@@ -158,23 +168,29 @@ class LlamaEngine:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Refuse new requests, end the one in progress at its next token, then free the model (see the module docstring)."""
+        self.state = EngineState.CLOSED
+        self._closing.set()
         assert self._task_group is not None
         self._task_group.cancel_scope.cancel()
-        await self._task_group.__aexit__(exc_type, exc, tb)
-        self._free()
+        await self._task_group.__aexit__(exc_type, exc, tb)  # waits for a load in progress: llama.cpp cannot abort one
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._free)
 
     def _free(self) -> None:
-        for model in (self._llama, self._embedder):
-            if model is not None:
-                model.close()
-        self._llama = self._embedder = None
-        self.state = EngineState.CLOSED
+        """Close the model's contexts (on a worker thread), after the llama.cpp call in progress, if any, has returned."""
+        with self._context_lock:
+            for model in (self._llama, self._embedder):
+                if model is not None:
+                    model.close()
+            self._llama = self._embedder = None
 
     async def _load(self) -> None:
         try:
             self._llama = await anyio.to_thread.run_sync(self._load_sync, False)
             await self._hashed.wait()  # "ready" promises that the card can name the file's sha256
-            self.state = EngineState.READY
+            if not self._closing.is_set():
+                self.state = EngineState.READY
         except Exception as exc:  # noqa: BLE001 - any llama.cpp failure is reported to callers
             self.error = f"could not load model {self.info.path}: {exc}. The file may be corrupt; download it again."
             self.state = EngineState.FAILED
@@ -184,8 +200,8 @@ class LlamaEngine:
     async def _hash(self) -> None:
         """Hash the file in a thread while it loads: hashing gigabytes on the event loop would freeze the peer."""
         try:
-            self._sha256 = await anyio.to_thread.run_sync(sha256_of, self.info.path)
-        except OSError:  # the load reports an unreadable file; the card just names no hash
+            self._sha256 = await anyio.to_thread.run_sync(functools.partial(sha256_of, self.info.path, stop=self._closing))
+        except OSError:  # the load reports an unreadable file (or the engine closed); the card just names no hash
             pass
         finally:
             self._hashed.set()
@@ -229,7 +245,7 @@ class LlamaEngine:
         if self.state is EngineState.FAILED:
             raise ModelUnavailable(self.error or "model failed to load")
         if self.state is EngineState.CLOSED:
-            raise ModelUnavailable("the model server is shutting down.")
+            raise ModelUnavailable(_SHUTTING_DOWN)
 
     # -- load --------------------------------------------------------------
     @property
@@ -348,6 +364,14 @@ class LlamaEngine:
         prompt is split into batches (Gemma 3: up to 1.0 apart), so the answer to
         the same prompt and seed would depend on who asked what before.
         """
+        with self._context_lock:
+            if self._llama is None:  # closed while this request waited for the thread
+                raise ModelUnavailable(_SHUTTING_DOWN)
+            return self._generate_locked(prompt, options, emit, cancelled)
+
+    def _generate_locked(
+        self, prompt: str, options: dict[str, Any], emit: Callable[[str], None], cancelled: threading.Event
+    ) -> Completion:
         import llama_cpp
 
         llama = self._llama
@@ -375,6 +399,8 @@ class LlamaEngine:
         vocab = llama._model.vocab  # what llama-cpp-python's own create_completion checks for end-of-generation
         llama.reset()
         for token in llama.generate(tokens, temp=options["temperature"], top_p=options["top_p"]):
+            if self._closing.is_set():  # the engine is closing: end here, the free waits for this thread
+                raise ModelUnavailable(_SHUTTING_DOWN)
             if cancelled.is_set():
                 finish_reason = "cancelled"
                 break
@@ -447,11 +473,17 @@ class LlamaEngine:
         if not texts:
             raise RequestRejected("texts is empty; send at least one string to embed.")
         async with self._limiter:
-            if self._embedder is None:
-                self._embedder = await anyio.to_thread.run_sync(self._load_sync, True)
             return await anyio.to_thread.run_sync(self._embed_sync, list(texts))
 
     def _embed_sync(self, texts: list[str]) -> list[list[float]]:
+        with self._context_lock:
+            if self._llama is None:  # closed while this request waited for the thread
+                raise ModelUnavailable(_SHUTTING_DOWN)
+            if self._embedder is None:
+                self._embedder = self._load_sync(True)
+            return self._embed_locked(texts)
+
+    def _embed_locked(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
         for text in texts:
             tokens = len(self._embedder.tokenize(text.encode("utf-8"), add_bos=True))
