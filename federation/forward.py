@@ -28,6 +28,7 @@ import httpcore
 import mcp.types as types
 
 from federation.errors import PeerError
+from federation.listen import KEEP_ALIVE_SECONDS
 from federation.membership import auth_headers
 from federation.toolhost import CallOutcome
 from federation.trace import LoopError, Trace
@@ -67,7 +68,7 @@ class FastForward:
         # httpcore, not httpx: the forwarding path needs a pooled keep-alive
         # connection and nothing else, and httpx's request/response models cost
         # ~0.3 ms a hop on top (measured in bench/hops.py).
-        self._pool = httpcore.AsyncConnectionPool(max_connections=256, max_keepalive_connections=64, keepalive_expiry=60)
+        self._pool = httpcore.AsyncConnectionPool(max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEP_ALIVE_SECONDS / 2)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -134,35 +135,36 @@ class FastForward:
         received = bytearray()
         payload = json.dumps(request, separators=(",", ":")).encode()
         headers += [(b"host", urlsplit(peer.url).netloc.encode()), (b"content-length", str(len(payload)).encode())]
-        timeouts = {"connect": _CONNECT_SECONDS, "read": max(0.1, trace.remaining_s()), "write": _CONNECT_SECONDS, "pool": _CONNECT_SECONDS}
+        remaining = max(0.1, trace.remaining_s())
+        # A call waiting for a pooled connection is queued work, not a failure: it may wait as long as the caller does.
+        timeouts = {"connect": _CONNECT_SECONDS, "read": remaining, "write": _CONNECT_SECONDS, "pool": remaining}
         content_type, answering = "", False
-        try:
-            async with self._pool.stream("POST", peer.url, headers=headers, content=payload, extensions={"timeout": timeouts}) as response:
-                content_type = next((v.decode() for k, v in response.headers if k.lower() == b"content-type"), "")
-                await send({"type": "http.response.start", "status": response.status, "headers": [(k, v) for k, v in response.headers if k.lower() not in (b"connection", b"keep-alive")]})
-                answering = True
-                async for chunk in response.aiter_stream():
-                    received += chunk
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except _TRANSPORT_ERRORS as exc:
-            if isinstance(exc, httpcore.TimeoutException):
-                message = f"peer {peer.name} ({peer.id}) did not answer {tool} within {timeouts['read']:.1f} s (the caller's deadline)"
-            else:
-                router.lost(peer)
-                message = f"peer {peer.name} ({peer.id}) is unreachable or stopped answering during {tool}: {exc!r}"
-            if not answering:
-                await self._reply_error(send, request_id, message, outcome)
-            elif content_type.startswith("text/event-stream"):
-                # The answer had begun as SSE: end it with an error result for this request, never a hang.
-                await self._reply_error(send, request_id, message, outcome, as_event=True)
-            else:
-                logger.info("%s", message)
-                outcome.outcome, outcome.error = "error", message
-                self._node.observe_call(outcome, finished=True)
+        with self._node.tools.calls.track() as stopping:  # this peer stopping answers the caller, below
+            try:
+                async with self._pool.stream("POST", peer.url, headers=headers, content=payload, extensions={"timeout": timeouts}) as response:
+                    content_type = next((v.decode() for k, v in response.headers if k.lower() == b"content-type"), "")
+                    await send({"type": "http.response.start", "status": response.status, "headers": [(k, v) for k, v in response.headers if k.lower() not in (b"connection", b"keep-alive")]})
+                    answering = True
+                    async for chunk in response.aiter_stream():
+                        received += chunk
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except _TRANSPORT_ERRORS as exc:
+                if isinstance(exc, httpcore.PoolTimeout):
+                    message = f"this peer had no free connection to {peer.name} ({peer.id}) for {tool} within the caller's deadline ({remaining:.1f} s); it is overloaded, retry later"
+                elif isinstance(exc, httpcore.TimeoutException):
+                    message = f"peer {peer.name} ({peer.id}) did not answer {tool} within {remaining:.1f} s (the caller's deadline)"
+                else:
+                    router.lost(peer)
+                    message = f"peer {peer.name} ({peer.id}) is unreachable or stopped answering during {tool}: {exc!r}"
+                await self._end_with_error(send, request_id, message, outcome, answering=answering, content_type=content_type)
+                return
+            finally:
+                router.outstanding[peer_id] -= 1
+        if stopping.cancelled_caught:
+            message = self._node.tools.calls.refusal or "this peer is shutting down."
+            await self._end_with_error(send, request_id, message, outcome, answering=answering, content_type=content_type)
             return
-        finally:
-            router.outstanding[peer_id] -= 1
         outcome.ms = (time.perf_counter() - clock) * 1000
         result = _final_result(bytes(received), content_type)
         if result is not None:
@@ -170,6 +172,18 @@ class FastForward:
             self._node.observe_result(outcome, result)
         else:
             outcome.outcome, outcome.error = "error", "no result in the peer's answer"
+            self._node.observe_call(outcome, finished=True)
+
+    async def _end_with_error(self, send: Send, request_id: Any, message: str, outcome: CallOutcome, *, answering: bool, content_type: str) -> None:
+        """End a forwarded call with `message`: as the whole answer, as its last SSE event, or (mid-JSON) only in the records."""
+        if not answering:
+            await self._reply_error(send, request_id, message, outcome)
+        elif content_type.startswith("text/event-stream"):
+            # The answer had begun as SSE: end it with an error result for this request, never a hang.
+            await self._reply_error(send, request_id, message, outcome, as_event=True)
+        else:
+            logger.info("%s", message)
+            outcome.outcome, outcome.error = "error", message
             self._node.observe_call(outcome, finished=True)
 
     async def _reply_error(self, send: Send, request_id: Any, message: str, outcome: CallOutcome, *, as_event: bool = False) -> None:
