@@ -144,7 +144,8 @@ class MeshApp(App[None]):
         self.traces = state.traces()
         self.topology = state.topology()
         if state.card is not None:
-            self.sub_title = f"{state.card.name} ({state.card.id}) · {len(state.peers)} peers · {self._url}"
+            count = len(state.peers)
+            self.sub_title = f"{state.card.name} ({state.card.id}) · {count} peer{'' if count == 1 else 's'} · {self._url}"
         if state.dropped > self._dropped_seen:
             self.notify(f"the node dropped {state.dropped - self._dropped_seen} events for us; figures catch up at the next refresh")
             self._dropped_seen = state.dropped
@@ -174,8 +175,10 @@ class MeshApp(App[None]):
         if not pane.text:
             pane.text = answer.text
         usage = answer.details.get("usage") if isinstance(answer.details.get("usage"), dict) else {}
-        served_by = answer.details.get("peer")
-        figures = [answer.tool] + ([f"by {served_by}"] if isinstance(served_by, str) else [])
+        peer_id, peer_name = answer.details.get("peer"), answer.details.get("peer_name")
+        figures = [answer.tool]
+        if isinstance(peer_id, str):
+            figures.append(f"by {peer_name} ({peer_id[:8]})" if isinstance(peer_name, str) else f"by {peer_id[:8]}")
         if usage:
             figures.append(f"{usage.get('completion_tokens', '?')} tok, {usage.get('tokens_per_s', '?')} tok/s")
         pane.status = " · ".join(figures + [f"trace {trace_id[:8]}"])

@@ -132,3 +132,8 @@ def test_markdown_names_the_peer_its_models_and_tools(card: PeerCard) -> None:
     assert "| Gemma 3 270m | Q4_K_M | 253 MB | 4096 | 0 | `abababababababab…` |" in text
     assert "- `generate`: Continue a prompt." in text
     assert "- `model_info`: " in text
+
+
+def test_markdown_shows_when_the_card_was_signed_as_a_date(card: PeerCard) -> None:
+    text = card_markdown(card.model_copy(update={"issued_at": 1_767_225_600.0}))
+    assert text.rstrip().endswith(f"Signed by `{card.pubkey}` on 2026-01-01 00:00:00 UTC.")

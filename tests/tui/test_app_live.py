@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
@@ -101,6 +102,8 @@ async def test_enter_on_a_peer_opens_its_verified_card(start_node: StartNode, wa
                 card = pilot.app.screen.query_one("#detail-card", Markdown)
                 await wait_until(pilot, lambda: "signature verified" in card.source, f"{peer.name}'s verified card")
                 assert f"# {peer.name} (`{peer.peer_id}`)" in card.source
+                assert re.search(r"Signed by `\S+` on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", card.source), "the signing time reads as a date"
+                assert not re.search(r"\d{10}\.\d", card.source), "no raw epoch seconds"
                 await pilot.press("escape")
                 await wait_until(pilot, lambda: not isinstance(pilot.app.screen, PeerDetailScreen), "back to the main screen")
 
@@ -136,6 +139,7 @@ async def test_a_prompt_streams_an_answer_and_the_call_log_records_it(model_node
 
         await wait_until(pilot, answered, "the answer finished", timeout=60)
         assert not pane.failed, pane.status
+        assert f"by {model_node.name} ({model_node.peer_id[:8]})" in pane.status, "the footer names who answered"
         assert pane.text.strip(), "the answer is empty"
         partial = [text for text in shown if text]
         assert len(partial) >= 3, f"the answer did not stream: {partial}"

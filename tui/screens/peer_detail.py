@@ -99,4 +99,4 @@ class PeerDetailScreen(Screen[None]):
                 "It may not be reachable from here; the figures above are what the watched node knows.*"
             )
         else:
-            await view.update("✔ signature verified\n\n" + card_markdown(card))
+            await view.update("✔ signature verified\n\n" + card_markdown(card, tz=self._tz))

@@ -14,7 +14,7 @@ from datetime import timezone
 
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary
 from tui.app import MeshApp
-from tui.asking import Answer
+from tui.asking import Answer, Asker
 from tui.feed import ReplayFeed
 from tui.wire import CallEvent, CallInfo, Connected, FeedItem, PeerInfo
 
@@ -96,10 +96,10 @@ class CannedAsker:
         return Answer(text=self.ANSWER, tool="chat", trace_id=trace_id)
 
 
-def make_app() -> MeshApp:
+def make_app(items: tuple[FeedItem, ...] = ITEMS, asker: Asker | None = None) -> MeshApp:
     trace_ids = (f"{n:08x}{0:024x}" for n in itertools.count(0xA11CE))
     return MeshApp(
-        ReplayFeed(ITEMS), CannedAsker(), url="http://127.0.0.1:8801", clock=lambda: NOW, tz=timezone.utc, trace_ids=lambda: next(trace_ids)
+        ReplayFeed(items), asker or CannedAsker(), url="http://127.0.0.1:8801", clock=lambda: NOW, tz=timezone.utc, trace_ids=lambda: next(trace_ids)
     )
 
 
