@@ -251,3 +251,32 @@ async def test_model_llama_cpp_cannot_load_fails_with_a_message(unloadable_model
         assert broken.state is EngineState.FAILED
         with pytest.raises(ModelUnavailable, match="could not load model"):
             await broken.complete("hi", max_tokens=2)
+
+
+async def test_closing_mid_generation_ends_it_and_the_queue_with_shutting_down_then_frees_the_model() -> None:
+    """The model is freed only after its worker is done: freeing it mid-decode crashed the process (issue 10)."""
+    engine = LlamaEngine(default_model_path(), n_ctx=N_CTX)
+    refusals: list[str] = []
+    streaming = anyio.Event()
+
+    async def on_token(text: str) -> None:
+        streaming.set()
+
+    async def generate() -> None:
+        try:
+            await engine.complete("Count from 1 to 1000: 1, 2, 3, 4,", max_tokens=400, temperature=0.0, on_token=on_token)
+        except ModelUnavailable as exc:
+            refusals.append(str(exc))
+        finally:
+            streaming.set()  # a generation that ended by itself fails the test below instead of hanging it
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            async with engine:
+                await engine.wait_ready()
+                group.start_soon(generate)
+                await streaming.wait()
+                group.start_soon(generate)
+                await wait_until(lambda: engine.queued == 1)
+    assert len(refusals) == 2 and all("shutting down" in refusal for refusal in refusals), refusals
+    assert engine.state is EngineState.CLOSED and (engine.in_flight, engine.queued) == (0, 0)
