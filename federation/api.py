@@ -13,8 +13,12 @@ async with Mesh.connect(mesh="home") as mesh:          # joins discovery, no mod
 `Mesh.connect` starts a *light member*: a peer without a model, on an
 ephemeral loopback port, with its own identity under the state directory
 (`clients/<name>`, so it never collides with a `mcpfed serve` on the same
-machine). Calls route client-side: the script talks to the chosen peer
-directly over a pooled session, with no extra hop.
+machine) and the machine's stored mesh (`mcpfed join`) unless `mesh` is
+given. It returns once the member has had its first look at the mesh
+(`federation.discovery.ready`): the peers it can find are known, with their
+tools, so `peers()` and `ask` work at once. Calls route client-side: the
+script talks to the chosen peer directly over a pooled session, with no
+extra hop.
 """
 
 from __future__ import annotations
@@ -31,15 +35,17 @@ import mcp.types as types
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from federation.discovery.ready import first_look
 from federation.errors import PeerError, ToolCallError
 from federation.home import state_dir
+from federation.membership import load_mesh
 from federation.node import Node
 from federation.peers import Peer
 from federation.router import AskResult, Router
 from federation.settings import PeerSettings
 from federation.trace import Trace
 
-__all__ = ["Answer", "Mesh", "SyncMesh", "ToolResult"]
+__all__ = ["Answer", "Mesh", "SyncMesh", "ToolResult", "member_settings"]
 
 TextCallback = Callable[[str], Awaitable[None]]
 
@@ -82,6 +88,24 @@ class ToolResult(BaseModel):
     ms: float = 0.0
 
 
+def member_settings(name: str, home: Path | None = None, mesh: str | None = None, **options: Any) -> PeerSettings:
+    """Settings of a light member (a script's `Mesh`, the gateway): no model, any free port.
+
+    Its own identity lives under `<state>/clients/<name>`; without `mesh` it
+    joins the mesh stored in `<state>` by `mcpfed init`/`join` (or `MCPFED_MESH`).
+    """
+    root = state_dir(home)
+    values: dict[str, Any] = {"name": name, "port": 0, "model": None, "home": root / "clients" / name}
+    if mesh is not None:
+        values["mesh"] = mesh
+    settings = PeerSettings(**(values | options))
+    stored = load_mesh(root)
+    if stored is None or "mesh" in settings.model_fields_set:  # given in code or MCPFED_MESH
+        return settings
+    joined = {"mesh": stored.id, "mesh_name": stored.name, "mesh_secret": stored.secret, "relays": settings.relays or stored.relays}
+    return settings.model_copy(update=joined)
+
+
 class Mesh:
     """A light member of the mesh; use `async with Mesh.connect(...) as mesh`."""
 
@@ -103,14 +127,16 @@ class Mesh:
     ) -> AsyncIterator[Mesh]:
         """Join the mesh (mDNS on loopback by default, plus `peers` URLs) until the block ends.
 
-        `wait_for=N` waits (up to `timeout` s) until N peers are up.
+        Returns after the first look at the mesh (at most
+        `FIRST_LOOK_MAX_SECONDS`); a URL in `peers` that cannot be admitted
+        (unreachable, another mesh, not a peer) raises `PeerError` saying why.
+        `wait_for=N` then waits (up to `timeout` s) until N peers are up.
         """
-        member_home = state_dir(home) / "clients" / name
-        options: dict[str, Any] = {"name": name, "port": 0, "model": None, "home": member_home, "mesh": mesh}
         if peers:
-            options["peers"] = list(peers)
-        async with Node(PeerSettings(**(options | settings))) as node:
+            settings["peers"] = list(peers)
+        async with Node(member_settings(name, home, mesh, **settings)) as node:
             member = cls(node)
+            (await first_look(node)).raise_for_named()
             if wait_for:
                 await member.wait_for_peers(wait_for, timeout=timeout)
             yield member

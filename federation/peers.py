@@ -170,6 +170,7 @@ class PeerTable:
         peer.misses += 1
         if peer.misses >= DEAD_AFTER_MISSES:
             peer.status = "dead"
+            peer.in_flight = peer.queued = 0  # its last report said busy; a dead peer runs nothing we could wait for
             self._events.publish("peer_down", reason="unresponsive", **peer.as_dict())
         elif peer.status == "up":
             peer.status = "suspect"

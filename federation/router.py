@@ -191,6 +191,8 @@ class Router:
         self._remote_tools: dict[str, list[types.Tool]] = {}
         self._names: dict[str, tuple[str, str]] = {}  # namespaced -> (peer id, tool)
         self._exposed: list[types.Tool] = []
+        self._listing: set[str] = set()  # peers whose tools are being listed right now
+        self._listed: set[str] = set()  # peers whose tools were listed at least once (or failed to be)
         self.outstanding: Counter[str] = Counter()
         self._task_group: TaskGroup | None = None
         self._mesh_tools = HostedServer(self._build_mesh_server())
@@ -222,20 +224,22 @@ class Router:
                     assert self._task_group is not None
                     self._task_group.start_soon(self._learn_tools, peer_id)
                 elif event.kind == "peer_down" and peer_id:
-                    self._forget(peer_id)
+                    self._drop_link(peer_id)
+                    if peer_id not in self.node.peers:  # it left or was forgotten; a dead one keeps its names
+                        self._remote_tools.pop(peer_id, None)
+                        self._listed.discard(peer_id)
                     await self._publish_tools()
 
-    def _forget(self, peer_id: str) -> None:
-        self._remote_tools.pop(peer_id, None)
-        link = self._links.pop(peer_id, None)
-        if link is not None:
-            link.close()
-
     async def _learn_tools(self, peer_id: str) -> None:
-        """Fetch a peer's own tools (schemas included) over its pooled session."""
+        """Fetch a peer's own tools (schemas included) over its pooled session.
+
+        Peers that join together are listed concurrently; clients hear one
+        `tools/list_changed` when the last listing of such a burst ends.
+        """
         peer = self.node.peers.get(peer_id)
         if peer is None:
             return
+        self._listing.add(peer_id)
         try:
             client = await self._client(peer)
             with anyio.fail_after(_LIST_SECONDS):
@@ -243,27 +247,42 @@ class Router:
         except Exception as exc:  # noqa: BLE001 - an unreachable peer just offers nothing for now
             logger.info("could not list tools of %s (%s): %s", peer.name, peer_id, _root(exc))
             self._drop_link(peer_id)
-            return
-        self._remote_tools[peer_id] = [t for t in listed.tools if not t.name.startswith("mesh_") and _SEPARATOR not in t.name]
+        else:
+            self._remote_tools[peer_id] = [t for t in listed.tools if not t.name.startswith("mesh_") and _SEPARATOR not in t.name]
+        finally:
+            self._listing.discard(peer_id)
+            self._listed.add(peer_id)
         await self._publish_tools()
 
+    def settled(self) -> bool:
+        """Every peer that is up has had its tools listed (or failed to), and no listing is running."""
+        return not self._listing and all(p.id in self._listed for p in self.node.peers.up())
+
     async def _publish_tools(self) -> None:
-        """Rebuild `<peer>__<tool>` names; peers sharing a name get their id prefix appended."""
-        peers = [p for p in (self.node.peers.get(i) for i in sorted(self._remote_tools)) if p is not None and p.status != "dead"]
-        name_counts = Counter(p.name for p in peers)
+        """Rebuild `<peer>__<tool>` names; peers sharing a name get their id prefix appended.
+
+        A dead peer's tools are no longer offered, but its names still resolve
+        (until the peer is forgotten) so a call says the peer is unreachable
+        rather than that the tool is unknown; live peers win any name clash.
+        """
+        known = [p for p in (self.node.peers.get(i) for i in sorted(self._remote_tools)) if p is not None]
+        live = [p for p in known if p.status != "dead"]
+        name_counts = Counter(p.name for p in live)
         names: dict[str, tuple[str, str]] = {}
         exposed: list[types.Tool] = []
-        for peer in peers:
-            label = peer.name if name_counts[peer.name] == 1 else f"{peer.name}-{peer.id[:6]}"
+        for peer in [*live, *(p for p in known if p.status == "dead")]:
+            clash = name_counts[peer.name] > (0 if peer.status == "dead" else 1)
+            label = f"{peer.name}-{peer.id[:6]}" if clash else peer.name
             for tool in self._remote_tools[peer.id]:
                 name = namespaced(label, tool.name)
                 if name in names:
                     continue
                 names[name] = (peer.id, tool.name)
-                description = f"[on peer {peer.name} ({peer.id})] {tool.description or ''}".strip()
-                exposed.append(tool.model_copy(update={"name": name, "description": description}))
+                if peer.status != "dead":
+                    description = f"[on peer {peer.name} ({peer.id})] {tool.description or ''}".strip()
+                    exposed.append(tool.model_copy(update={"name": name, "description": description}))
         self._names, self._exposed = names, exposed
-        await self.node.tools.refresh()
+        await self.node.tools.refresh(announce=not self._listing)
 
     # -- sessions ----------------------------------------------------------
     async def _client(self, peer: Peer) -> Client:
@@ -288,8 +307,12 @@ class Router:
             link.close()
 
     def remote_tool(self, name: str) -> tuple[str, str] | None:
-        """(peer id, tool) behind a `<peer>__<tool>` name, or None."""
+        """(peer id, tool) behind a `<peer>__<tool>` name (a dead peer's too), or None."""
         return self._names.get(name)
+
+    def claims(self, name: str) -> bool:
+        """Answers for `name` though it is not listed: a dead peer's tool, so the call can say why it fails."""
+        return name in self._names
 
     # -- ToolProvider ------------------------------------------------------
     async def list_tools(self) -> list[types.Tool]:

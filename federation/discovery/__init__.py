@@ -3,6 +3,7 @@
 Each part is a node *service* (`Callable[[Node], AsyncContextManager]`),
 entered once the node serves HTTP and exited before it stops:
 
+- `recall_peers`: re-verifies the peers a previous run left in the store.
 - `persist_peers`: mirrors the peer table into the store (`mcpfed peers`).
 - `health_monitor`: `/health` pings, suspect/dead after misses, revival.
 - `static_peers`: `--peer URL` peers, retried until they answer.
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from federation.discovery.health import HealthMonitor, health_monitor
 from federation.discovery.interfaces import plan_mdns
 from federation.discovery.mdns import MdnsDiscovery, mdns_discovery
-from federation.discovery.persist import persist_peers
+from federation.discovery.persist import persist_peers, recall_peers
 from federation.discovery.static import static_peers
 from federation.settings import PeerSettings
 
@@ -33,6 +34,7 @@ __all__ = [
     "health_monitor",
     "mdns_discovery",
     "persist_peers",
+    "recall_peers",
     "static_peers",
 ]
 
@@ -42,7 +44,7 @@ def discovery_services(settings: PeerSettings) -> list[ServiceFactory]:
 
     Raises `ConfigError` for a bad `--mdns` here, before the node binds anything.
     """
-    services: list[ServiceFactory] = [persist_peers, health_monitor]
+    services: list[ServiceFactory] = [recall_peers, persist_peers, health_monitor]
     if settings.peers:
         services.append(static_peers)
     if plan_mdns(settings) is not None:

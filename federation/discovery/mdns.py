@@ -103,11 +103,19 @@ class MdnsDiscovery:
         self.rejections = RejectionLog(node.name)
         self._info: AsyncServiceInfo | None = None
         self._browser: AsyncServiceBrowser | None = None
+        self._browsing_since: float | None = None
+        self._examining = 0
 
     @property
     def tracked(self) -> int:
         """Instances currently tracked (bounded by `DISCOVERY_MAX_INSTANCES`)."""
         return len(self._instances)
+
+    def settled(self, settle_seconds: float) -> bool:
+        """Browsing for `settle_seconds` and every instance heard of so far looked at once (admitted or not)."""
+        if self._browsing_since is None or time.monotonic() - self._browsing_since < settle_seconds:
+            return False
+        return not self._queued and self._examining == 0
 
     # -- advertising -------------------------------------------------------
     def _service_info(self) -> AsyncServiceInfo:
@@ -138,6 +146,7 @@ class MdnsDiscovery:
     # -- browsing ----------------------------------------------------------
     def browse(self, task_group: TaskGroup) -> None:
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])
+        self._browsing_since = time.monotonic()
         for _ in range(DISCOVERY_WORKERS):
             task_group.start_soon(self._work)
         task_group.start_soon(self._sweep)
@@ -225,6 +234,7 @@ class MdnsDiscovery:
             inst = self._instances.get(name)
             if inst is None:
                 continue
+            self._examining += 1
             try:
                 await self._examine(name, inst)
             except Rejected as rejected:
@@ -233,6 +243,8 @@ class MdnsDiscovery:
                     self._schedule_retry(name, inst)
             except Exception as exc:  # noqa: BLE001 - one odd announcement must never stop discovery
                 self.rejections.report(name, "error", f"{exc.__class__.__name__}: {exc}", level=logging.ERROR)
+            finally:
+                self._examining -= 1
 
     async def _resolve(self, name: str) -> Hint | None:
         """The instance's hint; None when it is not for us (another mesh, whatever else it says)."""

@@ -6,6 +6,12 @@ those every `PEERS_REFRESH_SECONDS` (every ping changes them; writing each
 time cost a 50-peer machine measurable CPU). Writes run in a worker thread,
 never on the event loop. On a clean stop the rows are
 cleared: a stopped peer knows no peers.
+
+`recall_peers` reads the table back when a node starts (rows left by a run
+that did not stop cleanly): each direct peer's card is fetched again where it
+was last reached and verified before it is admitted, so a restarted member
+knows whom to expect and has them back before it answers its first client
+(`federation.discovery.ready`).
 """
 
 from __future__ import annotations
@@ -15,15 +21,18 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
 from federation.card import PeerCard
 from federation.const import PEERS_REFRESH_SECONDS, PEERS_SAVE_SECONDS
+from federation.discovery.admission import Rejected, discovery_client, fetch_card
 from federation.home import state_dir
 from federation.identity import Identity
 from federation.peers import Peer
@@ -32,11 +41,12 @@ from federation.store import PeerRecord, Store, database_url
 if TYPE_CHECKING:
     from federation.node import Node
 
-__all__ = ["persist_peers", "record_as_dict", "stored_peers"]
+__all__ = ["RecalledPeer", "Recollection", "persist_peers", "recall_peers", "record_as_dict", "stored_peers"]
 
 logger = logging.getLogger(__name__)
 
 _COALESCE_SECONDS = 0.05
+_DIRECT = ("static", "mdns")  # routes checked by fetching the card again; relay routes come back with the relay link
 _VOLATILE = frozenset({"last_seen", "latency_ms", "in_flight", "queued", "calls_served"})
 
 
@@ -132,3 +142,64 @@ async def persist_peers(node: Node) -> AsyncIterator[None]:
         yield
         task_group.cancel_scope.cancel()
     await _save(node.store, node.peer_id, [])
+
+
+@dataclass
+class RecalledPeer:
+    """A peer from the stored table; `answered` once its card was fetched and verified again."""
+
+    id: str
+    name: str
+    via: str
+    url: str
+    tried: bool = False
+    answered: bool = False
+
+
+class Recollection:
+    """The stored table read back at start (see the module docstring)."""
+
+    def __init__(self, node: Node, rows: list[PeerRecord]) -> None:
+        self._node = node
+        self.peers = [RecalledPeer(r.id, r.name, r.via, r.url) for r in rows if r.id != node.peer_id]
+
+    def settled(self) -> bool:
+        """Every recalled peer was tried or is up (relay-only ones count once the relay brings them back)."""
+        return all(p.tried or self._is_up(p.id) for p in self.peers)
+
+    def silent(self) -> list[RecalledPeer]:
+        """Recalled peers that are not up."""
+        return [p for p in self.peers if not self._is_up(p.id)]
+
+    def _is_up(self, peer_id: str) -> bool:
+        peer = self._node.peers.get(peer_id)
+        return peer is not None and peer.status == "up"
+
+    async def verify(self, http: httpx.AsyncClient, recalled: RecalledPeer) -> None:
+        """Fetch the card where the peer was last reached; admit it if it is still that peer, in our mesh."""
+        try:
+            card = await fetch_card(http, recalled.url, mesh=self._node.settings.mesh, expected_id=recalled.id, check_address=recalled.via == "mdns")
+        except Rejected as rejected:
+            logger.info("stored peer %s (%s) not admitted again: %s", recalled.name, recalled.id, rejected)
+        else:
+            self._node.peers.admit(card, "mdns" if recalled.via == "mdns" else "static", recalled.url)
+            recalled.answered = True
+        finally:
+            recalled.tried = True
+
+
+@asynccontextmanager
+async def recall_peers(node: Node) -> AsyncIterator[Recollection]:
+    """Node service: re-verify the stored table's peers once, in parallel (entered before `persist_peers` rewrites it)."""
+    try:
+        rows = await anyio.to_thread.run_sync(node.store.peers, node.peer_id)
+    except SQLAlchemyError as exc:
+        logger.warning("could not read the stored peer table: %s", exc)
+        rows = []
+    recollection = Recollection(node, rows)
+    async with discovery_client(node.settings) as http, anyio.create_task_group() as task_group:
+        for recalled in recollection.peers:
+            if recalled.via in _DIRECT:
+                task_group.start_soon(recollection.verify, http, recalled)
+        yield recollection
+        task_group.cancel_scope.cancel()

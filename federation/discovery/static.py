@@ -6,12 +6,18 @@ a reachable one is re-fetched every `STATIC_REFRESH_SECONDS` (a static peer
 has no mDNS digest to watch). The health monitor handles its liveness like
 any other direct peer. The user chose the address, so unlike mDNS hints the
 card need not name it (the peer may sit behind a port forward).
+
+The user named these peers, so what became of each is kept (`StaticPeers.named`):
+a client's first look (`federation.discovery.ready`) turns a peer that was
+refused or never answered into an error that says why, instead of letting
+prompts go to whoever else is found.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -24,32 +30,64 @@ from federation.urls import mcp_url
 if TYPE_CHECKING:
     from federation.node import Node
 
-__all__ = ["static_peers"]
+__all__ = ["NamedPeer", "StaticPeers", "static_peers"]
 
 
-async def _keep(node: Node, http: httpx.AsyncClient, url: str, rejections: RejectionLog) -> None:
-    first, cap = DISCOVERY_RETRY_SECONDS
-    delay = first
-    while True:
-        try:
-            card = await fetch_card(http, url, mesh=node.settings.mesh)
-        except Rejected as rejected:
-            rejections.report(url, rejected.reason, f"{rejected} (retrying every {cap:g} s at most)")
-            await anyio.sleep(delay)
-            delay = min(cap, delay * 2)
-            continue
-        rejections.forget(url)
-        node.peers.admit(card, "static", mcp_url(url))
+@dataclass
+class NamedPeer:
+    """One `--peer URL` and what became of it: admitted as `peer_id`, or the last reason it was not."""
+
+    url: str
+    peer_id: str | None = None
+    rejected: Rejected | None = None
+
+    @property
+    def tried(self) -> bool:
+        return self.peer_id is not None or self.rejected is not None
+
+    @property
+    def refused(self) -> bool:
+        """Turned away for good (wrong mesh, bad card, this peer itself), not merely silent so far."""
+        return self.peer_id is None and self.rejected is not None and not self.rejected.retry
+
+
+class StaticPeers:
+    """The `--peer` URLs of a node and their outcomes (see the module docstring)."""
+
+    def __init__(self, node: Node, http: httpx.AsyncClient) -> None:
+        self._node = node
+        self._http = http
+        self._rejections = RejectionLog(node.name)
+        self.named = [NamedPeer(url) for url in node.settings.peers]
+
+    async def keep(self, named: NamedPeer) -> None:
+        """Keep one URL admitted while it answers, retrying with backoff while it does not."""
+        first, cap = DISCOVERY_RETRY_SECONDS
         delay = first
-        await anyio.sleep(STATIC_REFRESH_SECONDS)
+        while True:
+            try:
+                card = await fetch_card(self._http, named.url, mesh=self._node.settings.mesh)
+                if card.id == self._node.peer_id:
+                    raise Rejected("itself", f"{named.url} is this peer itself ({card.name}, {card.id})")
+            except Rejected as rejected:
+                named.rejected = rejected
+                self._rejections.report(named.url, rejected.reason, f"{rejected} (retrying every {cap:g} s at most)")
+                await anyio.sleep(delay)
+                delay = min(cap, delay * 2)
+                continue
+            self._rejections.forget(named.url)
+            self._node.peers.admit(card, "static", mcp_url(named.url))
+            named.peer_id, named.rejected = card.id, None
+            delay = first
+            await anyio.sleep(STATIC_REFRESH_SECONDS)
 
 
 @asynccontextmanager
-async def static_peers(node: Node) -> AsyncIterator[None]:
+async def static_peers(node: Node) -> AsyncIterator[StaticPeers]:
     """Node service: keep every `settings.peers` URL admitted while it answers."""
-    rejections = RejectionLog(node.name)
     async with discovery_client(node.settings) as http, anyio.create_task_group() as task_group:
-        for url in node.settings.peers:
-            task_group.start_soon(_keep, node, http, url, rejections)
-        yield
+        static = StaticPeers(node, http)
+        for named in static.named:
+            task_group.start_soon(static.keep, named)
+        yield static
         task_group.cancel_scope.cancel()
