@@ -1,0 +1,133 @@
+"""Every flag of a command with settings is also `MCPFED_<FLAG>` (`MCPFED_RELAY_<FLAG>` for the relay), as the README says.
+
+The cases come from the commands' own options, so a flag added without a way
+to set it from the environment fails here. `--print-settings` shows what a
+command would run with, without starting anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from federation import Mesh
+from federation.cli import app
+from federation.errors import ConfigError
+from tests.federation.test_cli import assert_one_line_error, env, mcpfed  # noqa: F401 - env is a fixture
+
+COMMANDS = {"serve": "MCPFED_", "gateway": "MCPFED_", "relay": "MCPFED_RELAY_"}
+"""The commands that run on settings, and the prefix of their variables."""
+
+SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
+    ("serve", "--model"): ("none", None),
+    ("serve", "--name"): ("alice", "alice"),
+    ("serve", "--host"): ("127.0.0.2", "127.0.0.2"),
+    ("serve", "--port"): ("9123", 9123),
+    ("serve", "--gpu-layers"): ("7", 7),
+    ("serve", "--ctx"): ("2048", 2048),
+    ("serve", "--threads"): ("3", 3),
+    ("serve", "--home"): ("{tmp}", "{tmp}"),
+    ("serve", "--db"): ("sqlite:///{tmp}/other.db", "sqlite:///{tmp}/other.db"),
+    ("serve", "--notes"): ("{tmp}", "{tmp}"),
+    ("serve", "--share"): ("e=/bin/true", ["e=/bin/true"]),
+    ("serve", "--mesh"): ("m1", "m1"),
+    ("serve", "--mdns"): ("off", "off"),
+    ("serve", "--peer"): ("http://127.0.0.1:9", ["http://127.0.0.1:9"]),
+    ("serve", "--relay"): ('["http://127.0.0.1:8800", "http://127.0.0.1:8900"]', ["http://127.0.0.1:8800", "http://127.0.0.1:8900"]),
+    ("gateway", "--mesh"): ("m1", "m1"),
+    ("gateway", "--name"): ("desk", "desk"),
+    ("gateway", "--peer"): ("http://127.0.0.1:9", ["http://127.0.0.1:9"]),
+    ("gateway", "--mdns"): ("off", "off"),
+    ("gateway", "--home"): ("{tmp}", "{tmp}/clients/gateway"),
+    ("relay", "--host"): ("127.0.0.2", "127.0.0.2"),
+    ("relay", "--port"): ("9124", 9124),
+    ("relay", "--db"): ("sqlite:///{tmp}/cards.db", "sqlite:///{tmp}/cards.db"),
+    ("relay", "--public-url"): ("http://relay.example:8800", "http://relay.example:8800"),
+    ("relay", "--max-streams"): ("7", 7),
+    ("relay", "--max-request-bytes"): ("4096", 4096),
+    ("relay", "--home"): ("{tmp}", "{tmp}"),
+}
+"""(command, flag) -> (the variable's value, the setting it must produce); `{tmp}` is the test's folder."""
+
+
+def settings_options(command: str) -> list[Any]:
+    """The options of `command` that are settings (all but --print-settings and --help)."""
+    params = typer.main.get_command(app).commands[command].params  # type: ignore[attr-defined]
+    return [p for p in params if p.param_type_name == "option" and p.name not in ("print_settings", "help")]
+
+
+CASES = [(command, option.opts[0]) for command in COMMANDS for option in settings_options(command)]
+
+
+def clean_env(tmp_path: Path, **variables: str) -> dict[str, str | None]:
+    """No MCPFED_* from the developer's shell, a home of the test's own, then `variables`."""
+    unset: dict[str, str | None] = {key: None for key in os.environ if key.startswith("MCPFED_")}
+    return unset | {"MCPFED_HOME": str(tmp_path / "home")} | variables
+
+
+def effective(command: str, tmp_path: Path, *flags: str, **variables: str) -> dict[str, Any]:
+    """What `mcpfed COMMAND FLAGS --print-settings` prints, run in-process with `variables` set."""
+    done = CliRunner().invoke(app, [command, *flags, "--print-settings"], env=clean_env(tmp_path, **variables))
+    assert done.exit_code == 0, done.output
+    return dict(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize(("command", "flag"), CASES, ids=[f"{c} {f}" for c, f in CASES])
+def test_each_flag_is_also_an_environment_variable(tmp_path: Path, command: str, flag: str) -> None:
+    assert (command, flag) in SAMPLES, f"{command} {flag} has no sample here: add one so its variable is tested"
+    raw, expected = SAMPLES[command, flag]
+    variable = COMMANDS[command] + flag.removeprefix("--").replace("-", "_").upper()
+    field = next(option.name for option in settings_options(command) if option.opts[0] == flag)
+    shown = effective(command, tmp_path, **{variable: raw.format(tmp=tmp_path)})
+    if isinstance(expected, str):
+        expected = expected.format(tmp=tmp_path)
+    assert shown[field] == expected, f"{variable}={raw} gave {field}={shown[field]!r}"
+
+
+def test_every_sample_names_a_flag_there_is() -> None:
+    assert set(SAMPLES) <= set(CASES)
+
+
+def test_a_flag_beats_its_variable_and_an_untyped_flag_leaves_it_alone(tmp_path: Path) -> None:
+    assert effective("serve", tmp_path, "--port", "9001", MCPFED_PORT="9000")["port"] == 9001
+    assert effective("serve", tmp_path, "--ctx", "1024", MCPFED_PORT="9000")["port"] == 9000
+
+
+def test_serve_help_shows_the_defaults_the_peer_runs_with(tmp_path: Path) -> None:
+    shown = effective("serve", tmp_path)
+    for option in settings_options("serve"):
+        if option.default is not None and option.name != "gpu_layers":  # 'auto' is shown as None
+            assert shown[option.name] == option.default, option.name
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("MCPFED_PORT", "abc", "port='abc' (from MCPFED_PORT) is not allowed: input should be a valid integer"),
+        ("MCPFED_SHARE", '["a=x"', "MCPFED_SHARE starts with '[' but is not a JSON list"),
+        ("MCPFED_GPU_LAYERS", "lots", "--gpu-layers takes 'auto', -1 (all) or a number of layers, not 'lots'"),
+    ],
+)
+async def test_a_bad_variable_is_one_line_naming_it(env: dict[str, str], variable: str, value: str, says: str) -> None:
+    done = await mcpfed(env | {variable: value}, "serve", "--print-settings")  # fails before it would start
+    assert_one_line_error(done, 2, says)
+
+
+@pytest.mark.anyio
+async def test_mesh_connect_with_a_bad_setting_raises_a_config_error_sentence(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^health_interval=-1 is not allowed: input should be greater than 0\.$"):
+        async with Mesh.connect(home=tmp_path, mdns="off", health_interval=-1):
+            pass
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        for param in command.params:
+            assert getattr(param, "help", None), f"mcpfed {name}: {param.name} has no help text"
