@@ -21,11 +21,12 @@ import anyio
 import httpx
 import pytest
 
+from federation import Mesh
 from federation.node import Node
 from federation.settings import PeerSettings
 from servers.gguf_file import sha256_of
 from servers.llama_engine import default_model_path
-from tests.conftest import bad_model
+from tests.conftest import BASE_MODEL, bad_model
 
 pytestmark = pytest.mark.anyio
 
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
     home = tmp_path_factory.mktemp("peer")
-    async with Node(PeerSettings(name="model", port=0, home=home, model="default", n_ctx=1024)) as peer:
+    async with Node(PeerSettings(name="model", port=0, home=home, model=BASE_MODEL, n_ctx=1024)) as peer:
         await peer.wait_ready()
         yield peer
 
@@ -218,3 +219,49 @@ async def test_serve_on_a_taken_port_says_pick_another(node: Node, env: dict[str
 async def test_serve_with_bad_gpu_layers_exits_2(env: dict[str, str]) -> None:
     done = await mcpfed(env, "serve", "--port", "0", "--gpu-layers", "lots")
     assert_one_line_error(done, 2, "--gpu-layers takes 'auto', -1 (all) or a number of layers, not 'lots'")
+
+
+async def test_ledger_counts_calls_and_shows_what_scripts_on_this_machine_called(env: dict[str, str], tmp_path: Path) -> None:
+    """A `Mesh` script records the calls it makes under <home>/clients/<name>; `mcpfed ledger` at <home> shows them, marked."""
+    home = tmp_path / "home"
+    async with Node(PeerSettings(name="server", port=0, home=home, model=None, mdns="off")) as server:
+        async with Mesh.connect(name="script", home=home, peers=[server.mcp_url], mdns="off", wait_for=1) as mesh:
+            for _ in range(2):
+                await mesh.call("server", "mesh_peers")
+    done = await mcpfed(env, "ledger", "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    rows = [re.split(r"\s{2,}", line.strip()) for line in done.stdout.splitlines()[1:]]
+    made = next(row for row in rows if row[1] == "client script")
+    served = next(row for row in rows if row[1] == "this peer")
+    assert (made[2], made[3], made[4], made[8]) == ("made", "2", "2", "2"), done.stdout  # role, calls, ok, receipts ✓
+    assert (served[2], served[3], served[4]) == ("served", "2", "2"), done.stdout
+    verified = await mcpfed(env, "ledger", "verify", "--home", str(home))
+    assert verified.stdout.strip() == "2 of 2 receipts verify"
+
+
+async def test_ledger_with_an_unknown_action_names_the_actions_there_are(env: dict[str, str]) -> None:
+    done = await mcpfed(env, "ledger", "list")
+    assert_one_line_error(done, 2, "ledger has no action 'list'; use `mcpfed ledger show` or `mcpfed ledger verify`.")
+
+
+async def test_two_shares_offering_the_same_tools_are_reported_at_start_up(env: dict[str, str]) -> None:
+    child = f"{sys.executable} {ROOT / 'tests' / 'servers' / 'stdio_child.py'}"
+    command = [sys.executable, "-m", "federation.cli", "serve", "--model", "none", "--port", "0", "--mdns", "off", "--share", f"a={child}", "--share", f"b={child}"]
+    async with await anyio.open_process(command, cwd=ROOT, env=env) as process:
+        assert process.stdout is not None and process.stderr is not None
+        with anyio.fail_after(60):
+            await process.stdout.receive()  # the URL: the peer serves, both shares started
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            await process.wait()
+        stderr = b"".join([chunk async for chunk in process.stderr]).decode()
+    assert "--share b offers echo, slow, pid, which --share a already offers" in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+async def test_tui_mesh_chooses_the_mesh_of_the_observer_peer(env: dict[str, str]) -> None:
+    from tui.observer import mesh_settings, observer_settings
+
+    assert observer_settings(mesh_settings(None, "team")).mesh == "team"
+    done = await mcpfed(env, "tui", "--mesh", "team")
+    assert_one_line_error(done, 2, "--mesh chooses the mesh of --observe's own peer")
