@@ -28,8 +28,10 @@ import httpcore
 import mcp.types as types
 
 from federation.errors import PeerError
+from federation.hopstamp import ResultStamper
 from federation.listen import KEEP_ALIVE_SECONDS
 from federation.membership import auth_headers
+from federation.receipt import add_hop
 from federation.toolhost import CallOutcome
 from federation.trace import LoopError, Trace
 
@@ -48,6 +50,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _MODERN = b"2026-07-28"
 _HOP_HEADERS = {b"host", b"content-length", b"connection", b"mcp-name", b"authorization", b"accept-encoding"}
 _CONNECT_SECONDS = 5.0
+_ANSWER_HEADERS_DROPPED = {b"connection", b"keep-alive", b"content-length"}
 _TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError)
 
 
@@ -143,12 +146,21 @@ class FastForward:
             try:
                 async with self._pool.stream("POST", peer.url, headers=headers, content=payload, extensions={"timeout": timeouts}) as response:
                     content_type = next((v.decode() for k, v in response.headers if k.lower() == b"content-type"), "")
-                    await send({"type": "http.response.start", "status": response.status, "headers": [(k, v) for k, v in response.headers if k.lower() not in (b"connection", b"keep-alive")]})
-                    answering = True
+                    stamper = ResultStamper(lambda meta: add_hop(self._node.identity, meta, trace_id=trace.trace_id, span_id=trace.span_id, tool=exposed), sse=content_type.startswith("text/event-stream"))
+                    start = {"type": "http.response.start", "status": response.status, "headers": [(k, v) for k, v in response.headers if k.lower() not in _ANSWER_HEADERS_DROPPED]}
+                    if content_type.startswith("text/event-stream"):  # progress streams on as it comes
+                        await send(start)
+                        answering = True
                     async for chunk in response.aiter_stream():
                         received += chunk
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                        if out := stamper.feed(chunk):
+                            await send({"type": "http.response.body", "body": out, "more_body": True})
+                    tail = stamper.finish()
+                    if not answering:  # one JSON message: its length changed with the hop record
+                        start["headers"].append((b"content-length", str(len(tail)).encode()))
+                        await send(start)
+                        answering = True
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
             except _TRANSPORT_ERRORS as exc:
                 if isinstance(exc, httpcore.PoolTimeout):
                     message = f"this peer had no free connection to {peer.name} ({peer.id}) for {tool} within the caller's deadline ({remaining:.1f} s); it is overloaded, retry later"

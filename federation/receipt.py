@@ -5,6 +5,13 @@ tokens_out, result_digest, peer}` with its identity key and returns it in the
 result's `_meta` under `RECEIPT_META_KEY`. The caller checks it against the
 callee's card key and stores it; anyone can re-check it later
 (`mcpfed ledger verify`). Traceability without a blockchain.
+
+A call forwarded through other peers (A -> B -> C) keeps C's receipt as it
+is: B never replaces it. Each forwarding peer adds a signed *hop record*
+beside it (`HOPS_META_KEY`: `{peer, forwarded_to, trace_id, span_id, tool,
+result_digest}`), so A, which called B, can check that B handed the call to
+C and that C's receipt is for the very result A received. `served_by` walks
+that chain.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ import mcp.types as types
 
 from federation.identity import Identity, peer_id_for, verify_signature
 
-__all__ = ["RECEIPT_META_KEY", "result_digest", "sign_receipt", "verify_receipt"]
+__all__ = ["HOPS_META_KEY", "RECEIPT_META_KEY", "add_hop", "result_digest", "served_by", "sign_receipt", "verify_receipt"]
 
 RECEIPT_META_KEY = "mcpfed/receipt"
+HOPS_META_KEY = "mcpfed/hops"
+_MAX_HOPS_KEPT = 16
 
 
 def _canonical(data: Any) -> bytes:
@@ -33,35 +42,81 @@ def result_digest(result: types.CallToolResult) -> str:
     return hashlib.sha256(_canonical(body)).hexdigest()
 
 
+def _signed(identity: Identity, claim: dict[str, Any]) -> dict[str, Any]:
+    claim = claim | {"peer": identity.peer_id, "pubkey": base64.b64encode(identity.public_key).decode("ascii")}
+    return claim | {"sig": base64.b64encode(identity.sign(_canonical(claim))).decode("ascii")}
+
+
+def _check_signed(record: dict[str, Any]) -> str | None:
+    """None when `record` is signed by the key of the peer it names."""
+    try:
+        claim = {k: v for k, v in record.items() if k != "sig"}
+        public_key = base64.b64decode(claim["pubkey"], validate=True)
+        signature = base64.b64decode(record["sig"], validate=True)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return "malformed receipt"
+    if peer_id_for(public_key) != claim.get("peer"):
+        return "receipt key does not match its peer id"
+    if not verify_signature(public_key, signature, _canonical(claim)):
+        return "bad receipt signature"
+    return None
+
+
 def sign_receipt(identity: Identity, *, trace_id: str, span_id: str, tool: str, tokens_in: int, tokens_out: int, result: types.CallToolResult) -> dict[str, Any]:
-    claim = {
+    return _signed(identity, {
         "trace_id": trace_id,
         "span_id": span_id,
         "tool": tool,
         "tokens_in": tokens_in,
         "tokens_out": tokens_out,
         "result_digest": result_digest(result),
-        "peer": identity.peer_id,
-        "pubkey": base64.b64encode(identity.public_key).decode("ascii"),
-    }
-    signature = identity.sign(_canonical(claim))
-    return claim | {"sig": base64.b64encode(signature).decode("ascii")}
+    })
 
 
 def verify_receipt(receipt: dict[str, Any], *, result: types.CallToolResult | None = None, expected_peer: str | None = None) -> str | None:
     """None when the receipt holds; otherwise why it does not."""
-    try:
-        claim = {k: v for k, v in receipt.items() if k != "sig"}
-        public_key = base64.b64decode(claim["pubkey"], validate=True)
-        signature = base64.b64decode(receipt["sig"], validate=True)
-    except (KeyError, TypeError, ValueError):
-        return "malformed receipt"
-    if peer_id_for(public_key) != claim.get("peer"):
-        return "receipt key does not match its peer id"
-    if expected_peer is not None and claim.get("peer") != expected_peer:
-        return f"receipt is signed by {claim.get('peer')}, not the peer called ({expected_peer})"
-    if not verify_signature(public_key, signature, _canonical(claim)):
-        return "bad receipt signature"
-    if result is not None and claim.get("result_digest") != result_digest(result):
+    if problem := _check_signed(receipt):
+        return problem
+    if expected_peer is not None and receipt.get("peer") != expected_peer:
+        return f"receipt is signed by {receipt.get('peer')}, not the peer called ({expected_peer})"
+    if result is not None and receipt.get("result_digest") != result_digest(result):
         return "receipt does not match the result received"
     return None
+
+
+def add_hop(identity: Identity, meta: dict[str, Any], *, trace_id: str, span_id: str, tool: str) -> dict[str, Any]:
+    """`meta` of a result this peer forwarded, with its own signed hop record added beside the receipt.
+
+    The hop names the peer it handed the call to: the one whose hop record
+    was added last, or the receipt's signer when the call went straight there.
+    """
+    receipt = meta[RECEIPT_META_KEY]
+    hops = [h for h in meta.get(HOPS_META_KEY) or [] if isinstance(h, dict)][-_MAX_HOPS_KEPT:]
+    forwarded_to = hops[-1].get("peer") if hops else receipt.get("peer")
+    hop = _signed(identity, {"trace_id": trace_id, "span_id": span_id, "tool": tool, "forwarded_to": forwarded_to, "result_digest": receipt.get("result_digest")})
+    return {**meta, HOPS_META_KEY: [*hops, hop]}
+
+
+def served_by(meta: dict[str, Any], result: types.CallToolResult, called: str) -> tuple[str | None, str | None]:
+    """(id of the peer that served, None) when the receipt in `meta` holds for a call made to `called`; else (None, why).
+
+    The receipt must be signed by `called`, or the hop records must lead from
+    `called` to its signer, each signed and for the same result.
+    """
+    receipt = meta.get(RECEIPT_META_KEY)
+    if not isinstance(receipt, dict):
+        return None, "no receipt"
+    if problem := verify_receipt(receipt, result=result):
+        return None, problem
+    hops = {h.get("peer"): h for h in meta.get(HOPS_META_KEY) or [] if isinstance(h, dict)}
+    at, steps = called, 0
+    while at != receipt.get("peer"):
+        hop = hops.get(at)
+        if hop is None or steps > _MAX_HOPS_KEPT:
+            return None, f"receipt is signed by {receipt.get('peer')}, not the peer called ({called}), and no hop record links them"
+        if problem := _check_signed(hop):
+            return None, f"hop record of {at}: {problem}"
+        if hop.get("result_digest") != receipt.get("result_digest"):
+            return None, f"hop record of {at} is for another result"
+        at, steps = hop.get("forwarded_to"), steps + 1
+    return str(at), None

@@ -46,7 +46,7 @@ from federation.errors import PeerError
 from federation.events import Subscription
 from federation.membership import auth_headers
 from federation.peers import Peer
-from federation.receipt import RECEIPT_META_KEY, verify_receipt
+from federation.receipt import RECEIPT_META_KEY, served_by
 from federation.toolhost import HostedServer, error_result
 from federation.trace import Trace
 
@@ -366,9 +366,11 @@ class Router:
         def check_receipt(fields: dict[str, Any]) -> None:
             if not isinstance(receipt, dict):
                 return
-            problem = verify_receipt(receipt, result=result, expected_peer=peer.id)
+            server, problem = served_by(result.meta or {}, result, peer.id)
             if problem:
                 logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, problem)
+            else:  # the ledger credits the peer that served, which a forwarded call's hop records name
+                fields["callee"] = server
             fields.update(receipt=json.dumps(receipt), receipt_ok=problem is None, receipt_problem=problem)
 
         tokens_in, tokens_out = int(usage.get("tokens_in", 0) or 0), int(usage.get("tokens_out", 0) or 0)

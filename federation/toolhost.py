@@ -36,7 +36,7 @@ from mcp.shared.subscriptions import ToolsListChanged
 from pydantic import ValidationError
 
 from federation.identity import Identity
-from federation.receipt import RECEIPT_META_KEY, sign_receipt
+from federation.receipt import RECEIPT_META_KEY, add_hop, sign_receipt
 from federation.trace import DEFAULT_MAX_HOPS, LoopError, Trace
 
 __all__ = ["CallOutcome", "CallsInFlight", "ClaimingProvider", "HostedServer", "ToolHost", "ToolProvider", "error_result", "settle"]
@@ -344,16 +344,22 @@ class ToolHost:
 
     def _finish(self, outcome: CallOutcome, result: types.CallToolResult) -> types.CallToolResult:
         settle(outcome, result)
-        receipt = sign_receipt(
-            self._identity,
-            trace_id=outcome.trace.trace_id,
-            span_id=outcome.trace.span_id,
-            tool=outcome.tool,
-            tokens_in=outcome.tokens_in,
-            tokens_out=outcome.tokens_out,
-            result=result,
-        )
-        result = result.model_copy(update={"meta": {**(result.meta or {}), RECEIPT_META_KEY: receipt}})
+        meta, trace = dict(result.meta or {}), outcome.trace
+        forwarded = meta.get(RECEIPT_META_KEY)
+        if isinstance(forwarded, dict) and forwarded.get("peer") != self._identity.peer_id:
+            # Served elsewhere and passed through here: the server's receipt stays, this peer adds its hop.
+            meta = add_hop(self._identity, meta, trace_id=trace.trace_id, span_id=trace.span_id, tool=outcome.tool)
+        else:
+            meta[RECEIPT_META_KEY] = sign_receipt(
+                self._identity,
+                trace_id=trace.trace_id,
+                span_id=trace.span_id,
+                tool=outcome.tool,
+                tokens_in=outcome.tokens_in,
+                tokens_out=outcome.tokens_out,
+                result=result,
+            )
+        result = result.model_copy(update={"meta": meta})
         outcome.result = result
         self._notify(outcome, finished=True)
         return result

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.conftest import introduce, wait_until
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
+NOTES = ROOT / "examples" / "notes"
 
 
 @pytest.fixture
@@ -248,3 +250,76 @@ async def test_mesh_ask_on_a_model_peer_is_served_by_its_own_model(model_node: N
     assert result.structured_content["peer"] == model_node.peer_id
     assert result.structured_content["trace_id"] == "t1"
     assert itself.structured_content["name"]
+
+
+async def test_peers_joining_together_bring_one_tools_list_changed(start_node: Any) -> None:
+    """Five peers admitted at once: a legacy client hears the change once (it was told once per peer, and 35 times was seen)."""
+    from mcp import Client
+
+    from federation.discovery.admission import discovery_client, fetch_card
+
+    notices: list[Any] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(getattr(message, "root", message), types.ToolListChangedNotification):
+            notices.append(message)
+
+    async with AsyncExitStack() as stack:
+        watcher = await stack.enter_async_context(start_node(name="watcher"))
+        joiners = [await stack.enter_async_context(start_node(name=f"notes{i}", notes=NOTES)) for i in range(5)]
+        async with discovery_client(watcher.settings) as http:
+            cards = [await fetch_card(http, j.mcp_url, mesh=None) for j in joiners]
+        async with Client(watcher.tools.server, mode="legacy", message_handler=on_message) as client:
+            await client.list_tools()  # a legacy session is notified once it has listed
+            for joiner, card in zip(joiners, cards):
+                watcher.peers.admit(card, "static", joiner.mcp_url)
+            wanted = {f"notes{i}__search_notes" for i in range(5)}
+            with anyio.fail_after(10):
+                while not wanted <= {t.name for t in (await client.list_tools()).tools}:
+                    await anyio.sleep(0.02)
+            await client.list_tools()  # one more round trip: every notice sent before it has arrived
+    assert 1 <= len(notices) <= 2, f"{len(notices)} notifications for one burst of five peers"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_the_callees_receipt_reaches_the_client_unchanged_through_a_hop(start_node: Any, mode: str) -> None:
+    """Both protocol eras (SDK path and message-level path) hand the client the receipt the serving peer signed."""
+    from mcp import Client
+
+    from federation.receipt import RECEIPT_META_KEY, served_by
+    from federation.toolhost import HostedServer
+    from servers.echo import build_server as echo_server
+
+    async with start_node(name="srv") as srv, start_node(name="front") as front:
+        await srv.tools.add_provider(HostedServer(echo_server()))
+        await introduce(front, srv)
+        await wait_until(lambda: "srv__echo" in {t.name for t in front.tools.tools})
+        async with Client(front.mcp_url, mode=mode) as client:
+            result = await client.call_tool("srv__echo", {"text": "hi"})
+        receipt = (result.meta or {})[RECEIPT_META_KEY]
+        assert (receipt["peer"], receipt["tool"]) == (srv.peer_id, "echo")
+        assert served_by(result.meta or {}, result, front.peer_id) == (srv.peer_id, None), "front's hop links the client's call to srv"
+        await front.store.flush()
+    made = [r for r in front.store.calls() if r.role == "made"]
+    assert made and made[0].receipt_ok is True and made[0].callee == srv.peer_id
+
+
+async def test_over_two_hops_the_ledger_credits_the_peer_that_served(start_node: Any) -> None:
+    """carol -> bob -> alice: alice's receipt reaches carol, and carol's ledger says alice served (bob forwarded)."""
+    from federation.receipt import RECEIPT_META_KEY
+    from federation.toolhost import HostedServer
+    from servers.echo import build_server as echo_server
+
+    async with start_node(name="alice") as alice, start_node(name="bob") as bob, start_node(name="carol") as carol:
+        await alice.tools.add_provider(HostedServer(echo_server()))
+        await introduce(alice, bob)
+        await carol.add_peer(bob.mcp_url)
+        await wait_until(lambda: "alice__echo" in {t.name for t in bob.tools.tools})
+        async with connect(carol.mcp_url) as client:
+            result = await client.call_tool("mesh_call", {"peer": "bob", "tool": "alice__echo", "arguments": {"text": "hi"}})
+        assert not result.is_error
+        assert (result.meta or {})[RECEIPT_META_KEY]["peer"] == alice.peer_id
+        await carol.store.flush()
+    made = [r for r in carol.store.calls() if r.role == "made"]
+    assert made and made[0].receipt_ok is True, made[0].receipt_problem
+    assert made[0].callee == alice.peer_id
