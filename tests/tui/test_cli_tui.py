@@ -15,7 +15,7 @@ def mcpfed(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "federation.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("url", ["localhost:8801", "ftp://peer", "http://host:port"])
+@pytest.mark.parametrize("url", ["localhost:notaport", "ftp://peer", "http://host:port"])  # plain host:port is accepted (http:// assumed)
 def test_a_bad_node_url_is_refused_with_what_to_type(url: str) -> None:
     done = mcpfed("tui", "--node", url)
     assert done.returncode == 1
