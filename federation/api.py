@@ -35,6 +35,7 @@ import mcp.types as types
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.discovery.ready import first_look
 from federation.errors import PeerError, ToolCallError
 from federation.home import state_dir
@@ -176,14 +177,25 @@ class Mesh:
         temperature: float = 0.7,
         system: str | None = None,
         on_text: TextCallback | None = None,
+        on_restart: TextCallback | None = None,
         trace: Trace | None = None,
     ) -> Answer:
-        """Ask the best able peer (or `peer`); `on_text` receives the answer as it streams."""
+        """Ask the best able peer (or `peer`); `on_text` receives the answer as it streams.
+
+        If the answering peer dies mid-answer the ask starts again on another
+        peer: `on_restart` then gets a one-line notice, and the text `on_text`
+        received so far is void. Without `on_restart` the notice goes to
+        `on_text`, so a printed stream shows where the answer began again.
+        """
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         arguments = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
 
         async def relay(progress: float, total: float | None, message: str | None) -> None:
-            if on_text is not None and message:
+            if not message:
+                return
+            if on_restart is not None and message.startswith(ANSWER_RESTARTS_PREFIX):
+                await on_restart(message)
+            elif on_text is not None:
                 await on_text(message)
 
         clock = time.perf_counter()

@@ -119,3 +119,8 @@ RELAY_DIRECTORY_SECONDS = 2.0
 
 RELAY_PRESENCE_SECONDS = 10.0
 """A relay refreshes `seen_at` of its tunnelled peers this often in its store; rows older than 3× are offline."""
+
+ANSWER_RESTARTS_PREFIX = "[answer restarts] "
+"""Starts the progress message sent when a routed answer's peer died and the answer starts
+again on another peer: what streamed before it is void. Stock clients show it as a line of
+text; `Mesh.ask` (its `on_restart`) and the TUI clear the partial answer."""

@@ -42,6 +42,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, Field
 
+from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.errors import PeerError
 from federation.events import Subscription
 from federation.membership import auth_headers
@@ -129,6 +130,26 @@ def _root(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
+
+
+class _RisingProgress:
+    """Relays an answer's progress across attempts, values always rising (as MCP requires), with a restart notice between."""
+
+    def __init__(self, relay: ProgressRelay | None) -> None:
+        self._relay = relay
+        self._base = 0.0
+        self._last = 0.0
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self._last = self._base + progress
+        if self._relay is not None:
+            await self._relay(self._last, None if total is None else self._base + total, message)
+
+    async def restart(self, notice: str) -> None:
+        """What streamed so far is void: say so, and count on from here."""
+        self._base = self._last = self._last + 1
+        if self._relay is not None:
+            await self._relay(self._last, None, notice)
 
 
 @dataclass
@@ -481,16 +502,18 @@ class Router:
             raise PeerError(f"no peer that is up serves {wanted}; see mesh_peers.")
         attempts: list[Attempt] = []
         target = first or self._choose(targets)
+        progress = _RisingProgress(on_progress)
         for attempt in range(tries):
             clock = time.perf_counter()
             try:
-                result = await self._ask_once(target, arguments, trace, on_progress, ctx)
+                result = await self._ask_once(target, arguments, trace, progress, ctx)
             except PeerGone as exc:
                 attempts.append(Attempt(peer=target.id, peer_name=target.name, outcome="peer_gone", ms=_ms(clock), error=str(exc)))
                 others = [t for t in targets if t.id not in {a.peer for a in attempts}]
                 if attempt + 1 >= tries or not others:
                     raise PeerError("; ".join(a.error or "" for a in attempts)) from exc
-                target = self._choose(others)
+                failed, target = target, self._choose(others)
+                await progress.restart(f"{ANSWER_RESTARTS_PREFIX}peer {failed.name} stopped answering; the answer starts again on {target.name}.\n")
                 continue
             attempts.append(Attempt(peer=target.id, peer_name=target.name, outcome="error" if result.is_error else "ok", ms=_ms(clock)))
             if result.is_error:

@@ -30,6 +30,7 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker
 
 from federation.card import PeerCard
+from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.errors import FederationError
 from federation.membership import auth_headers
 from federation.settings import PeerSettings
@@ -165,7 +166,10 @@ class MeshApp(App[None]):
         pane = self.query_one(AnswerPane)
 
         async def stream(piece: str) -> None:
-            pane.text += piece
+            if piece.startswith(ANSWER_RESTARTS_PREFIX):  # the peer died mid-answer: what streamed so far is void
+                pane.text, pane.status = "", piece.removeprefix(ANSWER_RESTARTS_PREFIX).strip()
+            else:
+                pane.text += piece
 
         try:
             answer = await self._asker.ask(prompt, stream, trace_id=trace_id)

@@ -15,6 +15,7 @@ import mcp.types as types
 import pytest
 
 from federation.client import call_tool, connect
+from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.node import Node
 from federation.router import namespaced
 from tests.conftest import introduce, wait_until
@@ -173,6 +174,9 @@ async def test_failover_after_the_answering_peer_is_killed_mid_generation(model_
             assert answer["attempts"][0]["outcome"] == "peer_gone"
             assert answer["peer"] == model_node.peer_id and answer["usage"]["completion_tokens"] > 0
             assert caller.peers.find("victim").status in ("suspect", "dead")
+            notices = [i for i, text in enumerate(seen) if text.startswith(ANSWER_RESTARTS_PREFIX)]
+            assert len(notices) == 1 and 5 <= notices[0] < len(seen) - 1, "the stream says where the answer starts again"
+            assert "victim" in seen[notices[0]] and model_node.name in seen[notices[0]]
     finally:
         victim.kill()
         victim.wait(timeout=10)
