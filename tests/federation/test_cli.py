@@ -265,3 +265,9 @@ async def test_tui_mesh_chooses_the_mesh_of_the_observer_peer(env: dict[str, str
     assert observer_settings(mesh_settings(None, "team")).mesh == "team"
     done = await mcpfed(env, "tui", "--mesh", "team")
     assert_one_line_error(done, 2, "--mesh chooses the mesh of --observe's own peer")
+
+
+async def test_call_without_a_required_argument_names_it_in_one_sentence(node: Node, env: dict[str, str]) -> None:
+    done = await mcpfed(env, "call", "--url", node.mcp_url, "generate", "{}")
+    assert_one_line_error(done, 1, "generate: missing required argument 'prompt' (string).")
+    assert "pydantic" not in done.stderr and "validation error" not in done.stderr

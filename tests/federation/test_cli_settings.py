@@ -127,7 +127,8 @@ async def test_mesh_connect_with_a_bad_setting_raises_a_config_error_sentence(tm
             pass
 
 
-def test_every_option_of_every_command_has_help() -> None:
+def test_every_command_and_every_option_has_help() -> None:
     for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        assert command.help, f"mcpfed {name} has no help text"
         for param in command.params:
             assert getattr(param, "help", None), f"mcpfed {name}: {param.name} has no help text"
