@@ -39,6 +39,10 @@ app = typer.Typer(
 )
 
 
+_UNWRAPPED = 100_000
+"""Columns of a console writing into a pipe or file: wide enough for any line we print."""
+
+
 def _console(*, stderr: bool = False) -> Console:
     """Rich's console for stdout or stderr; into a pipe or file it neither wraps nor cuts.
 
@@ -50,7 +54,6 @@ def _console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=_UNWRAPPED, soft_wrap=True)
 
 
-_UNWRAPPED = 100_000
 out = _console()
 err = _console(stderr=True)
 
@@ -119,7 +122,7 @@ def _settings(ctx: typer.Context, settings_cls: type[Settings]) -> Settings:
 @app.command(epilog="Every flag is also an environment variable MCPFED_<FLAG> (MCPFED_PORT, MCPFED_GPU_LAYERS, …); a repeatable flag's holds one value or a JSON list.")
 def serve(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option(help="GGUF file to serve, 'default' (embedded Gemma 3 270M) or 'none'.")] = "default",
+    model: Annotated[str, typer.Option(help="GGUF file to serve, an embedded model (smollm2-135m, gemma3-270m), 'default' (smollm2-135m) or 'none'.")] = "default",
     name: Annotated[Optional[str], typer.Option(help="Display name (default: host name).")] = None,
     host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = DEFAULT_PORT,
@@ -291,7 +294,7 @@ def models(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Extra .gguf files or folders to list.")] = None,
     home: Annotated[Optional[Path], typer.Option(help="State directory; its models/ folder is listed.", envvar="MCPFED_HOME")] = None,
 ) -> None:
-    """List local models: the embedded default, the state dir's models/, and PATHS."""
+    """List local models: the embedded ones, the state dir's models/, and PATHS."""
     from federation.models import find_models
 
     with err.status("hashing model files…", spinner="dots"):

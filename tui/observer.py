@@ -18,9 +18,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from federation.errors import ConfigError
 from federation.home import state_dir
 from federation.node import Node
 from federation.settings import PeerSettings
@@ -31,12 +28,7 @@ __all__ = ["mesh_settings", "observer_node", "observer_settings"]
 def mesh_settings(token: str | None, mesh: str | None = None) -> PeerSettings:
     """The user's settings (MCPFED_* environment), `token` as the mesh secret and `mesh` as the mesh when given; never a model."""
     overrides = {"model": None} | ({"mesh_secret": token} if token else {}) | ({"mesh": mesh} if mesh else {})
-    try:
-        return PeerSettings(**overrides)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "settings"
-        raise ConfigError(f"bad MCPFED_{where.upper()} setting: {problem['msg']}") from exc
+    return PeerSettings(**overrides)  # a bad MCPFED_* value is a ConfigError naming it
 
 
 def observer_settings(base: PeerSettings) -> PeerSettings:
