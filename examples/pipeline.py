@@ -5,9 +5,7 @@
 
 from __future__ import annotations
 
-import anyio
-
-from examples._common import mesh_arguments, run_workflow
+from examples._common import mesh_arguments, run_script, run_workflow
 from federation import Mesh, PipelineStep, WorkflowResult, pipeline
 
 
@@ -27,7 +25,7 @@ async def run(argv: list[str] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    anyio.run(run, argv)
+    run_script(run, argv)
 
 
 if __name__ == "__main__":

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from federation.node import Node
 
 pytestmark = pytest.mark.anyio
 
-NOTES = Path(__file__).resolve().parents[1] / "examples" / "notes"
+ROOT = Path(__file__).resolve().parents[1]
+NOTES = ROOT / "examples" / "notes"
 
 
 @pytest.mark.parametrize("example", ["map_reduce", "debate", "pipeline"])
@@ -25,3 +30,19 @@ async def test_example_script_runs_against_real_peers(example: str, model_node: 
     printed = capsys.readouterr().out
     assert answer.strip() and answer.strip() in printed
     assert "trace " in printed and model_node.name in printed
+
+
+async def test_a_named_peer_in_another_mesh_stops_the_script_instead_of_running_elsewhere(make_settings: Any, start_node: Any, tmp_path: Path) -> None:
+    """`--peer URL` of a peer in another mesh: one line saying why, exit 1, and no prompt served by the model peer mDNS finds."""
+    ours = f"ours-{uuid.uuid4().hex[:8]}"
+    async with Node(make_settings(name="bystander", model="default", n_ctx=2048, mdns="auto", mesh=ours)) as bystander:
+        await bystander.wait_ready()
+        async with start_node(name="stranger", mesh="someone-elses") as stranger:
+            command = [sys.executable, "-m", "examples.map_reduce", "--peer", stranger.mcp_url, "--mesh", ours, "--timeout", "10"]
+            with anyio.fail_after(60):
+                finished = await anyio.run_process(command, cwd=ROOT, env=os.environ | {"MCPFED_HOME": str(tmp_path)}, check=False)
+        complaint = finished.stderr.decode()
+        assert finished.returncode == 1, complaint
+        assert f"error: peer {stranger.mcp_url} was refused" in complaint and "someone-elses" in complaint
+        assert "Traceback" not in complaint and not finished.stdout
+        assert bystander.calls_served == 0, "the prompts went to a peer the user did not name"

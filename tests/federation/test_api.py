@@ -110,3 +110,22 @@ async def test_sync_mesh_works_from_plain_code(notes_node: Node, tmp_path: Path)
 
     paths = await anyio.to_thread.run_sync(script)
     assert any(path.endswith("mdns.md") for path in paths)
+
+
+async def test_a_named_peer_that_cannot_be_admitted_is_an_error_saying_why(start_node: Any, tmp_path: Path) -> None:
+    async with start_node(name="stranger", mesh="someone-elses") as stranger:
+        with pytest.raises(PeerError, match=f"peer {stranger.mcp_url} was refused: .*someone-elses"):
+            async with Mesh.connect(peers=[stranger.mcp_url], home=tmp_path, mdns="off"):
+                pass
+    with pytest.raises(PeerError, match=f"peer {stranger.mcp_url} did not answer within 5 s"):
+        async with Mesh.connect(peers=[stranger.mcp_url], home=tmp_path, mdns="off"):
+            pass
+
+
+async def test_peers_and_ask_work_as_soon_as_connect_returns(model_node: Node, notes_node: Node, tmp_path: Path) -> None:
+    """No `wait_for`: the first look has already found the named peers and their tools."""
+    async with Mesh.connect(peers=[model_node.mcp_url, notes_node.mcp_url], home=tmp_path, mdns="off") as mesh:
+        assert {p.name for p in mesh.peers()} == {model_node.name, "notes"}
+        answer = await mesh.ask("Name a fruit.", max_tokens=4)
+        found = await mesh.call("notes", "search_notes", {"query": "relay"})
+    assert answer.peer == model_node.peer_id and found.data["hits"]
