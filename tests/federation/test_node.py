@@ -25,8 +25,8 @@ from federation.node import Node
 from federation.settings import PeerSettings
 from federation.store import CallRecord
 from servers.gguf_file import sha256_of
-from servers.llama_engine import default_model_path
-from tests.conftest import bad_model, wait_until
+from servers.embedded_models import model_path
+from tests.conftest import BASE_MODEL, bad_model, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,7 @@ MAX_BODY = 64 * 1024
 @pytest.fixture(scope="module")
 async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
     home = tmp_path_factory.mktemp("peer")
-    async with Node(PeerSettings(name="model", port=0, home=home, model="default", n_ctx=N_CTX, max_request_bytes=MAX_BODY)) as peer:
+    async with Node(PeerSettings(name="model", port=0, home=home, model=BASE_MODEL, n_ctx=N_CTX, max_request_bytes=MAX_BODY)) as peer:
         await peer.wait_ready()
         yield peer
 
@@ -127,7 +127,7 @@ async def test_model_info_names_the_model_and_its_load(node: Node) -> None:
         info = (await client.call_tool("model_info", {})).structured_content
     assert info is not None
     assert info["quantization"] == "Q4_K_M"
-    assert info["sha256"] == sha256_of(default_model_path())
+    assert info["sha256"] == sha256_of(model_path(BASE_MODEL))
     assert info["n_ctx"] == N_CTX
     assert info["state"] == "ready"
     assert (info["in_flight"], info["queued"]) == (0, 0)
@@ -230,7 +230,7 @@ async def test_card_at_peer_verifies_and_describes_the_model(node: Node, http: h
     card = verify_card(response.content, expected_id=node.peer_id)
     assert card.name == "model"
     assert card.endpoints == [node.mcp_url]
-    assert card.models[0].sha256 == sha256_of(default_model_path())
+    assert card.models[0].sha256 == sha256_of(model_path(BASE_MODEL))
     assert card.models[0].quantization == "Q4_K_M"
     assert {"generate", "chat", "embed", "model_info"} <= {tool.name for tool in card.tools}
 
@@ -303,12 +303,12 @@ async def test_served_call_is_written_to_the_ledger(node: Node) -> None:
     ("tool", "arguments", "problem"),
     [
         ("nope", {}, "Unknown tool: 'nope'. This peer offers: chat, embed, generate"),
-        ("generate", {"prompt": 5}, "prompt\n  Input should be a valid string"),
-        ("generate", {"prompt": "x", "max_tokens": "lots"}, "max_tokens\n  Input should be a valid integer"),
-        ("generate", {}, "prompt\n  Field required"),
-        ("generate", {"prompt": "x", "temperature": 9}, "temperature\n  Input should be less than or equal to 5"),
-        ("chat", {"messages": "hi"}, "messages\n  Input should be a valid list"),
-        ("chat", {"messages": [{"role": "robot", "content": "hi"}]}, "Input should be 'system', 'user' or 'assistant'"),
+        ("generate", {"prompt": 5}, "generate: argument 'prompt'=5 is invalid: input should be a valid string."),
+        ("generate", {"prompt": "x", "max_tokens": "lots"}, "generate: argument 'max_tokens'='lots' is invalid: input should be a valid integer"),
+        ("generate", {}, "generate: missing required argument 'prompt' (string)."),
+        ("generate", {"prompt": "x", "temperature": 9}, "generate: argument 'temperature'=9 is invalid: input should be less than or equal to 5."),
+        ("chat", {"messages": "hi"}, "chat: argument 'messages'='hi' is invalid: input should be a valid list."),
+        ("chat", {"messages": [{"role": "robot", "content": "hi"}]}, "chat: argument 'messages[0].role'='robot' is invalid: input should be 'system', 'user' or 'assistant'."),
         ("embed", {"texts": []}, "texts is empty"),
         ("generate", {"prompt": "x", "max_tokens": 0}, "max_tokens must be at least 1 (got 0)"),
         ("generate", {"prompt": "x", "max_tokens": -3}, "max_tokens must be at least 1 (got -3)"),
@@ -383,7 +383,7 @@ async def test_second_peer_on_a_taken_port_is_refused_and_the_first_keeps_servin
 
 async def test_request_while_the_model_loads_says_still_loading(tmp_path: Path) -> None:
     # The whole trained context (32k tokens) takes a few seconds to allocate: a real, slow load.
-    async with Node(PeerSettings(name="slow", port=0, home=tmp_path, model="default", n_ctx=32768)) as slow:
+    async with Node(PeerSettings(name="slow", port=0, home=tmp_path, model=BASE_MODEL, n_ctx=32768)) as slow:
         async with Client(slow.mcp_url) as client:
             result = await client.call_tool("generate", {"prompt": "hi", "max_tokens": 2})
             assert "still loading; retry in a moment" in error_text(result)
