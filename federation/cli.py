@@ -325,8 +325,8 @@ def gateway(
 
     Clients list tools once, at start-up, so the gateway answers only after its
     first look at the mesh: each --peer admitted, the peers it knew last time
-    checked again, an mDNS browse given 0.5 s, and their tools listed. That
-    takes well under a second on a LAN and 5 s at most; then it prints
+    checked again, an mDNS browse given 1.5 s, and their tools listed. That
+    takes about 1.5 s on a LAN and 5 s at most; then it prints
     "gateway ready: N peers (names) in T s" (and any that did not answer) on
     stderr. A --peer that cannot be admitted (unreachable, another mesh, not a
     peer) stops the gateway with an error that says why.

@@ -80,8 +80,12 @@ STATIC_REFRESH_SECONDS = 10.0
 FIRST_LOOK_MAX_SECONDS = 5.0
 """The longest a gateway or `Mesh.connect` waits, before it answers, for the mesh it can already know (federation.discovery.ready)."""
 
-MDNS_SETTLE_SECONDS = 0.5
-"""How long a fresh mDNS browse listens before its first look counts as complete (peers answer a query within ~0.1 s)."""
+MDNS_SETTLE_SECONDS = 1.5
+"""How long a fresh mDNS browse listens before its first look counts as complete.
+
+Peers answer the multicast query sent as browsing starts within ~0.1 s; one
+that multicast its record in the last second (to someone else's query) must
+wait, and answers ~1 s later (measured on loopback: 0.1-1.4 s)."""
 
 DEAD_FORGET_SECONDS = 600.0
 """A peer dead this long is dropped from the table (mDNS caches a crashed peer for 75 min)."""

@@ -11,7 +11,7 @@ Clients list tools once, when they start the gateway, so it takes its first
 look at the mesh before it answers (`federation.discovery.ready`: named and
 remembered peers, a short mDNS settle, their tools; at most
 `FIRST_LOOK_MAX_SECONDS`) and says on stderr what it found, e.g.
-`gateway ready: 3 peers (alice, bob, notes) in 0.6 s`. A `--peer` that cannot
+`gateway ready: 3 peers (alice, bob, notes) in 1.5 s`. A `--peer` that cannot
 be admitted stops it with an error that says why.
 """
 

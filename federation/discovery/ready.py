@@ -68,7 +68,7 @@ class FirstLook:
     """Why each `--peer` URL that could not be admitted was not."""
 
     def summary(self, who: str) -> str:
-        """E.g. `gateway ready: 3 peers (alice, bob, notes) in 0.6 s`, then who did not answer."""
+        """E.g. `gateway ready: 3 peers (alice, bob, notes) in 1.5 s`, then who did not answer."""
         count = f"{len(self.peers)} peer{'' if len(self.peers) == 1 else 's'}"
         names = f" ({', '.join(p.name for p in self.peers)})" if self.peers else ""
         line = f"{who} ready: {count}{names} in {self.seconds:.1f} s"
