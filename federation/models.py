@@ -7,7 +7,7 @@ from pathlib import Path
 
 from federation.home import state_dir
 from servers.gguf_file import GGUFError, read_gguf_info, sha256_of
-from servers.llama_engine import default_model_path
+from servers.embedded_models import EMBEDDED_MODELS
 
 __all__ = ["LocalModel", "find_models"]
 
@@ -39,8 +39,8 @@ def _describe(path: Path) -> LocalModel:
 
 
 def find_models(extra: list[Path], home: Path | None = None) -> list[LocalModel]:
-    """The embedded default, `<home>/models/*.gguf`, and each extra file (or folder's *.gguf)."""
-    candidates = [default_model_path(), *sorted((state_dir(home) / "models").glob("*.gguf"))]
+    """The embedded models, `<home>/models/*.gguf`, and each extra file (or folder's *.gguf)."""
+    candidates = [*(model.path() for model in EMBEDDED_MODELS.values()), *sorted((state_dir(home) / "models").glob("*.gguf"))]
     for path in extra:
         candidates += sorted(path.glob("*.gguf")) if path.is_dir() else [path]
     seen: set[Path] = set()

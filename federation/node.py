@@ -56,7 +56,8 @@ from federation.toolhost import CallOutcome, HostedServer, ToolHost, settle
 from federation.urls import http_url
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
-from servers.llama_engine import LlamaEngine, ModelUnavailable, default_model_path
+from servers.embedded_models import EmbeddedModelError, model_path
+from servers.llama_engine import LlamaEngine, ModelUnavailable
 from servers.notes import build_server as build_notes_server
 from servers.share import SharedStdioServer
 
@@ -126,9 +127,9 @@ class Node:
         if choice is None:
             return None
         try:
-            path = default_model_path() if choice == "default" else choice
+            path = model_path(choice)
             return LlamaEngine(path, n_ctx=self.settings.n_ctx, n_gpu_layers=self.settings.gpu_layers, n_threads=self.settings.threads)
-        except GGUFError as exc:
+        except (GGUFError, EmbeddedModelError) as exc:
             raise ModelFileError(str(exc)) from exc
 
     # -- lifecycle -------------------------------------------------------

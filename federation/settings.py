@@ -202,7 +202,7 @@ class PeerSettings(MeshSettings):
 
     name: str | None = Field(default=None, description="display name; defaults to the host name")
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
-    model: str | None = Field(default="default", description="GGUF path, 'default' (embedded Gemma), or None for no model")
+    model: str | None = Field(default="default", description="GGUF path, an embedded model's name, 'default' (smollm2-135m), or None for no model")
     n_ctx: int = Field(default=DEFAULT_CONTEXT, ge=256)
     gpu_layers: int | None = Field(default=None, ge=-1, description="None = all layers when the build supports GPU offload")
     threads: int | None = Field(default=None, ge=1)

@@ -1,8 +1,9 @@
 """A llama.cpp model as an MCP server: `generate`, `chat`, `embed`, `model_info`.
 
 Standalone: `python -m servers.llama --model PATH --port 8811` serves it over
-Streamable HTTP at /mcp. A federation peer hosts the same server next to its
-mesh tools. Generated text streams to the caller as MCP progress
+Streamable HTTP at /mcp (`--stdio` for stdio). A call that arrives while the
+model is still loading waits for it, up to `--load-wait` seconds. A federation
+peer hosts the same server next to its mesh tools. Generated text streams to the caller as MCP progress
 notifications (one per piece of text, the text in `message`), and the final
 result carries the whole text and its usage.
 """
@@ -19,7 +20,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from servers.llama_engine import ChatMessage, Completion, LlamaEngine, ModelUnavailable, RequestRejected, default_model_path
+from servers.embedded_models import DEFAULT_MODEL, EMBEDDED_MODELS, EmbeddedModelError, model_path
+from servers.gguf_file import GGUFError
+from servers.llama_engine import ChatMessage, Completion, LlamaEngine, ModelUnavailable, RequestRejected
 from servers.standalone import add_transport_args, serve
 
 __all__ = ["build_server", "main"]
@@ -164,13 +167,23 @@ def build_standalone(engine: LlamaEngine) -> MCPServer:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m servers.llama", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="default", help="path to a .gguf file, or 'default' for the embedded Gemma 3 270M")
+    names = ", ".join(EMBEDDED_MODELS)
+    parser.add_argument("--model", default="default", help=f"path to a .gguf file, an embedded model ({names}), or 'default' ({DEFAULT_MODEL})")
     parser.add_argument("--ctx", type=int, default=4096, help="context window in tokens")
     parser.add_argument("--gpu-layers", type=int, default=None, help="layers to offload (default: all if a GPU build)")
+    parser.add_argument(
+        "--load-wait",
+        type=float,
+        default=30.0,
+        help="seconds a call that arrives while the model loads waits for it before 'still loading' (default: 30)",
+    )
     add_transport_args(parser, port=8811)
     args = parser.parse_args(argv)
-    path = default_model_path() if args.model == "default" else args.model
-    serve(build_standalone(LlamaEngine(path, n_ctx=args.ctx, n_gpu_layers=args.gpu_layers)), args)
+    try:
+        engine = LlamaEngine(model_path(args.model), n_ctx=args.ctx, n_gpu_layers=args.gpu_layers, load_wait=args.load_wait)
+    except (GGUFError, EmbeddedModelError) as exc:
+        parser.exit(1, f"error: {exc}\n")
+    serve(build_standalone(engine), args)
 
 
 if __name__ == "__main__":

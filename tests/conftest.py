@@ -12,7 +12,10 @@ import pytest
 
 from federation.node import Node
 from federation.settings import PeerSettings
-from servers.llama_engine import default_model_path
+from servers.embedded_models import model_path
+
+BASE_MODEL = "gemma3-270m"
+"""The model the mechanics tests load: the base Gemma all but never ends a reply on its own (0 of 21 in bench.first_answer), so the token counts they assert hold for any seed."""
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +40,8 @@ def make_settings(tmp_path: Path) -> Callable[..., PeerSettings]:
 
 @pytest.fixture
 async def model_node(make_settings: Callable[..., PeerSettings]) -> AsyncIterator[Node]:
-    """A peer serving the embedded Gemma model, loaded and ready."""
-    async with Node(make_settings(name="model", model="default", n_ctx=2048)) as node:
+    """A peer serving the embedded base Gemma model, loaded and ready."""
+    async with Node(make_settings(name="model", model=BASE_MODEL, n_ctx=2048)) as node:
         await node.wait_ready()
         yield node
 
@@ -76,7 +79,7 @@ def bad_model(kind: str, folder: Path) -> Path:
         (folder / "notes.gguf").write_text("just some text")
         return folder / "notes.gguf"
     if kind == "truncated":
-        return copy_head(default_model_path(), folder / "cut.gguf", 1 << 20)
+        return copy_head(model_path(BASE_MODEL), folder / "cut.gguf", 1 << 20)
     assert kind == "directory", kind
     return folder
 
@@ -87,7 +90,7 @@ def unloadable_model(tmp_path: Path) -> Path:
 
     Sparse: the header is copied, the rest is a hole, so no 250 MB copy is written.
     """
-    source = default_model_path()
+    source = model_path(BASE_MODEL)
     with source.open("rb") as stream:
         head = stream.read(16 << 20)
     target = tmp_path / "unknown-arch.gguf"

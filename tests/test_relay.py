@@ -23,6 +23,7 @@ from federation.relay.server import Relay
 from federation.relay.settings import RelaySettings
 from federation.settings import PeerSettings
 from federation.toolhost import HostedServer
+from tests.conftest import BASE_MODEL
 from tests.relay_support import AUTH, MESH_FIELDS, free_port, raw_tunnel, wait_attached
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +38,7 @@ async def relay(tmp_path: Path) -> AsyncIterator[Relay]:
 @pytest.fixture
 async def relayed_model(make_settings: Callable[..., PeerSettings], relay: Relay) -> AsyncIterator[Node]:
     """A model peer whose only public face is the relay."""
-    async with Node(make_settings(name="natted", model="default", n_ctx=2048, relays=[relay.url], **MESH_FIELDS)) as node:
+    async with Node(make_settings(name="natted", model=BASE_MODEL, n_ctx=2048, relays=[relay.url], **MESH_FIELDS)) as node:
         await node.wait_ready()
         await wait_attached(relay.url, node.peer_id)
         yield node

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from servers.gguf_file import GGUFError, read_gguf_info, sha256_of
-from servers.llama_engine import default_model_path
-from tests.conftest import copy_head
+from servers.embedded_models import model_path as embedded_model_path
+from tests.conftest import BASE_MODEL, copy_head
 
 
 @pytest.fixture(scope="module")
 def model_path() -> Path:
-    return default_model_path()
+    return embedded_model_path(BASE_MODEL)
 
 
 def test_embedded_model_header_names_its_architecture_quantization_and_context(model_path: Path) -> None:

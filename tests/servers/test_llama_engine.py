@@ -1,14 +1,17 @@
-"""The llama.cpp engine on the real embedded model: tokens, usage, limits, the fair queue, cancellation, loading."""
+"""The llama.cpp engine on the real embedded models: tokens, usage, limits, the fair queue, cancellation, loading, end of turn."""
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+from servers.embedded_models import model_path
 from servers.gguf_file import sha256_of
 from servers.llama_engine import (
     ChatMessage,
@@ -17,10 +20,9 @@ from servers.llama_engine import (
     LlamaEngine,
     ModelUnavailable,
     RequestRejected,
-    default_model_path,
     default_threads,
 )
-from tests.conftest import wait_until
+from tests.conftest import BASE_MODEL, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +32,7 @@ N_CTX = 512
 @pytest.fixture(scope="module")
 async def engine() -> AsyncIterator[LlamaEngine]:
     """One loaded model for the module; each test leaves it idle."""
-    async with LlamaEngine(default_model_path(), n_ctx=N_CTX) as loaded:
+    async with LlamaEngine(model_path(BASE_MODEL), n_ctx=N_CTX) as loaded:
         await loaded.wait_ready()
         yield loaded
 
@@ -68,19 +70,26 @@ async def test_stop_string_ends_generation_and_is_never_streamed(engine: LlamaEn
     assert "".join(pieces) == done.text
 
 
-async def test_a_slow_reader_gets_what_accumulated_in_one_piece(engine: LlamaEngine) -> None:
+async def test_a_slow_reader_gets_what_accumulated_in_one_piece(engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     pieces = Pieces()
-    prompt = "Count: 1, 2, 3,"
-    prompt_tokens = len(engine._llama.tokenize(prompt.encode(), add_bos=True, special=True))
+    generated = threading.Event()
+    generate = engine._generate_sync
+
+    def generate_then_say_so(*args: Any) -> Completion:
+        done = generate(*args)
+        generated.set()  # every token has been handed to the event loop by now
+        return done
+
+    monkeypatch.setattr(engine, "_generate_sync", generate_then_say_so)
 
     async def slow_reader(text: str) -> None:
         await pieces(text)
         if len(pieces) == 1:  # busy with the first piece until the model has made all twelve tokens
-            await wait_until(lambda: engine._llama.n_tokens >= prompt_tokens + 12 - 1)
+            await wait_until(generated.is_set, timeout=120)  # a liveness bound: a loaded machine is slow, not wrong
 
-    done = await engine.complete(prompt, max_tokens=12, temperature=0.0, on_token=slow_reader)
+    done = await engine.complete("Count: 1, 2, 3,", max_tokens=12, temperature=0.0, on_token=slow_reader)
     assert done.usage.completion_tokens == 12
-    assert len(pieces) <= 2, "what came while the reader was busy arrives as one piece, not twelve"
+    assert len(pieces) <= 2, "what came while the reader was busy arrives as one piece, not one per token"
     assert "".join(pieces) == done.text
 
 
@@ -194,7 +203,7 @@ async def test_embedding_nothing_is_refused(engine: LlamaEngine) -> None:
 
 async def test_describe_names_the_file_its_hash_and_how_it_runs(engine: LlamaEngine) -> None:
     described = engine.describe()
-    assert described["sha256"] == sha256_of(default_model_path())
+    assert described["sha256"] == sha256_of(model_path(BASE_MODEL))
     assert described["quantization"] == "Q4_K_M"
     assert described["n_ctx"] == N_CTX
     assert described["n_threads"] == default_threads()
@@ -203,7 +212,7 @@ async def test_describe_names_the_file_its_hash_and_how_it_runs(engine: LlamaEng
 
 
 def test_gemma_turns_fold_the_system_prompt_into_the_first_user_turn() -> None:
-    engine = LlamaEngine(default_model_path())  # reads the header only; nothing loads outside `async with`
+    engine = LlamaEngine(model_path(BASE_MODEL))  # reads the header only; nothing loads outside `async with`
     prompt, stop = engine.format_chat(
         [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello"), ChatMessage("user", "Bye")]
     )
@@ -222,7 +231,7 @@ def test_gemma_turns_fold_the_system_prompt_into_the_first_user_turn() -> None:
 )
 def test_bad_conversations_are_refused(messages: list[ChatMessage], problem: str) -> None:
     with pytest.raises(RequestRejected, match=problem):
-        LlamaEngine(default_model_path()).format_chat(messages)
+        LlamaEngine(model_path(BASE_MODEL)).format_chat(messages)
 
 
 async def test_chat_sends_the_turn_markers_as_special_tokens(engine: LlamaEngine) -> None:
@@ -233,8 +242,25 @@ async def test_chat_sends_the_turn_markers_as_special_tokens(engine: LlamaEngine
     assert "<start_of_turn>" not in done.text
 
 
+async def test_a_request_during_the_load_waits_for_it_when_the_engine_allows_a_wait() -> None:
+    async with LlamaEngine(model_path(BASE_MODEL), n_ctx=256, load_wait=120) as loading:
+        assert loading.state is EngineState.LOADING
+        done = await loading.chat([ChatMessage("user", "hi")], max_tokens=2)
+    assert done.usage.completion_tokens == 2
+
+
+async def test_the_default_model_answers_and_ends_at_its_end_of_turn() -> None:
+    async with LlamaEngine(model_path("default"), n_ctx=1024) as default:
+        await default.wait_ready()
+        done = await default.chat([ChatMessage("user", "Name three colours.")], max_tokens=256, temperature=0.0)
+    assert done.finish_reason == "stop", done.text
+    assert 0 < done.usage.completion_tokens < 256
+    assert "<|im_end|>" not in done.text and "<|im_start|>" not in done.text
+    assert "Red" in done.text
+
+
 async def test_request_while_loading_says_still_loading() -> None:
-    async with LlamaEngine(default_model_path(), n_ctx=256) as loading:
+    async with LlamaEngine(model_path(BASE_MODEL), n_ctx=256) as loading:
         assert loading.state is EngineState.LOADING  # the load runs in a thread; entering does not wait for it
         with pytest.raises(ModelUnavailable, match="still loading; retry"):
             await loading.complete("hi", max_tokens=2)
@@ -255,7 +281,7 @@ async def test_model_llama_cpp_cannot_load_fails_with_a_message(unloadable_model
 
 async def test_closing_mid_generation_ends_it_and_the_queue_with_shutting_down_then_frees_the_model() -> None:
     """The model is freed only after its worker is done: freeing it mid-decode crashed the process (issue 10)."""
-    engine = LlamaEngine(default_model_path(), n_ctx=N_CTX)
+    engine = LlamaEngine(model_path(BASE_MODEL), n_ctx=N_CTX)
     refusals: list[str] = []
     streaming = anyio.Event()
 

@@ -1,18 +1,23 @@
-"""The model's MCP server on its own (no federation): its tools' contract over real Streamable HTTP."""
+"""The model's MCP server on its own (no federation): its tools' contract over real Streamable HTTP, and over stdio."""
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import uvicorn
-from mcp import Client
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from servers.llama import build_standalone
 from servers.llama_engine import LlamaEngine, default_model_path
+from tests.conftest import BASE_MODEL
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +79,7 @@ async def test_generate_streams_each_piece_as_progress_then_returns_text_and_usa
     assert content["finish_reason"] == "length"
     usage = content["usage"]
     assert usage["completion_tokens"] == 10
-    assert usage["prompt_tokens"] == 4
+    assert usage["prompt_tokens"] == 3  # the default SmolLM2 adds no <bos>: "The", " sky", " is"
     assert usage["total_ms"] > 0 and usage["tokens_per_s"] > 0
     assert [part.text for part in result.content] != [], "a text copy for clients that ignore structured content"
 
@@ -104,8 +109,8 @@ async def test_embed_returns_one_vector_per_text(url: str) -> None:
 
 async def test_model_info_describes_the_model_and_its_load(url: str) -> None:
     info = (await call(url, "model_info", {})).structured_content
-    assert (info["architecture"], info["quantization"], info["n_ctx"]) == ("gemma3", "Q4_K_M", N_CTX)
-    assert info["chat_template"] == "gemma"
+    assert (info["architecture"], info["quantization"], info["n_ctx"]) == ("llama", "Q4_1", N_CTX)
+    assert info["chat_template"] == "gguf"
     assert (info["state"], info["in_flight"], info["queued"]) == ("ready", 0, 0)
     assert len(info["sha256"]) == 64
 
@@ -130,3 +135,31 @@ async def test_bad_arguments_come_back_as_tool_errors_naming_the_problem(url: st
     assert result.is_error
     assert problem in result.content[0].text
     assert not (await call(url, "generate", {"prompt": "ok", "max_tokens": 1})).is_error, "the server goes on serving"
+
+
+def stdio_server(*flags: str) -> StdioServerParameters:
+    """`python -m servers.llama --stdio` as a client config starts it, on the base Gemma with its whole context.
+
+    Allocating 32k tokens of context takes seconds: the first call surely arrives during the load.
+    """
+    root = Path(__file__).resolve().parents[2]
+    args = ["-m", "servers.llama", "--stdio", "--model", BASE_MODEL, "--ctx", "32768", *flags]
+    return StdioServerParameters(command=sys.executable, args=args, env=dict(os.environ), cwd=root)
+
+
+async def test_the_first_call_over_stdio_waits_for_the_model_to_load(tmp_path: Path) -> None:
+    with (tmp_path / "stderr").open("w") as errlog:
+        async with Client(stdio_client(stdio_server(), errlog=errlog), mode="legacy") as client:
+            result = await client.call_tool("generate", {"prompt": "hi", "max_tokens": 2})
+            info = (await client.call_tool("model_info", {})).structured_content
+    assert not result.is_error, result.content
+    assert result.structured_content["usage"]["completion_tokens"] == 2
+    assert info["n_ctx"] == 32768
+
+
+async def test_without_a_load_wait_a_call_during_the_load_says_still_loading(tmp_path: Path) -> None:
+    with (tmp_path / "stderr").open("w") as errlog:
+        async with Client(stdio_client(stdio_server("--load-wait", "0"), errlog=errlog), mode="legacy") as client:
+            result = await client.call_tool("generate", {"prompt": "hi", "max_tokens": 2})
+    assert result.is_error
+    assert "is still loading; retry in a moment" in result.content[0].text  # type: ignore[union-attr]
