@@ -1,7 +1,7 @@
 """`make demo`: three peers find each other over mDNS and cooperate on one answer.
 
 Starts three real `mcpfed serve` processes on loopback — two model peers
-(alice, bob: the embedded Gemma 3 270M) and a notes peer with the bundled
+(alice, bob: the default embedded model, or `--model`) and a notes peer with the bundled
 Markdown notes — in a mesh of its own, joins that mesh from this script,
 waits until every peer is seen, then:
 
@@ -11,9 +11,10 @@ waits until every peer is seen, then:
    answer streaming to the terminal token by token,
 3. prints a trace tree of who served what, with tokens and times,
 
-and stops everything it started.
+and stops everything it started. A peer that fails to start is reported with
+the end of what it wrote to stderr.
 
-    python -m examples.demo [--topic "relay mdns"]
+    python -m examples.demo [--topic "relay mdns"] [--model default|gemma3-270m|PATH]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from textwrap import indent
 
 import anyio
 from rich.console import Console
@@ -39,14 +41,28 @@ from federation.workflows import Step, WorkflowResult
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT / "examples" / "notes"
 console = Console(stderr=True)
+# Small instruction-tuned models follow an instruction placed after the text far
+# more often than one placed before it (docs/model-peer.md has the figures).
+MAP_PROMPT = "Here is a note."
+SUMMARISE = "Summarise this note in one sentence."
+REDUCE_PROMPT = "Write a two-sentence summary of these points:"
+
+
+def stderr_tail(log: Path, lines: int = 10) -> str:
+    """The last lines a peer wrote to stderr: why it stopped, in its own words."""
+    text = log.read_text(errors="replace").strip() if log.exists() else ""
+    return "\n".join(text.splitlines()[-lines:]) or "(it wrote nothing to stderr)"
 
 
 @contextmanager
-def peers(mesh: str, home: Path) -> Iterator[list[str]]:
-    """Start the three peers as processes; yield their MCP URLs; stop them (SIGINT, then kill)."""
+def peers(mesh: str, home: Path, model: str) -> Iterator[list[str]]:
+    """Start the three peers as processes; yield their MCP URLs; stop them (SIGINT, then kill).
+
+    Each peer's stderr goes to `<home>/<name>.log`, so a peer that fails to start can say why.
+    """
     specs = [
-        ("alice", ["--ctx", "2048"]),
-        ("bob", ["--ctx", "2048"]),
+        ("alice", ["--model", model, "--ctx", "2048"]),
+        ("bob", ["--model", model, "--ctx", "2048"]),
         ("notes", ["--model", "none", "--notes", str(NOTES)]),
     ]
     processes: list[subprocess.Popen[str]] = []
@@ -55,10 +71,13 @@ def peers(mesh: str, home: Path) -> Iterator[list[str]]:
             for name, extra in specs:
                 command = [sys.executable, "-m", "federation.cli", "serve", "--port", "0", "--name", name, "--mesh", mesh, *extra]
                 env = os.environ | {"MCPFED_HOME": str(home / name)}
-                processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
-            urls = [process.stdout.readline().strip() for process in processes if process.stdout is not None]
-        if not all(urls):
-            raise SystemExit("a peer failed to start; run `mcpfed serve` by hand to see why.")
+                with (home / f"{name}.log").open("w") as log:
+                    processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True))
+            urls = [process.stdout.readline().strip() if process.stdout is not None else "" for process in processes]
+        failed = [name for (name, _), url in zip(specs, urls) if not url]
+        if failed:
+            reports = [f"peer {name} failed to start:\n{indent(stderr_tail(home / f'{name}.log'), '  ')}" for name in failed]
+            raise SystemExit("\n".join(reports))
         console.print(f"[green]✓[/] peers up: {', '.join(urls)}")
         yield urls
     finally:
@@ -99,9 +118,9 @@ async def cooperate(mesh_name: str, topic: str, home: Path) -> WorkflowResult:
 
         summary = await map_reduce(
             mesh,
-            chunks,
-            map_prompt="Summarise this note in one sentence:",
-            reduce_prompt="Write a two-sentence summary of these points:",
+            [f"{chunk}\n\n{SUMMARISE}" for chunk in chunks],
+            map_prompt=MAP_PROMPT,
+            reduce_prompt=REDUCE_PROMPT,
             max_tokens=64,
             on_text=stream,
         )
@@ -112,9 +131,10 @@ async def cooperate(mesh_name: str, topic: str, home: Path) -> WorkflowResult:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Three peers cooperate on one answer (mDNS on loopback).")
     parser.add_argument("--topic", default="relay mdns", help="what to look up in the notes")
+    parser.add_argument("--model", default="default", help="what alice and bob serve: 'default', an embedded model's name, or a .gguf path")
     args = parser.parse_args(argv)
     mesh_name = f"demo-{secrets.token_hex(3)}"  # a mesh of our own: other peers on this machine stay out
-    with tempfile.TemporaryDirectory(prefix="mcpfed-demo-") as tmp, peers(mesh_name, Path(tmp)):
+    with tempfile.TemporaryDirectory(prefix="mcpfed-demo-") as tmp, peers(mesh_name, Path(tmp), args.model):
         result = anyio.run(cooperate, mesh_name, args.topic, Path(tmp))
     print(result.render_tree())
 

@@ -1,4 +1,4 @@
-"""Every example script runs against real peers and prints an answer with its trace tree."""
+"""Every example script runs against real peers and prints an answer with its trace tree; the demo says why a peer would not start."""
 
 from __future__ import annotations
 
@@ -46,3 +46,15 @@ async def test_a_named_peer_in_another_mesh_stops_the_script_instead_of_running_
         assert f"error: peer {stranger.mcp_url} was refused" in complaint and "someone-elses" in complaint
         assert "Traceback" not in complaint and not finished.stdout
         assert bystander.calls_served == 0, "the prompts went to a peer the user did not name"
+
+
+async def test_the_demo_says_why_a_peer_failed_to_start(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.gguf"
+    done = await anyio.run_process(
+        [sys.executable, "-m", "examples.demo", "--model", str(missing)], cwd=ROOT, env=os.environ | {"MCPFED_HOME": str(tmp_path)}, check=False
+    )
+    complaint = done.stderr.decode()
+    assert done.returncode == 1, complaint
+    for peer in ("alice", "bob"):
+        assert f"peer {peer} failed to start:\n  error: model file {missing} does not exist." in complaint
+    assert "notes failed" not in complaint and "Traceback" not in complaint
