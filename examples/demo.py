@@ -121,7 +121,7 @@ async def cooperate(mesh_name: str, topic: str, home: Path) -> WorkflowResult:
             [f"{chunk}\n\n{SUMMARISE}" for chunk in chunks],
             map_prompt=MAP_PROMPT,
             reduce_prompt=REDUCE_PROMPT,
-            max_tokens=64,
+            max_tokens=96,  # the map steps end on their own; the reduce gets room to finish its sentences
             on_text=stream,
         )
         sys.stdout.write("\n\n")
