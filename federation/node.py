@@ -149,13 +149,17 @@ class Node:
             await self._start_http(sock)
             for factory in self._service_factories:
                 self.services.append(await stack.enter_async_context(factory(self)))
-            stack.push_async_callback(self._answer_calls_in_flight)
+            stack.push_async_callback(self._begin_stop)
             self._stack = stack.pop_all()
         self.started_at = time.time()
         return self
 
-    async def _answer_calls_in_flight(self) -> None:
-        """First step of a stop: every caller gets "shutting down" while the HTTP server still delivers it."""
+    async def _begin_stop(self) -> None:
+        """First steps of a stop: leave the mesh (mDNS goodbye), then answer every caller with "shutting down"
+        while the HTTP server still delivers it; the services and the server stop after."""
+        for service in self.services:
+            if callable(leave := getattr(service, "leave", None)):
+                await leave()
         await self.tools.calls.stop(f"peer {self.name} is shutting down; retry on another peer.", grace=STOP_GRACE_SECONDS)
 
     async def _close_forwarder(self) -> None:

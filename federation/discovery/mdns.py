@@ -144,6 +144,18 @@ class MdnsDiscovery:
                 self._info = fresh
                 await self._zc.async_update_service(fresh)
 
+    async def leave(self) -> None:
+        """Send the goodbye now, first thing when the node stops: peers stop routing here at once.
+
+        The stop then answers the calls still in flight, which can take
+        seconds; the records must not outlive the decision to leave.
+        """
+        info, self._info = self._info, None  # the card watcher re-announces nothing from now on
+        if info is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_SECONDS):
+                sent = await self._zc.async_unregister_service(info)
+                await sent  # the goodbye packets went out
+
     # -- browsing ----------------------------------------------------------
     def browse(self, task_group: TaskGroup) -> None:
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])

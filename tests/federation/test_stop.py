@@ -51,8 +51,13 @@ class LoopbackBrowser:
         self.removed: list[str] = []
 
     def on_change(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
-        if name.startswith(self._prefix):
-            (self.removed if state_change is ServiceStateChange.Removed else self.added).append(name)
+        if not name.startswith(self._prefix):
+            return
+        if state_change is ServiceStateChange.Added:
+            self.added.append(name)
+        elif state_change is ServiceStateChange.Removed:
+            self.removed.append(name)
+        # Updated: the peer re-announced a changed TXT (its load changes mid-generation); neither a join nor a leave
 
     async def wait_added(self) -> str:
         with anyio.fail_after(DEADLINE):
