@@ -40,7 +40,7 @@ from federation.workflows import Step, WorkflowResult
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT / "examples" / "notes"
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # long lines (URLs) stay whole when piped to a file
 # Small instruction-tuned models follow an instruction placed after the text far
 # more often than one placed before it (docs/model-peer.md has the figures).
 MAP_PROMPT = "Here is a note."
