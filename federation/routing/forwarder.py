@@ -99,6 +99,7 @@ class Forwarder:
         return await self._forward(peer, tool, trace, self._message_transport.delivery(tool, request, headers, stamp, reply))
 
     async def _forward(self, peer: Peer, tool: str, trace: Trace, deliver: Delivery) -> types.CallToolResult | None:
+        """The books every forwarded call keeps, around whichever transport `deliver` uses."""
         try:
             trace.check(self._peer_id, self._max_hops)
         except LoopError as exc:
@@ -113,7 +114,7 @@ class Forwarder:
             result = await deliver(peer, meta, remaining)
         except TransportFailure as exc:
             if exc.kind is Failure.UNREACHABLE:
-                self.lost(peer)
+                self._lost(peer)
             raise PeerGone(_failure_text(exc, peer, tool, remaining)) from exc
         finally:
             self.outstanding[peer.id] -= 1
@@ -121,7 +122,7 @@ class Forwarder:
             self._record_made(peer, tool, meta, result, started, (time.perf_counter() - clock) * 1000)
         return result
 
-    def lost(self, peer: Peer) -> None:
+    def _lost(self, peer: Peer) -> None:
         """A call failed in transport: new session next time, and one liveness miss."""
         self.sessions.drop(peer.id)
         self._peers.miss(peer.id)
