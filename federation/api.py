@@ -42,7 +42,7 @@ from federation.home import state_dir
 from federation.membership import load_mesh
 from federation.node import Node
 from federation.peers import Peer
-from federation.router import AskResult, Router
+from federation.routing import AskResult, Router
 from federation.settings import PeerSettings
 from federation.trace import Trace
 
@@ -217,10 +217,10 @@ class Mesh:
 
     async def call(self, peer: str, tool: str, arguments: dict[str, Any] | None = None, *, trace: Trace | None = None) -> ToolResult:
         """Call `tool` on the named peer; ToolCallError carries the peer's own error text."""
-        router = self._router
-        target = router.peer(peer)
+        forwarder = self._node.forwarder
+        target = forwarder.peer(peer)
         clock = time.perf_counter()
-        result = await router.forward(target, tool, arguments or {}, trace or Trace(caller=self._node.peer_id), None)
+        result = await forwarder.call(target, tool, arguments or {}, trace or Trace(caller=self._node.peer_id), None)
         if result.is_error:
             raise ToolCallError(f"{tool} on {target.name}: {_text(result)}")
         data = result.structured_content if result.structured_content is not None else _text(result)

@@ -28,7 +28,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
-import mcp.types as types
 import uvicorn
 from anyio.abc import TaskGroup
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -51,8 +50,8 @@ from federation.membership import MeshGuard
 from federation.peers import Peer, PeerTable
 from federation.settings import PeerSettings
 from federation.store import Store, database_url
-from federation.forward import FastForward
-from federation.toolhost import CallOutcome, HostedServer, ToolHost, settle
+from federation.routing import FastForward, Forwarder, Router
+from federation.toolhost import CallOutcome, HostedServer, ToolHost
 from federation.urls import http_url
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
@@ -109,6 +108,8 @@ class Node:
             max_hops=self.settings.max_hops,
         )
         self.store = Store(self.settings.db or database_url(self.home))
+        self.forwarder = Forwarder(peers=self.peers, events=self.events, store=self.store, identity=self.identity, settings=self.settings)
+        """Every call this peer passes on to another peer goes through it (see `federation.routing`)."""
         self._metrics = _Metrics()
         self._server: uvicorn.Server | None = None
         self.app: ASGIApp | None = None
@@ -116,7 +117,6 @@ class Node:
         self._task_group: TaskGroup | None = None
         self._stack = AsyncExitStack()
         self.services: list[Any] = []
-        self._forwarder: FastForward | None = None
         self.port = 0
         self.started_at = 0.0
         self.calls_served = 0
@@ -143,8 +143,8 @@ class Node:
                 await stack.enter_async_context(self.engine)
                 await self.tools.add_provider(HostedServer(build_llama_server(self.engine)))
             await self._host_shared_tools(stack)
+            await stack.enter_async_context(self.forwarder)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
-            stack.push_async_callback(self._close_forwarder)
             stack.callback(self._stop_http)
             await self._start_http(sock)
             for factory in self._service_factories:
@@ -161,10 +161,6 @@ class Node:
             if callable(leave := getattr(service, "leave", None)):
                 await leave()
         await self.tools.calls.stop(f"peer {self.name} is shutting down; retry on another peer.", grace=STOP_GRACE_SECONDS)
-
-    async def _close_forwarder(self) -> None:
-        if self._forwarder is not None:
-            await self._forwarder.aclose()
 
     async def _host_shared_tools(self, stack: AsyncExitStack) -> None:
         """`--notes` and each `--share` child; a child that fails to start offers nothing (see `shares[i].error`)."""
@@ -183,7 +179,6 @@ class Node:
     def _default_services(self) -> list[ServiceFactory]:
         """What every peer runs (the router), then what the settings ask for: discovery, relay links."""
         from federation.discovery.relay import RelayLinks
-        from federation.router import Router
 
         return [Router, *discovery_services(self.settings), *([RelayLinks] if self.settings.relays else [])]
 
@@ -194,11 +189,27 @@ class Node:
             max_request_body_size=self.settings.max_request_bytes,
             custom_starlette_routes=self._routes(),
         )
-        self._forwarder = FastForward(app, self, MCP_PATH)
-        within_mesh = BodyLimit(self._forwarder, limit=self.settings.max_request_bytes, path=MCP_PATH)
+        fast_forward = FastForward(
+            app,
+            forwarder=self.forwarder,
+            resolve=self._remote_tool,
+            identity=self.identity,
+            calls=self.tools.calls,
+            observe=self.observe_call,
+            max_request_bytes=self.settings.max_request_bytes,
+            mcp_path=MCP_PATH,
+        )
+        within_mesh = BodyLimit(fast_forward, limit=self.settings.max_request_bytes, path=MCP_PATH)
         self.app = MeshGuard(within_mesh, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
         assert self._task_group is not None
         self._server = await start_uvicorn(self._task_group, self.app, sock)
+
+    def _remote_tool(self, name: str) -> tuple[str, str] | None:
+        """(peer id, tool) behind a `<peer>__<tool>` name, once the router runs."""
+        try:
+            return self.service(Router).catalog.remote_tool(name)
+        except LookupError:
+            return None
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -287,11 +298,6 @@ class Node:
         return sign_card(unsigned, self.identity)
 
     # -- calls -------------------------------------------------------------
-    def observe_result(self, call: CallOutcome, result: types.CallToolResult) -> None:
-        """Record a call that ended with `result` (for calls served outside the tool host)."""
-        settle(call, result)
-        self.observe_call(call, finished=True)
-
     def observe_call(self, call: CallOutcome, finished: bool) -> None:
         """Events, metrics and a ledger row for a call this peer served."""
         trace = call.trace

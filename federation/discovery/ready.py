@@ -31,6 +31,7 @@ from federation.discovery.persist import Recollection
 from federation.discovery.static import NamedPeer, StaticPeers
 from federation.errors import PeerError
 from federation.peers import Peer
+from federation.routing import Router
 
 if TYPE_CHECKING:
     from federation.node import Node
@@ -91,8 +92,6 @@ def _find(node: Node, kind: type) -> object | None:
 
 async def first_look(node: Node, *, limit: float = FIRST_LOOK_MAX_SECONDS) -> FirstLook:
     """Wait (at most `limit` s) until the mesh `node` can already know is known; see the module docstring."""
-    from federation.router import Router
-
     clock = time.monotonic()
     static = _find(node, StaticPeers)
     named = static.named if isinstance(static, StaticPeers) else []

@@ -17,7 +17,6 @@ import pytest
 from federation.client import call_tool, connect
 from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.node import Node
-from federation.router import namespaced
 from tests.conftest import introduce, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -135,13 +134,6 @@ async def test_tools_list_changed_reaches_a_client_when_a_peer_joins(model_node:
                 await changed.wait()
             after = {t.name for t in (await client.list_tools()).tools}
     assert f"{model_node.name}__chat" in after - before
-
-
-def test_namespaced_names_fit_the_mcp_rules() -> None:
-    assert namespaced("alice", "search_notes") == "alice__search_notes"
-    weird = namespaced("bob's laptop", "read file/v2!" + "x" * 80)
-    assert len(weird) <= 64 and all(c.isalnum() or c in "_-" for c in weird)
-    assert weird != namespaced("bob's laptop", "read file/v2!" + "y" * 80), "shortened names stay distinct"
 
 
 async def test_failover_after_the_answering_peer_is_killed_mid_generation(model_node: Node, start_node: Any, tmp_path: Path) -> None:

@@ -1,0 +1,119 @@
+"""Other peers' own tools, learned over the session pool and offered as `<peer>__<tool>`.
+
+Peers that join together are listed concurrently; clients hear one
+`tools/list_changed` when the last listing of such a burst ends. A dead
+peer's tools are no longer offered, but its names still resolve (until the
+peer is forgotten) so a call says the peer is unreachable rather than that
+the tool is unknown; live peers win any name clash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import anyio
+import mcp.types as types
+
+from federation.peers import PeerTable
+from federation.routing.sessions import SessionPool, root_cause
+
+__all__ = ["Catalog", "NAME_LIMIT", "namespaced"]
+
+logger = logging.getLogger(__name__)
+
+NAME_LIMIT = 64
+_SEPARATOR = "__"
+_FORBIDDEN = re.compile(r"[^A-Za-z0-9_-]")
+_LIST_SECONDS = 5.0
+
+Refresh = Callable[[bool], Awaitable[None]]
+"""Tells the tool host the offered tools changed; the flag says whether to announce it to clients now."""
+
+
+def namespaced(peer_label: str, tool: str) -> str:
+    """`<peer>__<tool>` within 64 chars of [A-Za-z0-9_-]; a stable hash keeps shortened names unique."""
+    peer_part = _FORBIDDEN.sub("_", peer_label).strip("_") or "peer"
+    tool_part = _FORBIDDEN.sub("_", tool) or "tool"
+    name = f"{peer_part}{_SEPARATOR}{tool_part}"
+    if len(name) <= NAME_LIMIT and tool_part == tool:
+        return name
+    tag = hashlib.sha256(f"{peer_label}/{tool}".encode()).hexdigest()[:6]
+    budget = NAME_LIMIT - len(_SEPARATOR) - len(tag) - 1
+    peer_part = peer_part[: max(8, budget // 3)]
+    return f"{peer_part}{_SEPARATOR}{tool_part[: budget - len(peer_part)]}_{tag}"
+
+
+class Catalog:
+    """The `<peer>__<tool>` names this peer offers, and which (peer id, tool) each stands for."""
+
+    def __init__(self, peers: PeerTable, sessions: SessionPool, refresh: Refresh) -> None:
+        self._peers = peers
+        self._sessions = sessions
+        self._refresh = refresh
+        self._remote_tools: dict[str, list[types.Tool]] = {}
+        self._names: dict[str, tuple[str, str]] = {}  # namespaced -> (peer id, tool)
+        self.exposed: list[types.Tool] = []
+        """The live peers' tools as clients see them (renamed, described as on which peer)."""
+        self._listing: set[str] = set()  # peers whose tools are being listed right now
+        self._listed: set[str] = set()  # peers whose tools were listed at least once (or failed to be)
+
+    async def learn(self, peer_id: str) -> None:
+        """Fetch a peer's own tools (schemas included) over its pooled session, then republish."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return
+        self._listing.add(peer_id)
+        try:
+            client = await self._sessions.client(peer)
+            with anyio.fail_after(_LIST_SECONDS):
+                listed = await client.list_tools()
+        except Exception as exc:  # noqa: BLE001 - an unreachable peer just offers nothing for now
+            logger.info("could not list tools of %s (%s): %s", peer.name, peer_id, root_cause(exc))
+            self._sessions.drop(peer_id)
+        else:
+            self._remote_tools[peer_id] = [t for t in listed.tools if not t.name.startswith("mesh_") and _SEPARATOR not in t.name]
+        finally:
+            self._listing.discard(peer_id)
+            self._listed.add(peer_id)
+        await self.publish()
+
+    async def peer_down(self, peer_id: str) -> None:
+        """A peer went down: its session goes; its names too if it left or was forgotten (a dead one keeps them)."""
+        self._sessions.drop(peer_id)
+        if peer_id not in self._peers:
+            self._remote_tools.pop(peer_id, None)
+            self._listed.discard(peer_id)
+        await self.publish()
+
+    def settled(self) -> bool:
+        """Every peer that is up has had its tools listed (or failed to), and no listing is running."""
+        return not self._listing and all(p.id in self._listed for p in self._peers.up())
+
+    async def publish(self) -> None:
+        """Rebuild `<peer>__<tool>` names (peers sharing a name get their id prefix appended) and tell the tool host."""
+        known = [p for p in (self._peers.get(i) for i in sorted(self._remote_tools)) if p is not None]
+        live = [p for p in known if p.status != "dead"]
+        name_counts = Counter(p.name for p in live)
+        names: dict[str, tuple[str, str]] = {}
+        exposed: list[types.Tool] = []
+        for peer in [*live, *(p for p in known if p.status == "dead")]:
+            clash = name_counts[peer.name] > (0 if peer.status == "dead" else 1)
+            label = f"{peer.name}-{peer.id[:6]}" if clash else peer.name
+            for tool in self._remote_tools[peer.id]:
+                name = namespaced(label, tool.name)
+                if name in names:
+                    continue
+                names[name] = (peer.id, tool.name)
+                if peer.status != "dead":
+                    description = f"[on peer {peer.name} ({peer.id})] {tool.description or ''}".strip()
+                    exposed.append(tool.model_copy(update={"name": name, "description": description}))
+        self._names, self.exposed = names, exposed
+        await self._refresh(not self._listing)
+
+    def remote_tool(self, name: str) -> tuple[str, str] | None:
+        """(peer id, tool) behind a `<peer>__<tool>` name (a dead peer's too), or None."""
+        return self._names.get(name)

@@ -1,0 +1,172 @@
+"""One forwarder for every call this peer passes on to another peer, whichever transport carries it.
+
+Whether a call arrives as a modern-era HTTP request (message level, see
+`federation.routing.asgi`) or comes from a legacy session, the gateway,
+`mesh_call`, `mesh_ask` or `Mesh.call` (SDK session), the same books are kept
+here: the loop guard and the caller's deadline before sending, the calls
+outstanding per peer (the chooser's load), a liveness miss when the
+transport fails, one error text per failure, and once the answer is in the
+made-call ledger row, the caller's `call_finished` event and the check of
+the callee's signed receipt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+
+import mcp.types as types
+
+from federation.errors import PeerError
+from federation.events import EventBus
+from federation.hopstamp import MetaStamp
+from federation.identity import Identity
+from federation.membership import auth_headers
+from federation.peers import Peer, PeerTable
+from federation.receipt import RECEIPT_META_KEY, served_by
+from federation.routing.sessions import PeerGone, SessionPool
+from federation.routing.transports import Delivery, Failure, MessageTransport, ProgressRelay, Reply, SessionTransport, TransportFailure
+from federation.settings import PeerSettings
+from federation.store import Store
+from federation.trace import LoopError, Trace
+
+__all__ = ["CallRefused", "Forwarder"]
+
+logger = logging.getLogger(__name__)
+
+
+class CallRefused(PeerError):
+    """The call may not be forwarded: it would loop, or has made too many hops."""
+
+
+class Forwarder:
+    """Forwards calls to other peers and keeps their books; `async with` runs its session pool and connection pool."""
+
+    def __init__(self, *, peers: PeerTable, events: EventBus, store: Store, identity: Identity, settings: PeerSettings) -> None:
+        self._peers = peers
+        self._events = events
+        self._store = store
+        self._peer_id = identity.peer_id
+        self._max_hops = settings.max_hops
+        membership = auth_headers(settings)
+        self.sessions = SessionPool(membership)
+        self._session_transport = SessionTransport(self.sessions)
+        self._message_transport = MessageTransport(membership)
+        self.outstanding: Counter[str] = Counter()
+        """Calls this peer has sent to each peer and not yet seen answered."""
+
+    async def __aenter__(self) -> Forwarder:
+        await self.sessions.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            await self.sessions.__aexit__(exc_type, exc, tb)
+        finally:
+            await self._message_transport.aclose()
+
+    def peer(self, name_or_id: str) -> Peer:
+        """The peer called `name_or_id` (name, id or id prefix); PeerError if unknown or dead."""
+        peer = self._peers.find(name_or_id)
+        if peer is None:
+            known = ", ".join(sorted(f"{p.name} ({p.id})" for p in self._peers)) or "none"
+            raise PeerError(f"unknown peer {name_or_id!r}; known peers: {known}. See mesh_peers.")
+        if peer.status == "dead":
+            ago = time.time() - peer.last_seen
+            raise PeerError(f"peer {peer.name} ({peer.id}) is unreachable (last seen {ago:.0f} s ago).")
+        return peer
+
+    async def call(self, peer: Peer, tool: str, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None) -> types.CallToolResult:
+        """Call `tool` on `peer` over its SDK session; CallRefused for a loop, PeerGone if the peer fails to answer."""
+        result = await self._forward(peer, tool, trace, self._session_transport.delivery(tool, arguments, on_progress))
+        assert result is not None, "an SDK call returns a result or raises"
+        return result
+
+    async def relay(
+        self, peer: Peer, tool: str, trace: Trace, request: dict[str, Any], headers: list[tuple[bytes, bytes]], stamp: MetaStamp, reply: Reply
+    ) -> types.CallToolResult | None:
+        """Pass a well-formed tools/call message on to `peer` as `tool`, its answer streaming to `reply`.
+
+        Returns the peer's result (None if its answer held none); raises as `call` does.
+        """
+        return await self._forward(peer, tool, trace, self._message_transport.delivery(tool, request, headers, stamp, reply))
+
+    async def _forward(self, peer: Peer, tool: str, trace: Trace, deliver: Delivery) -> types.CallToolResult | None:
+        """The books every forwarded call keeps, around whichever transport `deliver` uses."""
+        try:
+            trace.check(self._peer_id, self._max_hops)
+        except LoopError as exc:
+            raise CallRefused(str(exc)) from exc
+        remaining = trace.remaining_s()
+        if remaining <= 0:
+            raise PeerGone(f"the caller's deadline passed before {tool} could be sent to {peer.name}")
+        meta = trace.child_meta(self._peer_id)
+        started, clock = time.time(), time.perf_counter()
+        self.outstanding[peer.id] += 1
+        try:
+            result = await deliver(peer, meta, remaining)
+        except TransportFailure as exc:
+            if exc.kind is Failure.UNREACHABLE:
+                self._lost(peer)
+            raise PeerGone(_failure_text(exc, peer, tool, remaining)) from exc
+        finally:
+            self.outstanding[peer.id] -= 1
+        if result is not None:
+            self._record_made(peer, tool, meta, result, started, (time.perf_counter() - clock) * 1000)
+        return result
+
+    def _lost(self, peer: Peer) -> None:
+        """A call failed in transport: new session next time, and one liveness miss."""
+        self.sessions.drop(peer.id)
+        self._peers.miss(peer.id)
+
+    def _record_made(self, peer: Peer, tool: str, meta: dict[str, Any], result: types.CallToolResult, started: float, ms: float) -> None:
+        """Ledger row and `call_finished` event for a call this peer made; the receipt is checked in the store's writer thread."""
+        span = next(iter(meta.values()))
+        receipt = (result.meta or {}).get(RECEIPT_META_KEY)
+        usage = receipt if isinstance(receipt, dict) else {}
+
+        def check_receipt(fields: dict[str, Any]) -> None:
+            if not isinstance(receipt, dict):
+                return
+            server, problem = served_by(result.meta or {}, result, peer.id)
+            if problem:
+                logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, problem)
+            else:  # the ledger credits the peer that served, which a forwarded call's hop records name
+                fields["callee"] = server
+            fields.update(receipt=json.dumps(receipt), receipt_ok=problem is None, receipt_problem=problem)
+
+        tokens_in, tokens_out = int(usage.get("tokens_in", 0) or 0), int(usage.get("tokens_out", 0) or 0)
+        outcome = "error" if result.is_error else "ok"
+        ids = {"trace_id": span["trace_id"], "span_id": span["span_id"], "caller": self._peer_id, "callee": peer.id, "tool": tool}
+        self._events.publish(  # the caller's side of the edge, for the TUI's topology and call log
+            "call_finished", **ids, parent=span["parent"], ms=round(ms, 2), outcome=outcome, error=None, tokens_in=tokens_in, tokens_out=tokens_out
+        )
+        self._store.record(
+            on_write=check_receipt,
+            role="made",
+            **ids,
+            parent_span=span["parent"],
+            started=datetime.fromtimestamp(started, timezone.utc),
+            ms=round(ms, 3),
+            outcome=outcome,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+        )
+
+
+def _failure_text(failure: TransportFailure, peer: Peer, tool: str, remaining: float) -> str:
+    """The caller's error for a delivery that failed: the same text whichever transport carried the call."""
+    who = f"peer {peer.name} ({peer.id})"
+    if failure.kind is Failure.OVERLOADED:
+        return f"this peer had no free connection to {peer.name} ({peer.id}) for {tool} within the caller's deadline ({remaining:.1f} s); it is overloaded, retry later"
+    if failure.kind is Failure.TIMEOUT:
+        return f"{who} did not answer {tool} within {remaining:.1f} s (the caller's deadline)"
+    return f"{who} is unreachable or stopped answering during {tool}: {failure.detail}"

@@ -1,0 +1,244 @@
+"""The router: the mesh's tools on every peer, as one tool provider of the tool host.
+
+Every peer's `/mcp` offers `mesh_peers`, `mesh_ask`, `mesh_call`,
+`mesh_fan_out` (`federation.routing.mesh_tools`) and each other peer's own
+tools as `<peer>__<tool>` (`federation.routing.catalog`). Calls to other
+peers go through the node's forwarder (`federation.routing.forwarder`).
+
+`mesh_ask` without `peer` picks its peer with `federation.routing.choose`; a
+capability call whose peer dies mid-call is retried once on another able peer
+(the progress stream says so), while a call to a named peer reports it
+unreachable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import mcp.types as types
+from anyio.abc import TaskGroup
+from mcp.server import ServerRequestContext
+from mcp.server.mcpserver.exceptions import ToolError
+
+from federation.const import ANSWER_RESTARTS_PREFIX
+from federation.errors import PeerError
+from federation.events import Subscription
+from federation.peers import Peer
+from federation.routing.catalog import Catalog
+from federation.routing.choose import Target, choose, fits, next_target, ranked
+from federation.routing.mesh_tools import AskResult, Attempt, FanOutResult, build_mesh_server
+from federation.routing.sessions import PeerGone
+from federation.routing.transports import ProgressRelay
+from federation.toolhost import HostedServer, error_result
+from federation.trace import Trace
+
+if TYPE_CHECKING:
+    from federation.node import Node
+
+__all__ = ["Router"]
+
+
+class _RisingProgress:
+    """Relays an answer's progress across attempts, values always rising (as MCP requires), with a restart notice between."""
+
+    def __init__(self, relay: ProgressRelay | None) -> None:
+        self._relay = relay
+        self._base = 0.0
+        self._last = 0.0
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self._last = self._base + progress
+        if self._relay is not None:
+            await self._relay(self._last, None if total is None else self._base + total, message)
+
+    async def restart(self, notice: str) -> None:
+        """What streamed so far is void: say so, and count on from here."""
+        self._base = self._last = self._last + 1
+        if self._relay is not None:
+            await self._relay(self._last, None, notice)
+
+
+class Router:
+    """The mesh's tool provider on one node; a node service (`async with Router(node)`)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.forwarder = node.forwarder
+        self.catalog = Catalog(node.peers, node.forwarder.sessions, lambda announce: node.tools.refresh(announce=announce))
+        self._task_group: TaskGroup | None = None
+        self._mesh_tools = HostedServer(build_mesh_server(self))
+
+    # -- lifecycle -------------------------------------------------------
+    async def __aenter__(self) -> Router:
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        await self.node.tools.add_provider(self, local=False)
+        self._task_group.start_soon(self._follow_peers, self.node.events.subscribe("peer_up", "peer_changed", "peer_down"))
+        for peer in self.node.peers.up():
+            self._task_group.start_soon(self.catalog.learn, peer.id)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+        await self._task_group.__aexit__(exc_type, exc, tb)
+
+    async def _follow_peers(self, subscription: Subscription) -> None:
+        async with subscription as events:
+            async for event in events:
+                peer_id = event.data.get("id")
+                if event.kind in ("peer_up", "peer_changed") and peer_id:
+                    assert self._task_group is not None
+                    self._task_group.start_soon(self.catalog.learn, peer_id)
+                elif event.kind == "peer_down" and peer_id:
+                    await self.catalog.peer_down(peer_id)
+
+    def settled(self) -> bool:
+        """Every peer that is up has had its tools listed (or failed to), and no listing is running."""
+        return self.catalog.settled()
+
+    # -- ToolProvider ------------------------------------------------------
+    async def list_tools(self) -> list[types.Tool]:
+        return [*(await self._mesh_tools.list_tools()), *self.catalog.exposed]
+
+    def claims(self, name: str) -> bool:
+        """Answers for `name` though it is not listed: a dead peer's tool, so the call can say why it fails."""
+        return self.catalog.remote_tool(name) is not None
+
+    async def call_tool(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        remote = self.catalog.remote_tool(name)
+        if remote is None:
+            return await self._mesh_tools.call_tool(ctx, name, arguments)
+        peer_id, tool = remote
+        trace = Trace.from_meta(dict(ctx.meta or {}))
+        try:
+            peer = self.forwarder.peer(peer_id)
+            return await self.forwarder.call(peer, tool, arguments, trace, ctx.session.report_progress)
+        except PeerError as exc:
+            return error_result(str(exc))
+
+    # -- what the mesh tools ask (federation.routing.mesh_tools.MeshRouting) --
+    def known_peers(self) -> Iterable[Peer]:
+        return self.node.peers
+
+    def is_self(self, name_or_id: str) -> bool:
+        return name_or_id in (self.node.peer_id, self.node.name) or (len(name_or_id) >= 4 and self.node.peer_id.startswith(name_or_id))
+
+    async def call_peer(self, ctx: ServerRequestContext[Any], peer: str, tool: str, arguments: dict[str, Any], trace: Trace) -> types.CallToolResult:
+        """`tool` on the named peer (this one served in-process); PeerError if it is unknown or gone."""
+        if self.is_self(peer):
+            return await self.node.tools.call_local(ctx, tool, arguments, trace.child_meta(self.node.peer_id, local=True))
+        return await self.forwarder.call(self.forwarder.peer(peer), tool, arguments, trace, ctx.session.report_progress)
+
+    def _targets(self, model: str | None, *, local: bool) -> list[Target]:
+        """Peers able to answer a chat: up, with a model matching `model` (substring, any case)."""
+        targets: list[Target] = []
+        engine = self.node.engine
+        if local and engine is not None and engine.state.value == "ready" and fits(model, [engine.info.name]):
+            targets.append(Target(self.node.peer_id, self.node.name, True, engine.in_flight + engine.queued, 0.0))
+        for peer in self.node.peers.up():
+            if fits(model, peer.models) and any(t.name == "chat" for t in peer.card.tools):
+                load = self.forwarder.outstanding[peer.id] + peer.in_flight + peer.queued
+                targets.append(Target(peer.id, peer.name, False, load, peer.latency_ms or 0.0, peer))
+        return targets
+
+    async def _ask_once(self, target: Target, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None, ctx: ServerRequestContext[Any] | None) -> types.CallToolResult:
+        if target.local:
+            assert ctx is not None, "the local model is only reachable from inside a request"
+            return await self.node.tools.call_local(ctx, "chat", arguments, trace.child_meta(self.node.peer_id, local=True))
+        assert target.peer is not None
+        return await self.forwarder.call(target.peer, "chat", arguments, trace, on_progress)
+
+    async def ask(
+        self,
+        arguments: dict[str, Any],
+        trace: Trace,
+        *,
+        model: str | None = None,
+        peer: str | None = None,
+        on_progress: ProgressRelay | None = None,
+        ctx: ServerRequestContext[Any] | None = None,
+        first: Target | None = None,
+    ) -> AskResult:
+        """One chat turn routed to the best able peer, retried once elsewhere if that peer dies.
+
+        `ctx` is the inbound request when there is one: it lets the local model
+        serve in-process. Without it (a script's light member) only other peers
+        are candidates.
+        """
+        if peer is not None and self.is_self(peer):
+            targets = [t for t in self._targets(None, local=ctx is not None) if t.local]
+            tries = 1
+        elif peer is not None:
+            named = self.forwarder.peer(peer)
+            targets = [Target(named.id, named.name, False, 0, 0.0, named)]
+            tries = 1
+        else:
+            targets = self._targets(model, local=ctx is not None)
+            tries = 2
+        if not targets:
+            wanted = f"model matching {model!r}" if model else "a model"
+            raise PeerError(f"no peer that is up serves {wanted}; see mesh_peers.")
+        attempts: list[Attempt] = []
+        target = first or choose(targets)
+        progress = _RisingProgress(on_progress)
+        for attempt in range(tries):
+            clock = time.perf_counter()
+            try:
+                result = await self._ask_once(target, arguments, trace, progress, ctx)
+            except PeerGone as exc:
+                attempts.append(Attempt(peer=target.id, peer_name=target.name, outcome="peer_gone", ms=_ms(clock), error=str(exc)))
+                following = next_target(targets, {a.peer for a in attempts})
+                if attempt + 1 >= tries or following is None:
+                    raise PeerError("; ".join(a.error or "" for a in attempts)) from exc
+                failed, target = target, following
+                await progress.restart(f"{ANSWER_RESTARTS_PREFIX}peer {failed.name} stopped answering; the answer starts again on {target.name}.\n")
+                continue
+            attempts.append(Attempt(peer=target.id, peer_name=target.name, outcome="error" if result.is_error else "ok", ms=_ms(clock)))
+            if result.is_error:
+                raise ToolError(_text(result))
+            content = result.structured_content or {}
+            return AskResult(
+                text=content.get("text", _text(result)),
+                peer=target.id,
+                peer_name=target.name,
+                model=content.get("model"),
+                usage=content.get("usage", {}),
+                trace_id=trace.trace_id,
+                attempts=attempts,
+            )
+        raise AssertionError("unreachable")
+
+    async def fan_out(self, arguments: dict[str, Any], n: int, trace: Trace, *, model: str | None = None, ctx: ServerRequestContext[Any] | None = None) -> FanOutResult:
+        """The same prompt on up to `n` peers at once, spread over distinct peers first."""
+        targets = ranked(self._targets(model, local=ctx is not None))
+        if not targets:
+            raise PeerError("no peer that is up serves a model; see mesh_peers.")
+        answers: list[AskResult] = []
+        failed: list[Attempt] = []
+
+        async def one(target: Target) -> None:
+            clock = time.perf_counter()
+            try:
+                answers.append(await self.ask(dict(arguments), trace, model=model, ctx=ctx, first=target))
+            except (PeerError, ToolError) as exc:
+                failed.append(Attempt(peer=target.id, peer_name=target.name, outcome="failed", ms=_ms(clock), error=str(exc)))
+
+        async with anyio.create_task_group() as task_group:
+            for index in range(n):
+                task_group.start_soon(one, targets[index % len(targets)])
+        return FanOutResult(answers=answers, failed=failed, trace_id=trace.trace_id)
+
+
+def _text(result: types.CallToolResult) -> str:
+    return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+def _ms(clock: float) -> float:
+    return round((time.perf_counter() - clock) * 1000, 1)

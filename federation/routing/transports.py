@@ -1,0 +1,178 @@
+"""The two ways a forwarded call travels to its peer, behind one seam (`Delivery`).
+
+- `MessageTransport`: a modern-era (2026-07-28) request is self-contained, so
+  the JSON-RPC message itself is rewritten (tool name, trace `_meta`) and
+  POSTed over a pooled keep-alive connection; the answer (JSON, or SSE with
+  progress) streams straight back to the caller, stamped with this peer's
+  hop record (`federation.hopstamp`). A hop through the SDK would re-run the
+  whole client and server machinery and cost about as much as the call.
+- `SessionTransport`: `Client.call_tool` over the peer's pooled SDK session,
+  for callers that are not an HTTP request to pass through (legacy sessions,
+  the gateway, `mesh_call`, `Mesh.call`).
+
+A delivery raises `TransportFailure` when the call did not reach an answer;
+the forwarder (`federation.routing.forwarder`) turns it into the caller's
+error text and keeps the books either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpcore
+import mcp.types as types
+from mcp.shared.exceptions import MCPError
+
+from federation.hopstamp import MetaStamp, ResultStamper
+from federation.listen import KEEP_ALIVE_SECONDS
+from federation.peers import Peer
+from federation.routing.sessions import CONNECT_SECONDS, PeerGone, SessionPool, root_cause
+
+__all__ = ["Delivery", "Failure", "MessageTransport", "ProgressRelay", "Reply", "Send", "SessionTransport", "TransportFailure"]
+
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ProgressRelay = Callable[[float, float | None, str | None], Awaitable[None]]
+
+_ANSWER_HEADERS_DROPPED = {b"connection", b"keep-alive", b"content-length"}
+_TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError)
+
+
+class Failure(Enum):
+    TIMEOUT = "timeout"
+    """No answer within the caller's deadline: the peer is slow, not gone."""
+    OVERLOADED = "overloaded"
+    """No free connection to the peer within the caller's deadline."""
+    UNREACHABLE = "unreachable"
+    """The connection or session failed: one liveness miss."""
+
+
+class TransportFailure(Exception):
+    def __init__(self, kind: Failure, detail: str = "") -> None:
+        super().__init__(detail or kind.value)
+        self.kind = kind
+        self.detail = detail
+
+
+class Delivery(Protocol):
+    """One call on its way: sent with the child trace `meta`, bounded by `remaining` seconds.
+
+    Returns the peer's result, or None when its answer held none (a message
+    delivery that passed the answer through as it was).
+    """
+
+    async def __call__(self, peer: Peer, meta: dict[str, Any], remaining: float) -> types.CallToolResult | None: ...
+
+
+class SessionTransport:
+    """Calls over the peer's pooled SDK session."""
+
+    def __init__(self, sessions: SessionPool) -> None:
+        self._sessions = sessions
+
+    def delivery(self, tool: str, arguments: dict[str, Any], on_progress: ProgressRelay | None) -> Delivery:
+        async def deliver(peer: Peer, meta: dict[str, Any], remaining: float) -> types.CallToolResult:
+            try:
+                client = await self._sessions.client(peer)
+                return await client.call_tool(tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress, meta=meta)
+            except MCPError as exc:
+                if exc.error.code == types.REQUEST_TIMEOUT:
+                    raise TransportFailure(Failure.TIMEOUT) from exc
+                raise TransportFailure(Failure.UNREACHABLE, exc.error.message) from exc
+            except PeerGone as exc:
+                raise TransportFailure(Failure.UNREACHABLE, str(exc)) from exc
+            except Exception as exc:  # noqa: BLE001 - transport failures all mean the peer is gone for this call
+                raise TransportFailure(Failure.UNREACHABLE, repr(root_cause(exc))) from exc
+
+        return deliver
+
+
+@dataclass
+class Reply:
+    """The caller's side of a message-level call: where the answer goes, and how far it got."""
+
+    send: Send
+    answering: bool = False
+    """The answer's start went out: an error can now only end it, not replace it."""
+    sse: bool = False
+    """The answer streams as SSE (an error can still end it with a last event)."""
+
+
+class MessageTransport:
+    """JSON-RPC messages over a pooled keep-alive HTTP connection per peer, with `headers` (mesh membership) added; `aclose` when done."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        # httpcore, not httpx: the forwarding path needs a pooled keep-alive
+        # connection and nothing else, and httpx's request/response models cost
+        # ~0.3 ms a hop on top (measured in bench/hops.py).
+        self._pool = httpcore.AsyncConnectionPool(max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEP_ALIVE_SECONDS / 2)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+    def delivery(self, tool: str, request: dict[str, Any], headers: list[tuple[bytes, bytes]], stamp: MetaStamp, reply: Reply) -> Delivery:
+        """Send `request` (a well-formed tools/call) for `tool`, passing the answer to `reply` with `stamp`ed `_meta`."""
+
+        async def deliver(peer: Peer, meta: dict[str, Any], remaining: float) -> types.CallToolResult | None:
+            params = request["params"]
+            params["name"] = tool
+            params["_meta"] = {**(params.get("_meta") or {}), **meta}
+            payload = json.dumps(request, separators=(",", ":")).encode()
+            sent = [*headers, *self._headers, (b"mcp-name", tool.encode()), (b"host", urlsplit(peer.url).netloc.encode()), (b"content-length", str(len(payload)).encode())]
+            # A call waiting for a pooled connection is queued work, not a failure: it may wait as long as the caller does.
+            timeouts = {"connect": CONNECT_SECONDS, "read": remaining, "write": CONNECT_SECONDS, "pool": remaining}
+            try:
+                return await self._stream(peer.url, sent, payload, timeouts, stamp, reply)
+            except httpcore.PoolTimeout as exc:
+                raise TransportFailure(Failure.OVERLOADED) from exc
+            except httpcore.TimeoutException as exc:
+                raise TransportFailure(Failure.TIMEOUT) from exc
+            except _TRANSPORT_ERRORS as exc:
+                raise TransportFailure(Failure.UNREACHABLE, repr(exc)) from exc
+
+        return deliver
+
+    async def _stream(
+        self, url: str, headers: list[tuple[bytes, bytes]], payload: bytes, timeouts: dict[str, float], stamp: MetaStamp, reply: Reply
+    ) -> types.CallToolResult | None:
+        received = bytearray()
+        async with self._pool.stream("POST", url, headers=headers, content=payload, extensions={"timeout": timeouts}) as response:
+            content_type = next((v.decode() for k, v in response.headers if k.lower() == b"content-type"), "")
+            sse = content_type.startswith("text/event-stream")
+            stamper = ResultStamper(stamp, sse=sse)
+            start = {"type": "http.response.start", "status": response.status, "headers": [(k, v) for k, v in response.headers if k.lower() not in _ANSWER_HEADERS_DROPPED]}
+            if sse:  # progress streams on as it comes
+                await reply.send(start)
+                reply.answering = reply.sse = True
+            async for chunk in response.aiter_stream():
+                received += chunk
+                if out := stamper.feed(chunk):
+                    await reply.send({"type": "http.response.body", "body": out, "more_body": True})
+            tail = stamper.finish()
+            if not reply.answering:  # one JSON message: its length changed with the hop record
+                start["headers"].append((b"content-length", str(len(tail)).encode()))
+                await reply.send(start)
+                reply.answering = True
+        await reply.send({"type": "http.response.body", "body": tail, "more_body": False})
+        return _final_result(bytes(received), sse=sse)
+
+
+def _final_result(raw: bytes, *, sse: bool) -> types.CallToolResult | None:
+    """The JSON-RPC result in a JSON body, or in the last `data:` line of an SSE body."""
+    try:
+        if sse:
+            lines = [line for line in raw.decode("utf-8", "replace").splitlines() if line.startswith("data:")]
+            messages = [json.loads(line[5:]) for line in lines]
+            message = next((m for m in reversed(messages) if "result" in m or "error" in m), None)
+        else:
+            message = json.loads(raw)
+        if not isinstance(message, dict) or "result" not in message:
+            return None
+        return types.CallToolResult.model_validate(message["result"])
+    except ValueError:
+        return None
