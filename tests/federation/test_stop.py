@@ -26,7 +26,8 @@ import anyio.to_thread
 import httpx
 import pytest
 from mcp import Client
-from tests.federation.discovery.discovery_support import REPO, PeerProcess
+from tests.support.discovery import PeerProcess
+from tests.support.paths import REPO
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
@@ -51,8 +52,12 @@ class LoopbackBrowser:
         self.removed: list[str] = []
 
     def on_change(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
-        if name.startswith(self._prefix):
-            (self.removed if state_change is ServiceStateChange.Removed else self.added).append(name)
+        if not name.startswith(self._prefix):
+            return
+        if state_change is ServiceStateChange.Added:
+            self.added.append(name)
+        elif state_change is ServiceStateChange.Removed:
+            self.removed.append(name)  # an Updated (a re-announced TXT record) is neither
 
     async def wait_added(self) -> str:
         with anyio.fail_after(DEADLINE):
