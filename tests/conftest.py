@@ -7,15 +7,12 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from federation.node import Node
 from federation.settings import PeerSettings
 from servers.embedded_models import model_path
-
-BASE_MODEL = "gemma3-270m"
-"""The model the mechanics tests load: the base Gemma all but never ends a reply on its own (0 of 21 in bench.first_answer), so the token counts they assert hold for any seed."""
+from tests.support.models import BASE_MODEL
 
 
 @pytest.fixture(scope="session")
@@ -56,34 +53,6 @@ def start_node(make_settings: Callable[..., PeerSettings]) -> Callable[..., Abst
     return start
 
 
-async def introduce(*nodes: Node) -> None:
-    """Make every node know every other, over HTTP, as `--peer URL` would (card fetched and verified)."""
-    for node in nodes:
-        for other in nodes:
-            if other is not node:
-                await node.add_peer(other.mcp_url)
-
-
-def copy_head(source: Path, target: Path, size: int) -> Path:
-    """The first `size` bytes of `source`: what an interrupted download leaves behind."""
-    with source.open("rb") as stream:
-        target.write_bytes(stream.read(size))
-    return target
-
-
-def bad_model(kind: str, folder: Path) -> Path:
-    """A `--model` path that must be refused: `missing`, `not-gguf`, `truncated` (the real file's first MiB) or `directory`."""
-    if kind == "missing":
-        return folder / "absent.gguf"
-    if kind == "not-gguf":
-        (folder / "notes.gguf").write_text("just some text")
-        return folder / "notes.gguf"
-    if kind == "truncated":
-        return copy_head(model_path(BASE_MODEL), folder / "cut.gguf", 1 << 20)
-    assert kind == "directory", kind
-    return folder
-
-
 @pytest.fixture
 def unloadable_model(tmp_path: Path) -> Path:
     """A GGUF whose header is sound but names an architecture llama.cpp does not know.
@@ -98,10 +67,3 @@ def unloadable_model(tmp_path: Path) -> Path:
         out.write(head.replace(b"gemma3", b"gemmaX"))
         out.truncate(source.stat().st_size)
     return target
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Poll `predicate` until it is true; fail the test after `timeout` seconds (a liveness bound, not a timing)."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)

@@ -78,7 +78,7 @@ async def test_map_reduce_runs_every_chunk_and_one_reduce_under_one_trace(model_
     assert all(s.peer == model_node.peer_id and s.tokens_out > 0 for s in result.steps)
     assert result.answer == result.steps[-1].output
     assert result.trace_id in result.render_tree() and "reduce" in result.render_tree()
-    await anyio.sleep(0.5)
+    await model_node.store.flush()
     served = {r.trace_id for r in model_node.store.calls() if r.tool == "chat"}
     assert served == {result.trace_id}, "every step was served under the workflow's trace id"
 

@@ -7,11 +7,9 @@ exit, never a traceback.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -26,12 +24,11 @@ from federation.node import Node
 from federation.settings import PeerSettings
 from servers.gguf_file import sha256_of
 from servers.llama_engine import default_model_path
-from tests.conftest import BASE_MODEL, bad_model
+from tests.support.cli import assert_one_line_error, mcpfed
+from tests.support.models import BASE_MODEL, bad_model
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.anyio
-
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
@@ -39,26 +36,6 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
     async with Node(PeerSettings(name="model", port=0, home=home, model=BASE_MODEL, n_ctx=1024)) as peer:
         await peer.wait_ready()
         yield peer
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """A wide terminal (help and tables unwrapped) and a state directory of the test's own."""
-    return os.environ | {"MCPFED_HOME": str(tmp_path / "home"), "COLUMNS": "200", "NO_COLOR": "1"}
-
-
-async def mcpfed(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    with anyio.fail_after(120):
-        done = await anyio.run_process([sys.executable, "-m", "federation.cli", *args], cwd=ROOT, env=env, check=False)
-    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, says: str) -> None:
-    assert done.returncode == code, done.stderr
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: "), done.stderr
-    assert says in lines[-1]
 
 
 @pytest.mark.parametrize(
@@ -72,14 +49,14 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, say
     ],
 )
 async def test_help_of_each_command_lists_every_option(env: dict[str, str], command: str, options: list[str]) -> None:
-    done = await mcpfed(env, command, "--help")
+    done = await mcpfed(command, "--help", env=env)
     assert done.returncode == 0
     for option in options:
         assert option in done.stdout.lower(), f"{command} --help lacks {option}"
 
 
 async def test_help_lists_the_commands(env: dict[str, str]) -> None:
-    done = await mcpfed(env, "--help")
+    done = await mcpfed("--help", env=env)
     assert done.returncode == 0
     for command in ("serve", "ask", "call", "tools", "models"):
         assert re.search(rf"^\W*{command}\s", done.stdout, re.MULTILINE), command
@@ -88,7 +65,7 @@ async def test_help_lists_the_commands(env: dict[str, str]) -> None:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 async def test_serve_prints_its_url_and_stops_cleanly_on_a_signal(env: dict[str, str], stop: signal.Signals) -> None:
     command = [sys.executable, "-m", "federation.cli", "serve", "--port", "0", "--ctx", "512"]
-    async with await anyio.open_process(command, cwd=ROOT, env=env) as process:
+    async with await anyio.open_process(command, cwd=REPO, env=env) as process:
         assert process.stdout is not None and process.stderr is not None
         with anyio.fail_after(60):
             url = (await process.stdout.receive()).decode().strip()
@@ -106,27 +83,27 @@ async def test_serve_prints_its_url_and_stops_cleanly_on_a_signal(env: dict[str,
 
 
 async def test_ask_streams_the_answer_and_prints_usage_to_stderr(node: Node, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "ask", "--url", node.mcp_url, "--max-tokens", "8", "Say hello.")
+    done = await mcpfed("ask", "--url", node.mcp_url, "--max-tokens", "8", "Say hello.", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip(), "the answer goes to stdout"
     assert re.search(r"^\d+ tokens, [\d.]+ tok/s, [\d.]+ s$", done.stderr.strip(), re.MULTILINE), done.stderr
 
 
 async def test_ask_raw_uses_plain_completion(node: Node, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "ask", "--raw", "--url", node.mcp_url, "--max-tokens", "5", "Once upon a time")
+    done = await mcpfed("ask", "--raw", "--url", node.mcp_url, "--max-tokens", "5", "Once upon a time", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().startswith("5 tokens")
 
 
 async def test_call_prints_the_structured_result_as_json(node: Node, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "call", "--url", node.mcp_url, "model_info", "{}")
+    done = await mcpfed("call", "--url", node.mcp_url, "model_info", "{}", env=env)
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert (info["quantization"], info["state"], info["n_ctx"]) == ("Q4_K_M", "ready", 1024)
 
 
 async def test_tools_lists_the_model_tools(node: Node, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "tools", "--url", node.mcp_url)
+    done = await mcpfed("tools", "--url", node.mcp_url, env=env)
     assert done.returncode == 0, done.stderr
     names = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
     assert {"generate", "chat", "embed", "model_info"} <= names
@@ -138,31 +115,31 @@ async def test_tools_lists_the_model_tools(node: Node, env: dict[str, str]) -> N
     ids=["not-json", "not-an-object"],
 )
 async def test_call_with_bad_arguments_exits_2_and_says_how_to_write_them(node: Node, env: dict[str, str], arguments: str, says: str) -> None:
-    done = await mcpfed(env, "call", "--url", node.mcp_url, "generate", arguments)
+    done = await mcpfed("call", "--url", node.mcp_url, "generate", arguments, env=env)
     assert_one_line_error(done, 2, says)
     assert '{"prompt": "hi"}' in done.stderr
 
 
 async def test_call_of_an_unknown_tool_names_the_tools_there_are(node: Node, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "call", "--url", node.mcp_url, "nope", "{}")
+    done = await mcpfed("call", "--url", node.mcp_url, "nope", "{}", env=env)
     assert_one_line_error(done, 1, "Unknown tool: 'nope'. This peer offers: chat, embed, generate")
 
 
 async def test_call_with_a_wrong_argument_shows_the_tool_error(node: Node, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "call", "--url", node.mcp_url, "generate", '{"prompt": "x", "max_tokens": 0}')
+    done = await mcpfed("call", "--url", node.mcp_url, "generate", '{"prompt": "x", "max_tokens": 0}', env=env)
     assert done.returncode == 1
     assert "max_tokens must be at least 1" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 async def test_ask_with_a_bad_option_value_shows_the_peers_message(node: Node, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "ask", "--url", node.mcp_url, "--max-tokens", "0", "hi")
+    done = await mcpfed("ask", "--url", node.mcp_url, "--max-tokens", "0", "hi", env=env)
     assert_one_line_error(done, 1, "max_tokens must be at least 1 (got 0)")
 
 
 async def test_ask_where_nothing_listens_says_cannot_reach(env: dict[str, str]) -> None:
     with socket_without_listener() as port:
-        done = await mcpfed(env, "ask", "--url", f"http://127.0.0.1:{port}/mcp", "hi")
+        done = await mcpfed("ask", "--url", f"http://127.0.0.1:{port}/mcp", "hi", env=env)
     assert_one_line_error(done, 1, f"cannot reach the peer at http://127.0.0.1:{port}/mcp")
     assert len(done.stderr.strip().splitlines()) == 1
 
@@ -176,7 +153,7 @@ def socket_without_listener() -> Iterator[int]:
 
 
 async def test_models_lists_the_embedded_model_with_size_quantization_and_full_sha256(env: dict[str, str]) -> None:
-    done = await mcpfed(env | {"COLUMNS": "80"}, "models")  # a narrow terminal must not cut the hash
+    done = await mcpfed("models", env=env | {"COLUMNS": "80"})  # a narrow terminal must not cut the hash
     assert done.returncode == 0, done.stderr
     assert "Gemma 3 270m" in done.stdout
     assert "253 MB" in done.stdout
@@ -186,7 +163,7 @@ async def test_models_lists_the_embedded_model_with_size_quantization_and_full_s
 
 async def test_models_marks_an_unusable_file_and_says_why(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "broken.gguf").write_text("not a model")
-    done = await mcpfed(env, "models", str(tmp_path))
+    done = await mcpfed("models", str(tmp_path), env=env)
     assert done.returncode == 0, done.stderr
     assert "unusable" in done.stdout
     assert "is not a GGUF model" in done.stdout
@@ -202,22 +179,22 @@ async def test_models_marks_an_unusable_file_and_says_why(env: dict[str, str], t
     ],
 )
 async def test_serve_with_an_unusable_model_exits_with_one_line(env: dict[str, str], tmp_path: Path, kind: str, says: str) -> None:
-    done = await mcpfed(env, "serve", "--port", "0", "--model", str(bad_model(kind, tmp_path)))
+    done = await mcpfed("serve", "--port", "0", "--model", str(bad_model(kind, tmp_path)), env=env)
     assert_one_line_error(done, 1, says)
 
 
 async def test_serve_with_a_model_llama_cpp_cannot_load_exits_with_one_line(env: dict[str, str], unloadable_model: Path) -> None:
-    done = await mcpfed(env, "serve", "--port", "0", "--model", str(unloadable_model))
+    done = await mcpfed("serve", "--port", "0", "--model", str(unloadable_model), env=env)
     assert_one_line_error(done, 1, "could not load model")
 
 
 async def test_serve_on_a_taken_port_says_pick_another(node: Node, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "serve", "--model", "none", "--port", str(node.port))
+    done = await mcpfed("serve", "--model", "none", "--port", str(node.port), env=env)
     assert_one_line_error(done, 1, f"port {node.port} on 127.0.0.1 is already in use; pick another with --port")
 
 
 async def test_serve_with_bad_gpu_layers_exits_2(env: dict[str, str]) -> None:
-    done = await mcpfed(env, "serve", "--port", "0", "--gpu-layers", "lots")
+    done = await mcpfed("serve", "--port", "0", "--gpu-layers", "lots", env=env)
     assert_one_line_error(done, 2, "--gpu-layers takes 'auto', -1 (all) or a number of layers, not 'lots'")
 
 
@@ -228,26 +205,26 @@ async def test_ledger_counts_calls_and_shows_what_scripts_on_this_machine_called
         async with Mesh.connect(name="script", home=home, peers=[server.mcp_url], mdns="off", wait_for=1) as mesh:
             for _ in range(2):
                 await mesh.call("server", "mesh_peers")
-    done = await mcpfed(env, "ledger", "--home", str(home))
+    done = await mcpfed("ledger", "--home", str(home), env=env)
     assert done.returncode == 0, done.stderr
     rows = [re.split(r"\s{2,}", line.strip()) for line in done.stdout.splitlines()[1:]]
     made = next(row for row in rows if row[1] == "client script")
     served = next(row for row in rows if row[1] == "this peer")
     assert (made[2], made[3], made[4], made[8]) == ("made", "2", "2", "2"), done.stdout  # role, calls, ok, receipts ✓
     assert (served[2], served[3], served[4]) == ("served", "2", "2"), done.stdout
-    verified = await mcpfed(env, "ledger", "verify", "--home", str(home))
+    verified = await mcpfed("ledger", "verify", "--home", str(home), env=env)
     assert verified.stdout.strip() == "2 of 2 receipts verify"
 
 
 async def test_ledger_with_an_unknown_action_names_the_actions_there_are(env: dict[str, str]) -> None:
-    done = await mcpfed(env, "ledger", "list")
+    done = await mcpfed("ledger", "list", env=env)
     assert_one_line_error(done, 2, "ledger has no action 'list'; use `mcpfed ledger show` or `mcpfed ledger verify`.")
 
 
 async def test_two_shares_offering_the_same_tools_are_reported_at_start_up(env: dict[str, str]) -> None:
-    child = f"{sys.executable} {ROOT / 'tests' / 'servers' / 'stdio_child.py'}"
+    child = f"{sys.executable} {REPO / 'tests' / 'servers' / 'stdio_child.py'}"
     command = [sys.executable, "-m", "federation.cli", "serve", "--model", "none", "--port", "0", "--mdns", "off", "--share", f"a={child}", "--share", f"b={child}"]
-    async with await anyio.open_process(command, cwd=ROOT, env=env) as process:
+    async with await anyio.open_process(command, cwd=REPO, env=env) as process:
         assert process.stdout is not None and process.stderr is not None
         with anyio.fail_after(60):
             await process.stdout.receive()  # the URL: the peer serves, both shares started
@@ -263,11 +240,11 @@ async def test_tui_mesh_chooses_the_mesh_of_the_observer_peer(env: dict[str, str
     from tui.observer import mesh_settings, observer_settings
 
     assert observer_settings(mesh_settings(None, "team")).mesh == "team"
-    done = await mcpfed(env, "tui", "--mesh", "team")
+    done = await mcpfed("tui", "--mesh", "team", env=env)
     assert_one_line_error(done, 2, "--mesh chooses the mesh of --observe's own peer")
 
 
 async def test_call_without_a_required_argument_names_it_in_one_sentence(node: Node, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "call", "--url", node.mcp_url, "generate", "{}")
+    done = await mcpfed("call", "--url", node.mcp_url, "generate", "{}", env=env)
     assert_one_line_error(done, 1, "generate: missing required argument 'prompt' (string).")
     assert "pydantic" not in done.stderr and "validation error" not in done.stderr

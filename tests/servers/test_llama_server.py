@@ -17,7 +17,7 @@ from mcp.client.stdio import stdio_client
 
 from servers.llama import build_standalone
 from servers.llama_engine import LlamaEngine, default_model_path
-from tests.conftest import BASE_MODEL
+from tests.support.models import BASE_MODEL
 
 pytestmark = pytest.mark.anyio
 

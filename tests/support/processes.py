@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anyio
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 
 @asynccontextmanager

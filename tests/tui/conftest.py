@@ -12,7 +12,8 @@ from textual.pilot import Pilot
 from federation.card import PeerCard, sign_card
 from federation.identity import Identity
 from federation.node import Node
-from tests.tui.tui_helpers import app_for, wait_until
+from tests.support.tui import app_for
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def watch() -> Callable[..., AbstractAsyncContextManager[Pilot]]:
         app = app_for(url)
         async with app.run_test(size=size) as pilot:
             if isinstance(target, Node):
-                await wait_until(pilot, lambda: app.connection.phase == "connected", "the app shows it is connected")
+                await wait_until(lambda: app.connection.phase == "connected", "the app shows it is connected")
             yield pilot
 
     return run

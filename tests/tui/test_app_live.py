@@ -21,7 +21,7 @@ from tui.widgets.peers_table import PeersTable
 from tui.widgets.prompt_box import PromptBox
 from tui.widgets.topology import TopologyView
 
-from tests.tui.tui_helpers import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -54,9 +54,9 @@ async def test_peers_appear_in_the_table_as_they_are_admitted(start_node: StartN
         async with watch(watched) as pilot:
             assert table_names(pilot) == ["watched"]
             admit(watched, alice)
-            await wait_until(pilot, lambda: "alice" in table_names(pilot), "alice in the table")
+            await wait_until(lambda: "alice" in table_names(pilot), "alice in the table")
             admit(watched, bob)
-            await wait_until(pilot, lambda: table_names(pilot) == ["watched", "alice", "bob"], "bob after alice")
+            await wait_until(lambda: table_names(pilot) == ["watched", "alice", "bob"], "bob after alice")
             assert "3 peers" not in pilot.app.sub_title and "2 peers" in pilot.app.sub_title
 
 
@@ -66,12 +66,12 @@ async def test_a_peer_that_leaves_disappears_and_a_silent_one_is_marked_dead(sta
             admit(watched, alice)
             admit(watched, bob)
             async with watch(watched) as pilot:
-                await wait_until(pilot, lambda: len(table_names(pilot)) == 3, "both peers listed")
+                await wait_until(lambda: len(table_names(pilot)) == 3, "both peers listed")
                 watched.peers.drop_route(alice.peer_id, "static")
-                await wait_until(pilot, lambda: "alice" not in table_names(pilot), "alice gone")
+                await wait_until(lambda: "alice" not in table_names(pilot), "alice gone")
         # bob stopped without a word: the watched node's health pings miss, and it is marked dead
         async with watch(watched) as pilot:
-            await wait_until(pilot, lambda: "dead" in table_status(pilot, "bob"), "bob marked dead", timeout=15)
+            await wait_until(lambda: "dead" in table_status(pilot, "bob"), "bob marked dead", timeout=15)
 
 
 async def test_an_unreachable_node_is_reported_then_reconnected_when_it_returns(start_node: StartNode, watch: Watch) -> None:
@@ -81,10 +81,10 @@ async def test_an_unreachable_node_is_reported_then_reconnected_when_it_returns(
         async with watch(first) as pilot:
             bar = pilot.app.query_one(ConnectionBar)
             await stack.aclose()  # the node goes away
-            await wait_until(pilot, lambda: bar.display and "cannot connect" in str(bar.render()), "an unreachable banner")
+            await wait_until(lambda: bar.display and "cannot connect" in str(bar.render()), "an unreachable banner")
             assert "retrying" in str(bar.render()).lower()
             async with start_node(name="phoenix", port=port):
-                await wait_until(pilot, lambda: not bar.display, "the banner gone after reconnecting")
+                await wait_until(lambda: not bar.display, "the banner gone after reconnecting")
                 assert table_status(pilot, "phoenix").endswith("up")
 
 
@@ -92,20 +92,20 @@ async def test_enter_on_a_peer_opens_its_verified_card(start_node: StartNode, wa
     async with start_node(name="watched") as watched, start_node(name="alice") as alice:
         admit(watched, alice)
         async with watch(watched) as pilot:
-            await wait_until(pilot, lambda: "alice" in table_names(pilot), "alice listed")
+            await wait_until(lambda: "alice" in table_names(pilot), "alice listed")
             table = pilot.app.query_one(PeersTable)
             table.focus()
             for peer in (alice, watched):
                 table.move_cursor(row=table_names(pilot).index(peer.name))
                 await pilot.press("enter")
-                await wait_until(pilot, lambda: isinstance(pilot.app.screen, PeerDetailScreen), "the detail screen")
+                await wait_until(lambda: isinstance(pilot.app.screen, PeerDetailScreen), "the detail screen")
                 card = pilot.app.screen.query_one("#detail-card", Markdown)
-                await wait_until(pilot, lambda: "signature verified" in card.source, f"{peer.name}'s verified card")
+                await wait_until(lambda: "signature verified" in card.source, f"{peer.name}'s verified card")
                 assert f"# {peer.name} (`{peer.peer_id}`)" in card.source
                 assert re.search(r"Signed by `\S+` on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", card.source), "the signing time reads as a date"
                 assert not re.search(r"\d{10}\.\d", card.source), "no raw epoch seconds"
                 await pilot.press("escape")
-                await wait_until(pilot, lambda: not isinstance(pilot.app.screen, PeerDetailScreen), "back to the main screen")
+                await wait_until(lambda: not isinstance(pilot.app.screen, PeerDetailScreen), "back to the main screen")
 
 
 async def test_a_hundred_peers_fit_an_80_by_24_terminal(start_node: StartNode, watch: Watch, signed_cards: Callable[[int], list[PeerCard]]) -> None:
@@ -114,7 +114,7 @@ async def test_a_hundred_peers_fit_an_80_by_24_terminal(start_node: StartNode, w
             for card in signed_cards(100):
                 watched.peers.admit(card, "static", card.endpoints[0])
             table = pilot.app.query_one(PeersTable)
-            await wait_until(pilot, lambda: table.row_count == 101, "all 101 rows", timeout=10)
+            await wait_until(lambda: table.row_count == 101, "all 101 rows", timeout=10)
             screen = pilot.app.screen.region
             for widget in (table, pilot.app.query_one(TopologyView), pilot.app.query_one(CallLog), pilot.app.query_one(PromptBox)):
                 assert widget.region.area > 0 and screen.contains_region(widget.region), f"{widget} is cut off"
@@ -137,7 +137,7 @@ async def test_a_prompt_streams_an_answer_and_the_call_log_records_it(model_node
         def answered() -> bool:
             return "trace" in pane.status and not pane.status.startswith("asking")
 
-        await wait_until(pilot, answered, "the answer finished", timeout=60)
+        await wait_until(answered, "the answer finished", timeout=60)
         assert not pane.failed, pane.status
         assert f"by {model_node.name} ({model_node.peer_id[:8]})" in pane.status, "the footer names who answered"
         assert pane.text.strip(), "the answer is empty"
@@ -149,7 +149,7 @@ async def test_a_prompt_streams_an_answer_and_the_call_log_records_it(model_node
         def logged_chat() -> bool:
             return any(c.info.tool == "chat" and c.info.outcome == "ok" and c.info.tokens_out > 0 for t in log.traces for c in t.calls)
 
-        await wait_until(pilot, logged_chat, "a finished chat call in the log")
+        await wait_until(logged_chat, "a finished chat call in the log")
         (mine,) = [t for t in log.traces if t.key in app.own_traces]
         assert {"mesh_ask", "chat"} <= {c.info.tool for c in mine.calls}, "the routed ask and the model call share my trace"
         assert app.peer_rows[0].tokens_per_s is not None and app.peer_rows[0].calls_served >= 1

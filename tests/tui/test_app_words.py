@@ -11,7 +11,7 @@ from tui.asking import Answer
 from tui.widgets.answer_pane import AnswerPane
 from tui.wire import Connected
 
-from tests.tui.tui_helpers import wait_until
+from tests.support.waiting import wait_until
 
 sys.path.insert(0, str(Path(__file__).parent / "snapshot_apps"))
 from fixed_mesh import PEERS, SELF, CannedAsker, make_app  # noqa: E402
@@ -33,8 +33,8 @@ class RoutedAsker(CannedAsker):
 async def test_the_title_counts_one_peer_in_the_singular_and_more_in_the_plural() -> None:
     for peers, words in ((PEERS[:1], "1 peer"), (PEERS, "4 peers")):
         app = make_app((Connected(card=SELF, peers=peers),))
-        async with app.run_test(size=(120, 36)) as pilot:
-            await wait_until(pilot, lambda: "·" in app.sub_title, "the watched node in the title")
+        async with app.run_test(size=(120, 36)):
+            await wait_until(lambda: "·" in app.sub_title, "the watched node in the title")
             assert app.sub_title == f"atlas ({SELF.id}) · {words} · http://127.0.0.1:8801"
 
 
@@ -43,5 +43,5 @@ async def test_the_answer_footer_names_the_peer_that_served_it() -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.press("slash", *"what is mDNS?", "enter")
         pane = app.query_one(AnswerPane)
-        await wait_until(pilot, lambda: "trace" in pane.status and not pane.status.startswith("asking"), "the answer's footer")
+        await wait_until(lambda: "trace" in pane.status and not pane.status.startswith("asking"), "the answer's footer")
         assert pane.status == f"mesh_ask · by borealis ({BOREALIS.id[:8]}) · 17 tok, 41.5 tok/s · trace 000a11ce"

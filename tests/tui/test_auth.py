@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from federation.listen import serve_app
 from federation.membership import auth_headers
 from federation.node import Node
 from tui.observer import mesh_settings
@@ -19,7 +20,8 @@ from tui.widgets.answer_pane import AnswerPane
 from tui.widgets.connection_bar import ConnectionBar
 from tui.widgets.peers_table import PeersTable
 
-from tests.tui.tui_helpers import app_for, serve_app, wait_until
+from tests.support.tui import app_for
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -56,18 +58,18 @@ async def test_a_node_that_wants_the_secret_tells_the_user_how_to_pass_it(start_
         app = app_for(url)
         async with app.run_test(size=(100, 30)) as pilot:
             bar = app.query_one(ConnectionBar)
-            await wait_until(pilot, lambda: "--token" in str(bar.render()), "the banner naming --token")
+            await wait_until(lambda: "--token" in str(bar.render()), "the banner naming --token")
             assert "401" in str(bar.render())
             await pilot.press("slash", *"hello", "enter")
             pane = app.query_one(AnswerPane)
-            await wait_until(pilot, lambda: pane.failed, "the prompt failing")
+            await wait_until(lambda: pane.failed, "the prompt failing")
             assert "--token" in pane.status and "401" in pane.status
 
 
 async def test_with_the_token_the_tui_gets_through(start_node: Callable[..., AbstractAsyncContextManager[Node]]) -> None:
     async with start_node(name="locked") as node, gated(node.url) as url:
         app = app_for(url, headers=auth_headers(mesh_settings(SECRET)))
-        async with app.run_test(size=(100, 30)) as pilot:
+        async with app.run_test(size=(100, 30)):
             table = app.query_one(PeersTable)
-            await wait_until(pilot, lambda: app.connection.phase == "connected" and table.row_count == 1, "connected through the gate")
+            await wait_until(lambda: app.connection.phase == "connected" and table.row_count == 1, "connected through the gate")
             assert str(table.get_row_at(0)[0]) == "locked"

@@ -15,7 +15,7 @@ from tui.address import NodeAddress
 from tui.feed import Backoff, HttpFeed
 from tui.wire import CallEvent, Connected, Disconnected, FeedItem, PeerEvent
 
-from tests.tui.tui_helpers import FAST_BACKOFF
+from tests.support.tui import FAST_BACKOFF
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from tui.widgets.call_log import CallLog
 from tui.widgets.peers_table import PeersTable
 from tui.widgets.topology import TopologyView
 
-from tests.tui.tui_helpers import wait_until
+from tests.support.waiting import wait_until
 
 sys.path.insert(0, str(Path(__file__).parent / "snapshot_apps"))
 from fixed_mesh import make_app  # noqa: E402
@@ -31,7 +31,7 @@ def names(app: MeshApp) -> list[str]:
 async def test_s_cycles_the_sort_column_and_the_cursor_stays_on_its_peer() -> None:
     app = make_app()
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_until(pilot, lambda: len(names(app)) == 5, "the fixed peers")
+        await wait_until(lambda: len(names(app)) == 5, "the fixed peers")
         assert names(app) == ["atlas", "borealis", "cirrus", "dynamo", "eowind"]
         table = app.query_one(PeersTable)
         table.move_cursor(row=names(app).index("eowind"))
@@ -82,7 +82,7 @@ async def test_enter_expands_a_workflow_into_its_calls() -> None:
     app = make_app()
     async with app.run_test(size=(120, 36)) as pilot:
         log = app.query_one(CallLog)
-        await wait_until(pilot, lambda: len(log.root.children) == 4, "four traces")
+        await wait_until(lambda: len(log.root.children) == 4, "four traces")
         workflow = next(n for n in log.root.children if n.data is not None and n.data.info.tool == "mesh_fan_out")
         log.focus()
         log.move_cursor(workflow)
@@ -93,19 +93,19 @@ async def test_enter_expands_a_workflow_into_its_calls() -> None:
 async def test_the_command_palette_opens_a_peer() -> None:
     app = make_app()
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_until(pilot, lambda: len(names(app)) == 5, "the fixed peers")
+        await wait_until(lambda: len(names(app)) == 5, "the fixed peers")
         await pilot.press("ctrl+p", *"open peer boreal")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, PeerDetailScreen), "borealis' detail screen")
+        await wait_until(lambda: isinstance(app.screen, PeerDetailScreen), "borealis' detail screen")
         assert app.screen.row.name == "borealis"  # type: ignore[attr-defined]
 
 
 async def test_the_topology_marks_the_watched_node_and_labels_every_peer() -> None:
     app = make_app()
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(160, 48)):
         view = app.query_one(TopologyView)
-        await wait_until(pilot, lambda: "◉" in str(view.render()), "the watched node on the ring")
+        await wait_until(lambda: "◉" in str(view.render()), "the watched node on the ring")
         drawn = str(view.render())
         for name in ("atlas", "borealis", "cirrus", "dynamo", "eowind"):
             assert name in drawn

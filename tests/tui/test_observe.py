@@ -13,7 +13,8 @@ from tui.observer import observer_node, observer_settings
 from tui.widgets.answer_pane import AnswerPane
 from tui.widgets.peers_table import PeersTable
 
-from tests.tui.tui_helpers import app_for, wait_until
+from tests.support.tui import app_for
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -32,12 +33,12 @@ async def test_peers_admitted_to_the_observer_show_in_its_table(
 ) -> None:
     async with observer_node(observer_settings(make_settings(name="me"))) as observer, start_node(name="alice") as alice:
         app = app_for(observer.url)
-        async with app.run_test(size=(100, 30)) as pilot:
+        async with app.run_test(size=(100, 30)):
             table = app.query_one(PeersTable)
-            await wait_until(pilot, lambda: table.row_count == 1, "the observer's own row")
+            await wait_until(lambda: table.row_count == 1, "the observer's own row")
             assert str(table.get_row_at(0)[0]).endswith("-tui")
             observer.peers.admit(alice.card(), "mdns", alice.mcp_url)
-            await wait_until(pilot, lambda: table.row_count == 2, "alice in the observer's table")
+            await wait_until(lambda: table.row_count == 2, "alice in the observer's table")
             assert str(table.get_row_at(1)[2]) == "mdns"
 
 
@@ -47,5 +48,5 @@ async def test_asking_a_mesh_without_any_model_says_so(make_settings: Callable[.
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("slash", *"hello", "enter")
             pane = app.query_one(AnswerPane)
-            await wait_until(pilot, lambda: pane.failed, "the prompt failing")
+            await wait_until(lambda: pane.failed, "the prompt failing")
             assert "no peer that is up serves a model" in pane.status

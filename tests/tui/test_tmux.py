@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -12,42 +11,10 @@ import anyio
 import pytest
 
 from federation.node import Node
+from tests.support.paths import REPO
+from tests.support.tmux import TMUX, Terminal
 
 pytestmark = pytest.mark.anyio
-
-REPO = Path(__file__).resolve().parents[2]
-TMUX = shutil.which("tmux")
-
-
-class Terminal:
-    """One tmux session on a private socket."""
-
-    def __init__(self, socket: Path) -> None:
-        self.socket = socket
-
-    async def tmux(self, *args: str, check: bool = True) -> str:
-        assert TMUX is not None
-        done = await anyio.run_process([TMUX, "-S", str(self.socket), *args], check=check)
-        return done.stdout.decode()
-
-    async def screen(self) -> str:
-        return await self.tmux("capture-pane", "-p", "-t", "tui")
-
-    async def shows(self, text: str, timeout: float = 15.0) -> str:
-        with anyio.move_on_after(timeout):
-            while text not in (screen := await self.screen()):
-                await anyio.sleep(0.2)
-            return screen
-        raise AssertionError(f"{text!r} never appeared; the screen was:\n{await self.screen()}")
-
-    async def gone(self, text: str, timeout: float = 10.0) -> None:
-        with anyio.fail_after(timeout):
-            while text in await self.screen():
-                await anyio.sleep(0.2)
-
-    async def alive(self) -> bool:
-        done = await anyio.run_process([TMUX, "-S", str(self.socket), "has-session", "-t", "tui"], check=False)  # type: ignore[list-item]
-        return done.returncode == 0
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")

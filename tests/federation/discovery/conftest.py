@@ -20,7 +20,8 @@ from typing import Any
 
 import anyio
 import pytest
-from tests.federation.discovery.discovery_support import FAST_HEALTH_INTERVAL, REPO, PeerProcess, SpawnPeer
+from tests.support.discovery import FAST_HEALTH_INTERVAL, PeerProcess, SpawnPeer
+from tests.support.paths import REPO
 
 from federation.node import Node
 from federation.settings import PeerSettings

@@ -9,7 +9,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio
 import pytest
 from mcp import Client
-from tests.federation.discovery.discovery_support import SpawnPeer, eventually
+from tests.support.discovery import SpawnPeer
+from tests.support.waiting import wait_until
 
 from federation.client import result_text
 from federation.node import Node
@@ -29,7 +30,7 @@ async def test_a_killed_peer_is_idle_and_its_tools_say_it_is_unreachable(mdns_no
     victim = await spawn_peer("victim", "--mdns", "off", "--ctx", "2048", model="default")
     async with mdns_node(name="caller", mdns="off") as caller:
         await caller.add_peer(victim.mcp_url)
-        await eventually(lambda: any(t.name == "victim__generate" for t in caller.tools.tools), "the victim's tools listed", timeout=60)
+        await wait_until(lambda: any(t.name == "victim__generate" for t in caller.tools.tools), "the victim's tools listed", timeout=60)
         victim_id = caller.peers.find("victim").id
         outcome: dict[str, object] = {}
 
@@ -39,10 +40,10 @@ async def test_a_killed_peer_is_idle_and_its_tools_say_it_is_unreachable(mdns_no
 
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(long_generation)
-            await eventually(lambda: caller.peers.get(victim_id).in_flight == 1 and caller.forwarder.outstanding[victim_id] == 1, "the generation running, as the victim reports", timeout=30)
+            await wait_until(lambda: caller.peers.get(victim_id).in_flight == 1 and caller.forwarder.outstanding[victim_id] == 1, "the generation running, as the victim reports", timeout=30)
             await victim.stop(signal.SIGKILL)
         assert outcome["result"].is_error  # type: ignore[attr-defined]
-        await eventually(lambda: caller.peers.get(victim_id).status == "dead", "the victim marked dead")
+        await wait_until(lambda: caller.peers.get(victim_id).status == "dead", "the victim marked dead")
         assert caller.peers.get(victim_id).in_flight == 0 and caller.forwarder.outstanding[victim_id] == 0
         assert "victim__generate" not in {t.name for t in caller.tools.tools}, "a dead peer's tools are not offered"
         for mode in ("legacy", "auto"):  # the SDK path and the fast forward path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -12,7 +11,9 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 import anyio.to_thread
 import pytest
-from tests.federation.discovery.discovery_support import REPO, eventually
+from tests.support.cli import mcpfed
+from tests.support.paths import REPO
+from tests.support.waiting import wait_until
 
 from federation.node import Node
 
@@ -22,22 +23,18 @@ StartNode = Callable[..., AbstractAsyncContextManager[Node]]
 _ENV = os.environ | {"COLUMNS": "160"}  # wide enough that rich does not truncate ids
 
 
-async def _mcpfed(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return await anyio.run_process([sys.executable, "-m", "federation.cli", *args], cwd=REPO, check=False, env=_ENV)
-
-
 async def test_peers_shows_the_table_from_a_url_and_from_the_state_dir(mdns_node: StartNode) -> None:
     async with mdns_node(name="desk") as desk, mdns_node(name="laptop") as laptop:
-        await eventually(lambda: laptop.peer_id in desk.peers, "the laptop admitted")
-        by_url = await _mcpfed("peers", "--url", desk.mcp_url)
+        await wait_until(lambda: laptop.peer_id in desk.peers, "the laptop admitted")
+        by_url = await mcpfed("peers", "--url", desk.mcp_url, env=_ENV)
 
         async def stored() -> bool:
             return bool(await anyio.to_thread.run_sync(desk.store.peers, desk.peer_id))
 
-        await eventually(stored, "the table saved to the store")
-        by_home = await _mcpfed("peers", "--home", str(desk.home))
+        await wait_until(stored, "the table saved to the store")
+        by_home = await mcpfed("peers", "--home", str(desk.home), env=_ENV)
     for result in (by_url, by_home):
-        row = next(line for line in result.stdout.decode().splitlines() if "laptop" in line)
+        row = next(line for line in result.stdout.splitlines() if "laptop" in line)
         assert result.returncode == 0
         assert laptop.peer_id in row and f"127.0.0.1:{laptop.port}" in row and "mdns" in row and " up " in row
 
@@ -48,7 +45,7 @@ async def test_peers_watch_follows_a_peer_arriving_live(mdns_node: StartNode) ->
         async with await anyio.open_process(command, cwd=REPO, env=_ENV) as watcher:
             await anyio.sleep(1.0)  # the watcher connects and shows an empty table
             async with mdns_node(name="newcomer") as newcomer:
-                await eventually(lambda: newcomer.peer_id in hub.peers, "the newcomer admitted")
+                await wait_until(lambda: newcomer.peer_id in hub.peers, "the newcomer admitted")
                 await anyio.sleep(0.5)
                 watcher.send_signal(signal.SIGINT)
                 with anyio.fail_after(10):
@@ -61,19 +58,19 @@ async def test_peers_watch_follows_a_peer_arriving_live(mdns_node: StartNode) ->
 
 
 async def test_peers_of_a_peer_that_is_not_running_is_a_clear_error() -> None:
-    result = await _mcpfed("peers", "--url", "http://127.0.0.1:9")
+    result = await mcpfed("peers", "--url", "http://127.0.0.1:9", env=_ENV)
     assert result.returncode == 1
-    assert b"Is `mcpfed serve` running there?" in result.stderr and b"Traceback" not in result.stderr
+    assert "Is `mcpfed serve` running there?" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
     ("flags", "code", "complaint"),
     [
-        (["--mdns", "nosuch0"], 1, b"does not have"),
-        (["--peer", "not-a-url"], 2, b"not a peer URL"),
+        (["--mdns", "nosuch0"], 1, "does not have"),
+        (["--peer", "not-a-url"], 2, "not a peer URL"),
     ],
 )
-async def test_serve_refuses_bad_discovery_flags_with_one_line(flags: list[str], code: int, complaint: bytes) -> None:
-    result = await _mcpfed("serve", "--model", "none", "--port", "0", *flags)
+async def test_serve_refuses_bad_discovery_flags_with_one_line(flags: list[str], code: int, complaint: str) -> None:
+    result = await mcpfed("serve", "--model", "none", "--port", "0", *flags, env=_ENV)
     assert result.returncode == code
-    assert complaint in result.stderr and b"Traceback" not in result.stderr
+    assert complaint in result.stderr and "Traceback" not in result.stderr

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 import pytest
-from tests.federation.discovery.discovery_support import eventually, serve_app
+from tests.support.waiting import wait_until
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,6 +29,7 @@ from federation.const import SERVICE_TYPE
 from federation.discovery import MdnsDiscovery
 from federation.discovery.hint import mesh_tag, txt_record
 from federation.identity import Identity
+from federation.listen import serve_app
 from federation.node import Node
 
 pytestmark = pytest.mark.anyio
@@ -63,8 +64,8 @@ class FakePeer:
 @asynccontextmanager
 async def fake_peer(delay: float = 0.0) -> AsyncIterator[FakePeer]:
     fake = FakePeer(delay=delay)
-    async with serve_app(fake.app()) as port:
-        fake.port = port
+    async with serve_app(fake.app(), lifespan="off", timeout_graceful_shutdown=0) as url:
+        fake.port = httpx.URL(url).port or 0
         try:
             yield fake
         finally:
@@ -144,15 +145,15 @@ async def test_spoofed_forged_foreign_and_replayed_cards_are_rejected_once_each(
                 await announcer.announce("replay", replay.port, hint_for(victim.card())): ("address-mismatch", replay),
             }
             expected = sorted((name, reason) for name, (reason, _) in cases.items())
-            await eventually(lambda: sorted(rejections(caplog)) == expected, f"each hostile instance rejected with its reason: {expected}")
+            await wait_until(lambda: sorted(rejections(caplog)) == expected, f"each hostile instance rejected with its reason: {expected}")
 
             for name, (_, fake) in cases.items():  # a new card digest makes discovery look again...
                 txt = dict(announcer.infos[name].properties) | {b"cd": b"0123456789ab"}
                 await announcer.announce(name.split(".")[0], fake.port, txt)  # type: ignore[arg-type]
-            await eventually(lambda: all(fake.hits >= 2 for _, fake in cases.values()), "every hostile card re-fetched after its digest changed")
+            await wait_until(lambda: all(fake.hits >= 2 for _, fake in cases.values()), "every hostile card re-fetched after its digest changed")
 
             async with mdns_node(name="friend") as friend:
-                await eventually(lambda: friend.peer_id in guard.peers, "an honest peer is still admitted")
+                await wait_until(lambda: friend.peer_id in guard.peers, "an honest peer is still admitted")
                 assert {p.id for p in guard.peers} == {friend.peer_id}
             assert sorted(rejections(caplog)) == expected  # ...but reports each (peer, reason) only once
 
@@ -169,9 +170,9 @@ async def test_malformed_txt_records_are_rejected_without_fetching(mdns_node: St
     }
     async with mdns_node(name="guard") as guard, fake_peer() as target:
         names = [await announcer.announce(instance, target.port, txt) for instance, txt in broken.items()]
-        await eventually(lambda: sorted(rejections(caplog)) == sorted((n, "malformed-txt") for n in names), "every malformed record reported")
+        await wait_until(lambda: sorted(rejections(caplog)) == sorted((n, "malformed-txt") for n in names), "every malformed record reported")
         async with mdns_node(name="friend") as friend:
-            await eventually(lambda: friend.peer_id in guard.peers, "an honest peer is still admitted")
+            await wait_until(lambda: friend.peer_id in guard.peers, "an honest peer is still admitted")
             assert {peer.id for peer in guard.peers} == {friend.peer_id}  # and none of the broken hints
         assert target.hits == 0  # nothing was fetched on the strength of a broken hint
 
@@ -190,12 +191,12 @@ async def test_unreachable_and_slow_peers_do_not_stall_discovery(
         slow.body = sloth.model_dump_json().encode()
         ghost_name = await announcer.announce("ghost", dead_port, txt_record(ghost, "/mcp"))
         sloth_name = await announcer.announce("sloth", slow.port, txt_record(sloth, "/mcp"))
-        await eventually(lambda: slow.hits >= 1, "the slow peer's card requested")
+        await wait_until(lambda: slow.hits >= 1, "the slow peer's card requested")
 
         async with mdns_node(name="friend") as friend:
-            await eventually(lambda: friend.peer_id in guard.peers, "an honest peer admitted", timeout=4.0)
+            await wait_until(lambda: friend.peer_id in guard.peers, "an honest peer admitted", timeout=4.0)
             assert (sloth_name, "timeout") not in rejections(caplog)  # admitted while the slow fetch still hung
-            await eventually(lambda: (sloth_name, "timeout") in rejections(caplog), "the hanging fetch given up on", timeout=8.0)
+            await wait_until(lambda: (sloth_name, "timeout") in rejections(caplog), "the hanging fetch given up on", timeout=8.0)
         assert (ghost_name, "unreachable") in rejections(caplog)
         assert rejections(caplog).count((ghost_name, "unreachable")) == 1  # retried with backoff meanwhile, reported once
         assert {p.id for p in guard.peers} <= {friend.peer_id}
@@ -215,7 +216,7 @@ async def test_announcement_flood_is_bounded(
             most_tracked = max(most_tracked, discovery.tracked)
             await anyio.sleep(0)
         async with mdns_node(name="friend") as friend:
-            await eventually(lambda: friend.peer_id in guard.peers, "an honest peer admitted after the flood", timeout=10.0)
+            await wait_until(lambda: friend.peer_id in guard.peers, "an honest peer admitted after the flood", timeout=10.0)
         assert most_tracked <= 40 and discovery.tracked <= 40
         assert {p.id for p in guard.peers} <= {friend.peer_id}  # no junk got in
         floods = [r for r in rejections(caplog) if r[1] in ("flood", "busy")]
@@ -237,4 +238,4 @@ async def test_a_peer_whose_announcement_was_missed_is_found_by_the_periodic_que
             SERVICE_TYPE, f"quiet-x.{SERVICE_TYPE}", addresses=[socket.inet_aton("127.0.0.1")], port=quiet.port, properties=txt_record(quiet.card(), "/mcp"), server="quiet-x.local."
         )
         announcer.zc.zeroconf.registry.async_add(info)  # answers queries, announces nothing
-        await eventually(lambda: quiet.peer_id in guard.peers, "the silent peer found by a later query", timeout=5.0)
+        await wait_until(lambda: quiet.peer_id in guard.peers, "the silent peer found by a later query", timeout=5.0)

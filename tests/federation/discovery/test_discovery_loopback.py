@@ -9,7 +9,8 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 import anyio.to_thread
 import pytest
-from tests.federation.discovery.discovery_support import SpawnPeer, eventually, recorded_events
+from tests.support.discovery import SpawnPeer, recorded_events
+from tests.support.waiting import wait_until
 from mcp.server.mcpserver import MCPServer
 
 from federation.events import Event
@@ -58,23 +59,23 @@ async def test_three_peers_see_each_other_and_notice_crash_return_and_leave(mdns
         async def gamma_sees_both() -> bool:
             return {p["id"] for p in await fetch_peers(gamma.mcp_url)} == {alpha.peer_id, beta.peer_id}
 
-        await eventually(lambda: len(alpha.peers) == 2 and len(beta.peers) == 2, "alpha and beta see two peers each")
-        await eventually(gamma_sees_both, "gamma (a separate process) sees alpha and beta")
+        await wait_until(lambda: len(alpha.peers) == 2 and len(beta.peers) == 2, "alpha and beta see two peers each")
+        await wait_until(gamma_sees_both, "gamma (a separate process) sees alpha and beta")
         gamma_id = next(p.id for p in alpha.peers if p.name == "gamma")
         assert alpha.peers.get(gamma_id).via == "mdns"  # type: ignore[union-attr]
 
         await gamma.stop(signal.SIGKILL)
-        await eventually(lambda: _status(alpha, gamma_id) == _status(beta, gamma_id) == "dead", "a SIGKILLed peer marked dead by both")
+        await wait_until(lambda: _status(alpha, gamma_id) == _status(beta, gamma_id) == "dead", "a SIGKILLed peer marked dead by both")
 
         gamma = await spawn_peer("gamma")  # same state dir: same identity, new port
-        await eventually(lambda: _status(alpha, gamma_id) == _status(beta, gamma_id) == "up", "the restarted peer back up at both")
+        await wait_until(lambda: _status(alpha, gamma_id) == _status(beta, gamma_id) == "up", "the restarted peer back up at both")
         assert alpha.peers.get(gamma_id).url == gamma.mcp_url  # type: ignore[union-attr]
 
         await gamma.stop(signal.SIGTERM)
-        await eventually(lambda: gamma_id not in alpha.peers and gamma_id not in beta.peers, "a cleanly stopped peer gone from both", timeout=3.0)
+        await wait_until(lambda: gamma_id not in alpha.peers and gamma_id not in beta.peers, "a cleanly stopped peer gone from both", timeout=3.0)
 
         table_now = [(p["id"], p["status"]) for p in await fetch_peers(alpha.url)]
-        await eventually(lambda: _fold(events) == table_now, "/events folded into a table equals GET /peers")
+        await wait_until(lambda: _fold(events) == table_now, "/events folded into a table equals GET /peers")
 
     assert _story(events, gamma_id) == ["up", "down:unresponsive", "up", "down:left"]
     seqs = [e.seq for e in events if e.kind != "hello"]
@@ -86,7 +87,7 @@ async def test_three_peers_see_each_other_and_notice_crash_return_and_leave(mdns
 
 async def test_changed_card_is_refetched_and_announced_as_peer_changed(mdns_node: StartNode) -> None:
     async with mdns_node(name="watcher") as watcher, mdns_node(name="worker") as worker, recorded_events(watcher.url) as events:
-        await eventually(lambda: worker.peer_id in watcher.peers, "the worker admitted")
+        await wait_until(lambda: worker.peer_id in watcher.peers, "the worker admitted")
         assert watcher.peers.get(worker.peer_id).card.tools == []  # type: ignore[union-attr]
 
         extra = MCPServer("extra")
@@ -97,17 +98,17 @@ async def test_changed_card_is_refetched_and_announced_as_peer_changed(mdns_node
             return text.upper()
 
         await worker.tools.add_provider(HostedServer(extra))
-        await eventually(lambda: [t.name for t in watcher.peers.get(worker.peer_id).card.tools] == ["shout"], "the new tool seen by the watcher")  # type: ignore[union-attr]
+        await wait_until(lambda: [t.name for t in watcher.peers.get(worker.peer_id).card.tools] == ["shout"], "the new tool seen by the watcher")  # type: ignore[union-attr]
 
         def announced() -> bool:  # peer_changed (or peer_up, had a slow ping just made it suspect)
             return any(e.kind in ("peer_changed", "peer_up") and e.data["id"] == worker.peer_id and e.data["tools"] == 1 for e in events)
 
-        await eventually(announced, "the change announced on /events")
+        await wait_until(announced, "the change announced on /events")
 
 
 async def test_peers_in_another_mesh_are_not_admitted(mdns_node: StartNode) -> None:
     async with mdns_node(name="ours") as ours, mdns_node(name="theirs", mesh="someone-elses") as theirs, mdns_node(name="friend") as friend:
-        await eventually(lambda: friend.peer_id in ours.peers, "a same-mesh peer admitted")
+        await wait_until(lambda: friend.peer_id in ours.peers, "a same-mesh peer admitted")
         assert theirs.peer_id not in ours.peers and ours.peer_id not in theirs.peers
 
 
@@ -119,8 +120,8 @@ async def test_stopped_node_leaves_no_stored_peers_and_a_running_one_stores_them
             return [(row.name, row.via, row.status) for row in rows]
 
         async with mdns_node(name="visitor"):
-            await eventually(lambda: _is(stored(), [("visitor", "mdns", "up")]), "the visitor stored in keeper's table")
-        await eventually(lambda: _is(stored(), []), "the departed visitor removed from the store")
+            await wait_until(lambda: _is(stored(), [("visitor", "mdns", "up")]), "the visitor stored in keeper's table")
+        await wait_until(lambda: _is(stored(), []), "the departed visitor removed from the store")
 
 
 async def _is(value: Awaitable[object], expected: object) -> bool:

@@ -20,7 +20,9 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from tests.federation.discovery.discovery_support import REPO, SpawnPeer, eventually
+from tests.support.discovery import SpawnPeer
+from tests.support.paths import REPO
+from tests.support.waiting import wait_until
 
 from federation.const import SERVICE_TYPE
 
@@ -117,7 +119,7 @@ async def test_peers_on_three_hosts_discover_each_other_and_call_a_tool_across(l
                 return False
         return True
 
-    await eventually(everyone_sees_everyone, "each host's peer lists the other two, via mdns, up", timeout=20.0)
+    await wait_until(everyone_sees_everyone, "each host's peer lists the other two, via mdns, up", timeout=20.0)
 
     third_sees = await _in_host(lan[2], _PEERS.format(url=urls[2].removesuffix("/mcp"), auth=_AUTH))
     assert isinstance(third_sees, list)
@@ -212,4 +214,4 @@ async def test_a_peer_on_every_interface_advertises_its_real_addresses(lan: list
         assert isinstance(seen, list)
         return [(p["name"], p["url"], p["via"]) for p in seen] == [("everywhere", everywhere.mcp_url, "mdns")]
 
-    await eventually(neighbour_admitted_it, "the neighbour admits it over mDNS at its LAN address, checked against the signed endpoints", timeout=20.0)
+    await wait_until(neighbour_admitted_it, "the neighbour admits it over mDNS at its LAN address, checked against the signed endpoints", timeout=20.0)

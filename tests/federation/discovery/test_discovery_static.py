@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from tests.federation.discovery.discovery_support import eventually
+from tests.support.waiting import wait_until
 
 from federation.node import Node
 from federation.settings import PeerSettings
@@ -34,13 +34,13 @@ async def test_static_peer_admitted_when_it_appears_marked_dead_and_back(
     url = f"http://127.0.0.1:{port}"
     fast = {"mesh": mesh, "health_interval": 0.2}
     async with Node(make_settings(name="seeker", peers=[url], **fast)) as seeker:
-        await eventually(lambda: any("unreachable" in r.getMessage() for r in caplog.records), "the missing static peer reported")
+        await wait_until(lambda: any("unreachable" in r.getMessage() for r in caplog.records), "the missing static peer reported")
         async with Node(make_settings(name="target", port=port, **fast)) as target:
-            await eventually(lambda: _status(seeker, target.peer_id) == "up", "the static peer admitted once it answers")
+            await wait_until(lambda: _status(seeker, target.peer_id) == "up", "the static peer admitted once it answers")
             assert seeker.peers.get(target.peer_id).via == "static"  # type: ignore[union-attr]
-        await eventually(lambda: _status(seeker, target.peer_id) == "dead", "a stopped static peer marked dead (it sends no goodbye)")
+        await wait_until(lambda: _status(seeker, target.peer_id) == "dead", "a stopped static peer marked dead (it sends no goodbye)")
         async with Node(make_settings(name="target", port=port, **fast)):
-            await eventually(lambda: _status(seeker, target.peer_id) == "up", "the static peer back up when it returns")
+            await wait_until(lambda: _status(seeker, target.peer_id) == "up", "the static peer back up when it returns")
     assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -48,5 +48,5 @@ async def test_static_peer_in_another_mesh_is_refused(make_settings: Callable[..
     caplog.set_level(logging.INFO, logger="federation.discovery")
     async with Node(make_settings(name="stranger", mesh="other")) as stranger:
         async with Node(make_settings(name="seeker", mesh=mesh, peers=[stranger.url])) as seeker:
-            await eventually(lambda: any("other-mesh" in r.getMessage() for r in caplog.records), "the foreign static peer refused")
+            await wait_until(lambda: any("other-mesh" in r.getMessage() for r in caplog.records), "the foreign static peer refused")
             assert len(seeker.peers) == 0

@@ -12,7 +12,7 @@ from mcp import Client
 
 from federation.client import result_text
 from federation.node import Node
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

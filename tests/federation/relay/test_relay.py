@@ -23,8 +23,8 @@ from federation.relay.server import Relay
 from federation.relay.settings import RelaySettings
 from federation.settings import PeerSettings
 from federation.toolhost import HostedServer
-from tests.conftest import BASE_MODEL
-from tests.relay_support import AUTH, MESH_FIELDS, free_port, raw_tunnel, wait_attached
+from tests.support.models import BASE_MODEL
+from tests.support.relay import AUTH, MESH_FIELDS, free_port, raw_tunnel, wait_attached
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,7 @@ from federation.relay.frames import Kind, Publish, Reset, ResponseHead, decode, 
 from federation.relay.server import Relay
 from federation.relay.settings import RelaySettings
 from federation.settings import PeerSettings
-from tests.relay_support import (
+from tests.support.relay import (
     AUTH,
     MESH_FIELDS,
     attach_by_hand,

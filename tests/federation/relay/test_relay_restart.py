@@ -14,7 +14,7 @@ from federation.discovery.relay import relayed_url
 from federation.errors import PeerError
 from federation.node import Node
 from federation.settings import PeerSettings
-from tests.relay_support import AUTH, MESH_FIELDS, free_port, kill, relay_process, wait_attached
+from tests.support.relay import AUTH, MESH_FIELDS, free_port, kill, relay_process, wait_attached
 
 pytestmark = pytest.mark.anyio
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 
@@ -19,15 +16,9 @@ from federation.errors import ConfigError, PeerError
 from federation.membership import auth_headers, create_mesh, invite, join, load_mesh, parse_token
 from federation.node import Node
 from federation.settings import PeerSettings
-from tests.relay_support import REPO
+from tests.support.cli import mcpfed, mcpfed_sync
 
 pytestmark = pytest.mark.anyio
-
-
-def mcpfed(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "federation.cli", *args, "--home", str(home)], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
 
 
 def test_a_join_token_carries_the_mesh_and_is_stored_privately(tmp_path: Path) -> None:
@@ -66,13 +57,13 @@ def test_joining_a_second_mesh_needs_force(tmp_path: Path) -> None:
 
 async def test_cli_init_invite_join_lets_the_second_machine_talk_to_the_first(tmp_path: Path) -> None:
     first_home, second_home, stranger_home = tmp_path / "first", tmp_path / "second", tmp_path / "stranger"
-    assert mcpfed("init", "--mesh", "home", home=first_home).returncode == 0
-    invited = mcpfed("invite", home=first_home)
+    assert mcpfed_sync("init", "--mesh", "home", "--home", str(first_home)).returncode == 0
+    invited = mcpfed_sync("invite", "--home", str(first_home))
     assert invited.returncode == 0
     token = invited.stdout.strip()
-    joined = mcpfed("join", token, home=second_home)
+    joined = mcpfed_sync("join", token, "--home", str(second_home))
     assert joined.returncode == 0 and "joined mesh home" in joined.stderr
-    garbled = mcpfed("join", token[:-7] + "!!!", home=tmp_path / "garbled")
+    garbled = mcpfed_sync("join", token[:-7] + "!!!", "--home", str(tmp_path / "garbled"))
     assert garbled.returncode == 1 and "join token is damaged" in garbled.stderr and "Traceback" not in garbled.stderr
 
     async with Node(PeerSettings(port=0, model=None, home=first_home)) as first:
@@ -85,12 +76,9 @@ async def test_cli_init_invite_join_lets_the_second_machine_talk_to_the_first(tm
             async with connect(first.mcp_url, headers=auth_headers(stranger)):
                 pass
         for home, expected in ((second_home, 0), (stranger_home, 1)):  # the CLI sends its machine's credential
-            listed = await anyio.run_process(
-                [sys.executable, "-m", "federation.cli", "tools", "--url", first.mcp_url],
-                cwd=REPO, env={**os.environ, "MCPFED_HOME": str(home)}, check=False,
-            )
+            listed = await mcpfed("tools", "--url", first.mcp_url, env={**os.environ, "MCPFED_HOME": str(home)})
             assert listed.returncode == expected, listed.stderr
-        assert b"no mesh credential was sent" in listed.stderr
+        assert "no mesh credential was sent" in listed.stderr
 
 
 async def test_a_mesh_peer_answers_strangers_401_on_every_route_but_health(start_node: Callable[..., AbstractAsyncContextManager[Node]]) -> None:
@@ -132,5 +120,5 @@ def test_exposing_a_peer_without_a_mesh_secret_is_refused(tmp_path: Path) -> Non
         Node(PeerSettings(port=0, model=None, home=tmp_path, relays=["http://relay.example:8800"]))
     with pytest.raises(ConfigError, match="must look like http://host:port"):
         PeerSettings(home=tmp_path, relays=["relay.example:8800"])
-    exposed = mcpfed("relay", "--host", "0.0.0.0", "--port", "0", home=tmp_path / "relay")
+    exposed = mcpfed_sync("relay", "--host", "0.0.0.0", "--port", "0", "--home", str(tmp_path / "relay"))
     assert exposed.returncode == 1 and "needs a mesh secret" in exposed.stderr and "Traceback" not in exposed.stderr

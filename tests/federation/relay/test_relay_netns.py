@@ -23,7 +23,7 @@ import pytest
 
 from federation.identity import Identity
 from federation.membership import create_mesh, invite, join
-from tests.relay_support import REPO
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.netns, pytest.mark.model]
 

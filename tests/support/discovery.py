@@ -1,40 +1,21 @@
-"""Helpers for discovery tests: waiting on a condition, peers in child processes, tiny ASGI servers, /events.
-
-A module with a unique name (not conftest) so test files import it unambiguously.
-"""
+"""Helpers for discovery tests: peers in child processes, and a peer's /events recorded into a list."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 from anyio.abc import Process
 
-from federation import listen
 from federation.events import Event
 from federation.watch import open_events
 
-REPO = Path(__file__).resolve().parents[3]
 FAST_HEALTH_INTERVAL = 0.2
 START_DEADLINE = 30.0
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 5.0) -> None:
-    """Wait until `check()` holds (a liveness bound, not a timing assertion)."""
-    with anyio.move_on_after(timeout):
-        while True:
-            outcome = check()
-            if not isinstance(outcome, bool):
-                outcome = await outcome
-            if outcome:
-                return
-            await anyio.sleep(0.02)
-    pytest.fail(f"not within {timeout:g} s: {what}")
 
 
 class PeerProcess:
@@ -91,10 +72,3 @@ async def recorded_events(url: str) -> AsyncIterator[list[Event]]:
             await subscribed.wait()
         yield events
         task_group.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def serve_app(app: Any) -> AsyncIterator[int]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1, any free port; yields the port."""
-    async with listen.serve_app(app, lifespan="off", timeout_graceful_shutdown=0) as url:
-        yield int(url.rsplit(":", 1)[1])

@@ -22,8 +22,9 @@ from federation.const import PEERS_PATH, TUNNEL_PATH
 from federation.identity import Identity
 from federation.membership import Mesh
 from federation.relay.frames import Auth, Challenge, Publish, challenge_message, decode, encode_control, parse_control
+from tests.support.paths import REPO
+from tests.support.waiting import wait_until
 
-REPO = Path(__file__).resolve().parent.parent
 MESH = Mesh(id="testmesh0001", name="test", secret="test-mesh-secret-0123456789abcdef")
 AUTH = {"Authorization": f"Bearer {MESH.secret}"}
 MESH_FIELDS: dict[str, Any] = {"mesh": MESH.id, "mesh_name": MESH.name, "mesh_secret": MESH.secret}
@@ -38,15 +39,15 @@ def free_port() -> int:
 async def wait_attached(relay_url: str, peer_id: str, *, timeout: float = 10.0, headers: dict[str, str] = AUTH) -> None:
     """Until the relay lists `peer_id` as attached to it (liveness bound `timeout`)."""
     async with httpx.AsyncClient(headers=headers, timeout=2) as http:
-        with anyio.fail_after(timeout):
-            while True:
-                try:
-                    listing = (await http.get(relay_url + PEERS_PATH)).json()
-                    if any(e["here"] and e["card"]["id"] == peer_id for e in listing["peers"]):
-                        return
-                except (httpx.HTTPError, ValueError, KeyError):
-                    pass
-                await anyio.sleep(0.05)
+
+        async def attached() -> bool:
+            try:
+                listing = (await http.get(relay_url + PEERS_PATH)).json()
+                return any(e["here"] and e["card"]["id"] == peer_id for e in listing["peers"])
+            except (httpx.HTTPError, ValueError, KeyError):
+                return False
+
+        await wait_until(attached, f"{peer_id} attached to the relay at {relay_url}", timeout)
 
 
 @asynccontextmanager
@@ -72,15 +73,16 @@ async def relay_process(port: int, home: Path, *extra: str) -> AsyncIterator[sub
 
 
 async def wait_healthy(url: str, timeout: float = 15.0) -> None:
+    """Until `url` answers its health check (a started relay process)."""
     async with httpx.AsyncClient(timeout=1) as http:
-        with anyio.fail_after(timeout):
-            while True:
-                try:
-                    if (await http.get(url + "/health")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await anyio.sleep(0.05)
+
+        async def healthy() -> bool:
+            try:
+                return (await http.get(url + "/health")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await wait_until(healthy, f"{url} healthy", timeout)
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -14,9 +12,9 @@ from federation.client import connect
 from federation.errors import ConfigError
 from federation.node import Node
 from federation.settings import PeerSettings
+from tests.support.cli import mcpfed_sync
+from tests.support.paths import NOTES
 
-REPO = Path(__file__).resolve().parents[1]
-NOTES = REPO / "examples" / "notes"
 
 
 @pytest.mark.anyio
@@ -64,10 +62,7 @@ def test_notes_must_be_a_folder(make_settings: Callable[..., PeerSettings], tmp_
     [(["--share", "fs"], "needs the form NAME=COMMAND"), (["--notes", "/no/such/folder"], "is not a folder")],
 )
 def test_serve_refuses_bad_sharing_flags_in_one_line(tmp_path: Path, flags: list[str], complaint: str) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "federation.cli", "serve", "--model", "none", "--port", "0", "--home", str(tmp_path), *flags],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )
+    run = mcpfed_sync("serve", "--model", "none", "--port", "0", "--home", str(tmp_path), *flags)
     assert run.returncode == 2, run.stderr  # a bad flag is a usage error
     assert complaint in run.stderr
     assert "Traceback" not in run.stderr
