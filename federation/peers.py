@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from federation.card import PeerCard
 from federation.contract import PeerRow, PeerStatus, Via
@@ -173,7 +173,7 @@ class PeerTable:
             peer.status = "suspect"
             self._events.publish("peer_suspect", **peer.fields())
 
-    def drop_route(self, peer_id: str, via: Via, *, reason: str = "left") -> None:
+    def drop_route(self, peer_id: str, via: Via, *, reason: Literal["left", "forgotten"] = "left") -> None:
         """One way to a peer went away (mDNS goodbye, relay lost); remove the peer if none is left.
 
         `reason` rides on the `peer_down` event: "left" for a goodbye, "forgotten" for a long-dead peer.
