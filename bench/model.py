@@ -28,8 +28,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from federation import Node, PeerSettings
-from federation.client import call_tool, connect
+from federation import Node, PeerSettings, call_tool, connect
 
 PROMPT = "The history of the printing press begins"
 

@@ -15,11 +15,11 @@ import time
 
 import anyio
 
-from federation.card import PeerCard
+from federation import CallFinished, PeerCard, PeerRow
 from tui.app import FLUSH_SECONDS, MeshApp
 from tui.asking import Answer
 from tui.feed import ReplayFeed
-from tui.wire import CallEvent, CallInfo, Connected, FeedItem, PeerInfo
+from tui.wire import Connected, FeedItem
 
 REDRAWS = 40
 SIZE = (160, 48)
@@ -30,16 +30,15 @@ class _NoAsker:
         raise NotImplementedError
 
 
-def _call(n: int, peers: tuple[PeerInfo, ...]) -> CallEvent:
+def _call(n: int, peers: tuple[PeerRow, ...]) -> CallFinished:
     caller, callee = peers[n % len(peers)], peers[(n + 1) % len(peers)]
-    info = CallInfo(tool="chat", trace_id=f"t{n}", caller=caller.id, callee=callee.id, ms=120.0, outcome="ok", tokens_in=9, tokens_out=30, at=time.time())
-    return CallEvent("call_finished", info)
+    return CallFinished(tool="chat", trace_id=f"t{n}", caller=caller.id, callee=callee.id, ms=120.0, outcome="ok", tokens_in=9, tokens_out=30, at=time.time())
 
 
 async def cpu_ms(n_peers: int, n_traces: int, *, events: bool) -> float:
     """CPU ms per redraw window (one event each), or per quiet second when `events` is False."""
     card = PeerCard(id="self0000self0000", name="self", pubkey="")
-    peers = tuple(PeerInfo(id=f"p{i:015d}", name=f"peer{i:03d}", via="mdns", models=("gemma-3-270m",), latency_ms=2.0) for i in range(n_peers))
+    peers = tuple(PeerRow(id=f"p{i:015d}", name=f"peer{i:03d}", via="mdns", models=("gemma-3-270m",), latency_ms=2.0) for i in range(n_peers))
     history: list[FeedItem] = [Connected(card=card, peers=peers)] + [_call(n, peers) for n in range(n_traces)]
     app = MeshApp(ReplayFeed(history), _NoAsker(), url="http://bench")
     async with app.run_test(size=SIZE) as pilot:

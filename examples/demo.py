@@ -35,8 +35,7 @@ from textwrap import indent
 import anyio
 from rich.console import Console
 
-from federation import Mesh, map_reduce
-from federation.workflows import Step, WorkflowResult
+from federation import Mesh, WorkflowResult, WorkflowStep, map_reduce
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT / "examples" / "notes"
@@ -101,14 +100,14 @@ async def cooperate(mesh_name: str, topic: str, home: Path) -> WorkflowResult:
         seen = ", ".join(f"{p.name} ({p.via})" for p in mesh.peers())
         console.print(f"[green]✓[/] all peers seen in {time.perf_counter() - started:.1f} s: {seen}")
 
-        lookup_steps: list[Step] = []
+        lookup_steps: list[WorkflowStep] = []
         with console.status(f"searching the notes peer for {topic!r}…", spinner="dots"):
             found = await mesh.call("notes", "search_notes", {"query": topic, "limit": 3})
-            lookup_steps.append(Step(label="search_notes", peer=found.peer, peer_name=found.peer_name, kind="tool", ms=found.ms))
+            lookup_steps.append(WorkflowStep(label="search_notes", peer=found.peer, peer_name=found.peer_name, kind="tool", ms=found.ms))
             chunks = []
             for hit in found.data["hits"]:
                 note = await mesh.call("notes", "read_note", {"path": hit["path"]})
-                lookup_steps.append(Step(label="read_note", peer=note.peer, peer_name=note.peer_name, kind="tool", ms=note.ms))
+                lookup_steps.append(WorkflowStep(label="read_note", peer=note.peer, peer_name=note.peer_name, kind="tool", ms=note.ms))
                 chunks.append(note.data["text"][:600])
         console.print(f"[green]✓[/] {len(chunks)} notes found; summarising across the model peers:\n")
 

@@ -36,12 +36,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from federation.const import ANSWER_RESTARTS_PREFIX
+from federation.contract import PeerRow
 from federation.discovery.ready import first_look
 from federation.errors import PeerError, ToolCallError
 from federation.home import state_dir
 from federation.membership import load_mesh
 from federation.node import Node
-from federation.peers import Peer
 from federation.routing import AskResult, Router
 from federation.settings import PeerSettings
 from federation.trace import Trace
@@ -151,15 +151,15 @@ class Mesh:
     def _router(self) -> Router:
         return self._node.service(Router)
 
-    def peers(self) -> list[Peer]:
+    def peers(self) -> list[PeerRow]:
         """Peers currently known (any status), by name."""
-        return sorted(self._node.peers, key=lambda p: (p.name, p.id))
+        return self._node.peers.snapshot()
 
-    async def wait_for_peers(self, count: int, *, timeout: float = 10.0, model: bool = False) -> list[Peer]:
+    async def wait_for_peers(self, count: int, *, timeout: float = 10.0, model: bool = False) -> list[PeerRow]:
         """Wait until `count` peers are up (with a model, if `model`); PeerError on timeout."""
         deadline = time.monotonic() + timeout
         while True:
-            ready = [p for p in self._node.peers.up() if p.models or not model]
+            ready = [p.row() for p in self._node.peers.up() if p.models or not model]
             if len(ready) >= count:
                 return ready
             if time.monotonic() > deadline:
@@ -241,7 +241,7 @@ class SyncMesh:
             with portal.wrap_async_context_manager(Mesh.connect(**options)) as mesh:
                 yield cls(portal, mesh)
 
-    def peers(self) -> list[Peer]:
+    def peers(self) -> list[PeerRow]:
         return self._mesh.peers()
 
     def ask(self, prompt: str, **options: Any) -> Answer:

@@ -26,6 +26,7 @@ from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, DEFAUL
 from federation.errors import ConfigError, FederationError
 
 if TYPE_CHECKING:
+    from federation.contract import PeerRow
     from federation.settings import MeshSettings
 
 Settings = TypeVar("Settings", bound="MeshSettings")
@@ -438,7 +439,7 @@ def peers(
 _STATUS_STYLE = {"up": "green", "suspect": "yellow", "dead": "red"}
 
 
-def _peer_table(rows: list[dict[str, Any]]) -> Any:
+def _peer_table(rows: list[PeerRow]) -> Any:
     from rich.table import Table
 
     from federation.urls import address_of
@@ -447,18 +448,17 @@ def _peer_table(rows: list[dict[str, Any]]) -> Any:
     for column in ("name", "id", "address", "via", "models", "tools", "status", "in-flight", "latency"):
         table.add_column(column, no_wrap=column in ("id", "address"))
     for row in rows:
-        latency = row.get("latency_ms")
-        style = _STATUS_STYLE.get(row["status"], "")
+        style = _STATUS_STYLE.get(row.status, "")
         table.add_row(
-            row["name"],
-            row["id"],
-            address_of(row["url"]),
-            row["via"],
-            ", ".join(row["models"]) or "-",
-            str(row["tools"]),
-            f"[{style}]{row['status']}[/]" if style else row["status"],
-            str(row["in_flight"]),
-            "-" if latency is None else f"{latency:.1f} ms",
+            row.name,
+            row.id,
+            address_of(row.url),
+            row.via,
+            ", ".join(row.models) or "-",
+            str(row.tools),
+            f"[{style}]{row.status}[/]" if style else row.status,
+            str(row.in_flight),
+            "-" if row.latency_ms is None else f"{row.latency_ms:.1f} ms",
         )
     return table
 
@@ -497,7 +497,7 @@ async def _watch_peers(url: str, headers: dict[str, str]) -> None:
 
     live = Live(_peer_table([]), console=out, refresh_per_second=8)
 
-    def show(rows: list[dict[str, Any]]) -> None:
+    def show(rows: list[PeerRow]) -> None:
         if not live.is_started:
             live.start()  # only once connected, so a wrong URL prints just the error
         live.update(_peer_table(rows))

@@ -1,6 +1,8 @@
 """What happens on a peer, as typed events, fanned out to subscribers.
 
-The `/events` SSE stream, the TUI and scripts all read the same events. Each
+The `/events` SSE stream, the TUI and scripts all read the same events, each
+kind one model of `federation.contract`. `publish(kind, **fields)` validates
+the fields against that model, so a wrong field fails at the publisher. Each
 subscriber gets its own bounded buffer; one that falls behind loses its oldest
 events (and is told how many) instead of slowing the peer.
 """
@@ -8,27 +10,38 @@ events (and is told how many) instead of slowing the peer.
 from __future__ import annotations
 
 import itertools
-import time
 from collections import deque
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
-from pydantic import BaseModel, Field
+
+from federation.contract import EVENT_MODELS, Dropped, EventKind, EventModel
 
 __all__ = ["Event", "EventBus"]
-
-EventKind = Literal["hello", "peer_up", "peer_down", "peer_suspect", "peer_changed", "call_started", "call_finished", "dropped"]
 
 _BUFFER = 1000
 
 
-class Event(BaseModel):
-    """One thing that happened; `data` is kind-specific and documented in the README."""
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened: its place in the peer's sequence and its typed `payload`."""
 
-    seq: int = 0
-    kind: EventKind
-    at: float = Field(default_factory=time.time)
-    data: dict[str, Any] = Field(default_factory=dict)
+    seq: int
+    payload: EventModel
+
+    @property
+    def kind(self) -> EventKind:
+        return self.payload.kind
+
+    @property
+    def at(self) -> float:
+        return self.payload.at
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The payload as JSON values, for readers that go by field name."""
+        return self.payload.model_dump(mode="json")
 
 
 class _Subscriber:
@@ -82,7 +95,7 @@ class Subscription:
             await subscriber.wakeup.wait()
         if subscriber.dropped:
             dropped, subscriber.dropped = subscriber.dropped, 0
-            return Event(kind="dropped", data={"count": dropped})
+            return Event(seq=0, payload=Dropped(count=dropped))
         return subscriber.buffer.popleft()
 
 
@@ -94,8 +107,12 @@ class EventBus:
         self._seq = itertools.count(1)
         self._closed = False
 
-    def publish(self, kind: EventKind, **data: Any) -> Event:
-        event = Event(seq=next(self._seq), kind=kind, data=data)
+    def publish(self, kind: EventKind, **fields: Any) -> Event:
+        """Validate `fields` against the model of `kind` (unknown fields too: TypeError) and fan the event out."""
+        model = EVENT_MODELS[kind]
+        if unknown := fields.keys() - model.model_fields.keys():
+            raise TypeError(f"{kind} has no field(s) {', '.join(sorted(unknown))}")
+        event = Event(seq=next(self._seq), payload=model(**fields))
         for subscriber in self._subscribers:
             if subscriber.kinds is None or kind in subscriber.kinds:
                 subscriber.push(event)

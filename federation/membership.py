@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UNAUTHORIZED_CODE",
-    "Mesh",
+    "MeshCredentials",
     "MeshGuard",
     "auth_headers",
     "create_mesh",
@@ -63,7 +63,7 @@ UNAUTHORIZED_CODE = -32041
 _JOIN_HINT = "To join, run `mcpfed invite` on a member machine and `mcpfed join <token>` on this one."
 
 
-class Mesh(BaseModel):
+class MeshCredentials(BaseModel):
     """What a member knows about its mesh; the stored file and the token carry the same fields."""
 
     id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
@@ -97,7 +97,7 @@ def _mesh_path(home: Path) -> Path:
     return home / MESH_FILE
 
 
-def load_mesh(home: Path) -> Mesh | None:
+def load_mesh(home: Path) -> MeshCredentials | None:
     """The stored mesh of this state directory, or None when the machine has joined none."""
     path = _mesh_path(home)
     try:
@@ -107,12 +107,12 @@ def load_mesh(home: Path) -> Mesh | None:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        return Mesh.model_validate_json(raw)
+        return MeshCredentials.model_validate_json(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path} is damaged ({exc.errors()[0]['msg']}); run `mcpfed join TOKEN --force` to replace it.") from exc
 
 
-def _save_mesh(home: Path, mesh: Mesh) -> None:
+def _save_mesh(home: Path, mesh: MeshCredentials) -> None:
     """Write the mesh file with mode 0600 from the start (it holds the secret)."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = _mesh_path(home)
@@ -123,7 +123,7 @@ def _save_mesh(home: Path, mesh: Mesh) -> None:
     os.replace(temporary, path)
 
 
-def _refuse_to_replace(existing: Mesh | None, incoming_id: str | None, force: bool) -> None:
+def _refuse_to_replace(existing: MeshCredentials | None, incoming_id: str | None, force: bool) -> None:
     if existing is None or force or existing.id == incoming_id:
         return
     raise ConfigError(
@@ -132,10 +132,10 @@ def _refuse_to_replace(existing: Mesh | None, incoming_id: str | None, force: bo
     )
 
 
-def create_mesh(home: Path, name: str, *, relays: Iterable[str] = (), force: bool = False) -> Mesh:
+def create_mesh(home: Path, name: str, *, relays: Iterable[str] = (), force: bool = False) -> MeshCredentials:
     """Make a new mesh (random id and secret) and store it; `mcpfed init --mesh NAME`."""
     _refuse_to_replace(load_mesh(home), None, force)
-    mesh = Mesh(id=secrets.token_hex(8), name=name, secret=secrets.token_urlsafe(32), relays=_merge_relays(relays))
+    mesh = MeshCredentials(id=secrets.token_hex(8), name=name, secret=secrets.token_urlsafe(32), relays=_merge_relays(relays))
     _save_mesh(home, mesh)
     return mesh
 
@@ -154,7 +154,7 @@ def invite(home: Path, relays: Iterable[str] = ()) -> str:
     return JOIN_TOKEN_PREFIX + encoded.decode("ascii")
 
 
-def parse_token(token: str) -> Mesh:
+def parse_token(token: str) -> MeshCredentials:
     """The mesh inside a join token; ConfigError saying what is wrong with a bad one."""
     token = token.strip()
     if not token.startswith(JOIN_TOKEN_PREFIX):
@@ -168,14 +168,14 @@ def parse_token(token: str) -> Mesh:
     if not isinstance(body, dict) or body.get("v") != 1:
         raise ConfigError("the join token is from an unknown version of mcpfed; ask for a new one with `mcpfed invite`.")
     try:
-        mesh = Mesh.model_validate({k: v for k, v in body.items() if k != "v"})
+        mesh = MeshCredentials.model_validate({k: v for k, v in body.items() if k != "v"})
     except ValidationError as exc:
         problem = exc.errors()[0]
         raise ConfigError(f"the join token is damaged ({'.'.join(map(str, problem['loc']))}: {problem['msg']}); ask for a new one with `mcpfed invite`.") from exc
     return mesh.model_copy(update={"relays": _merge_relays(mesh.relays)})
 
 
-def join(home: Path, token: str, *, force: bool = False) -> Mesh:
+def join(home: Path, token: str, *, force: bool = False) -> MeshCredentials:
     """Store the mesh of a join token; rejoining the same mesh merges its relays."""
     incoming = parse_token(token)
     existing = load_mesh(home)

@@ -17,7 +17,6 @@ as services chosen from the settings.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import time
@@ -42,6 +41,7 @@ from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_
 from federation.discovery import discovery_services
 from federation.discovery.interfaces import advertised_hosts
 from federation.errors import ConfigError, ModelFileError, PeerError
+from federation.contract import EventModel, Hello
 from federation.events import EventBus
 from federation.home import state_dir
 from federation.identity import Identity
@@ -365,7 +365,7 @@ class Node:
         return JSONResponse(self.health())
 
     async def _get_peers(self, request: Request) -> Response:
-        return JSONResponse({"self": self.peer_id, "peers": self.peers.snapshot()})
+        return JSONResponse({"self": self.peer_id, "peers": [row.model_dump(mode="json") for row in self.peers.snapshot()]})
 
     async def _get_metrics(self, request: Request) -> Response:
         load = self.load()
@@ -379,7 +379,7 @@ class Node:
     async def _event_stream(self) -> AsyncIterator[str]:
         """SSE: a `hello` with the card, then every event; a comment line as heartbeat."""
         async with self.events.subscribe() as events:
-            yield _sse("hello", 0, {"card": self.card().model_dump(mode="json")})
+            yield _sse(0, Hello(card=self.card()))
             while True:
                 with anyio.move_on_after(_SSE_HEARTBEAT_SECONDS) as waited:
                     event = await anext(events, None)
@@ -388,8 +388,9 @@ class Node:
                 elif event is None:  # the bus closed: the node is stopping
                     return
                 else:
-                    yield _sse(event.kind, event.seq, {"at": event.at, **event.data})
+                    yield _sse(event.seq, event.payload)
 
 
-def _sse(kind: str, seq: int, data: dict[str, Any]) -> str:
-    return f"id: {seq}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _sse(seq: int, payload: EventModel) -> str:
+    """One SSE message: the event's kind, its sequence number, its model as JSON."""
+    return f"id: {seq}\nevent: {payload.kind}\ndata: {payload.model_dump_json()}\n\n"

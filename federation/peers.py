@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from federation.card import PeerCard
+from federation.contract import PeerRow, PeerStatus, Via
 from federation.events import EventBus
 
-__all__ = ["DEAD_AFTER_MISSES", "Peer", "PeerStatus", "PeerTable", "Via"]
-
-Via = Literal["self", "static", "mdns", "relay"]
-PeerStatus = Literal["up", "suspect", "dead"]
+__all__ = ["DEAD_AFTER_MISSES", "Peer", "PeerTable"]
 
 DEAD_AFTER_MISSES = 3
 _EWMA_WEIGHT = 0.3
@@ -65,25 +63,24 @@ class Peer:
     def models(self) -> list[str]:
         return [m.name for m in self.card.models]
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON shape served at `GET /peers` and carried by `peer_*` events."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "via": self.via,
-            "url": self.url,
-            "routes": dict(self.routes),
-            "status": self.status,
-            "models": self.models,
-            "tools": len(self.card.tools),
-            "in_flight": self.in_flight,
-            "queued": self.queued,
-            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
-            "calls_served": self.calls_served,
-            "last_seen": round(self.last_seen, 3),
-            "mesh": self.card.mesh,
-            "digest": self.card.digest(),
-        }
+    def row(self) -> PeerRow:
+        """The peer as `GET /peers` serves it and `peer_*` events carry it."""
+        return PeerRow.from_card(
+            self.card,
+            latency_ms=self.latency_ms,
+            last_seen=self.last_seen,
+            via=self.via,
+            url=self.url,
+            routes=dict(self.routes),
+            status=self.status,
+            in_flight=self.in_flight,
+            queued=self.queued,
+            calls_served=self.calls_served,
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """The row's fields, for `EventBus.publish(kind, **fields)`."""
+        return dict(self.row())
 
 
 class PeerTable:
@@ -119,8 +116,8 @@ class PeerTable:
     def up(self) -> list[Peer]:
         return [p for p in self._peers.values() if p.status == "up"]
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        return [p.as_dict() for p in sorted(self._peers.values(), key=lambda p: (p.name, p.id))]
+    def snapshot(self) -> list[PeerRow]:
+        return [p.row() for p in sorted(self._peers.values(), key=lambda p: (p.name, p.id))]
 
     def admit(self, card: PeerCard, via: Via, url: str) -> Peer | None:
         """Add or refresh a peer from a verified card; returns None for our own card."""
@@ -130,7 +127,7 @@ class PeerTable:
         if peer is None:
             peer = Peer(card=card, routes={via: url})
             self._peers[card.id] = peer
-            self._events.publish("peer_up", **peer.as_dict())
+            self._events.publish("peer_up", **peer.fields())
             return peer
         changed = card.digest() != peer.card.digest() or peer.routes.get(via) != url
         revived = peer.status != "up"
@@ -138,9 +135,9 @@ class PeerTable:
         peer.routes[via] = url
         self._mark_seen(peer)
         if revived:
-            self._events.publish("peer_up", **peer.as_dict())
+            self._events.publish("peer_up", **peer.fields())
         elif changed:
-            self._events.publish("peer_changed", **peer.as_dict())
+            self._events.publish("peer_changed", **peer.fields())
         return peer
 
     def observe(self, peer_id: str, *, latency_ms: float, in_flight: int = 0, queued: int = 0, calls_served: int | None = None) -> None:
@@ -155,7 +152,7 @@ class PeerTable:
         revived = peer.status != "up"
         self._mark_seen(peer)
         if revived:
-            self._events.publish("peer_up", **peer.as_dict())
+            self._events.publish("peer_up", **peer.fields())
 
     def _mark_seen(self, peer: Peer) -> None:
         peer.last_seen = time.time()
@@ -171,12 +168,12 @@ class PeerTable:
         if peer.misses >= DEAD_AFTER_MISSES:
             peer.status = "dead"
             peer.in_flight = peer.queued = 0  # its last report said busy; a dead peer runs nothing we could wait for
-            self._events.publish("peer_down", reason="unresponsive", **peer.as_dict())
+            self._events.publish("peer_down", reason="unresponsive", **peer.fields())
         elif peer.status == "up":
             peer.status = "suspect"
-            self._events.publish("peer_suspect", **peer.as_dict())
+            self._events.publish("peer_suspect", **peer.fields())
 
-    def drop_route(self, peer_id: str, via: Via, *, reason: str = "left") -> None:
+    def drop_route(self, peer_id: str, via: Via, *, reason: Literal["left", "forgotten"] = "left") -> None:
         """One way to a peer went away (mDNS goodbye, relay lost); remove the peer if none is left.
 
         `reason` rides on the `peer_down` event: "left" for a goodbye, "forgotten" for a long-dead peer.
@@ -184,10 +181,10 @@ class PeerTable:
         peer = self._peers.get(peer_id)
         if peer is None:
             return
-        last_seen_as = peer.as_dict()
+        last_seen_as = peer.fields()
         peer.routes.pop(via, None)
         if not peer.routes:
             del self._peers[peer_id]
             self._events.publish("peer_down", reason=reason, **last_seen_as)
         else:
-            self._events.publish("peer_changed", **peer.as_dict())
+            self._events.publish("peer_changed", **peer.fields())

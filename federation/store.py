@@ -27,7 +27,9 @@ from sqlalchemy import Engine, case, delete, insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, create_engine, func, select
 
+from federation.card import PeerCard
 from federation.const import LEDGER_FLUSH_SECONDS, LEDGER_QUEUE_LIMIT
+from federation.contract import PeerRow
 from federation.errors import ConfigError
 
 __all__ = ["CallRecord", "PeerRecord", "Store", "database_url", "ledger_databases"]
@@ -62,7 +64,7 @@ _ROW_DEFAULTS: dict[str, Any] = {
 
 
 class PeerRecord(SQLModel, table=True):
-    """One peer as seen by `observer` (a running peer) when it last saved its table."""
+    """One peer as seen by `observer` (a running peer) when it last saved its table: its `PeerRow` and card."""
 
     observer: str = Field(primary_key=True)
     id: str = Field(primary_key=True)
@@ -77,6 +79,17 @@ class PeerRecord(SQLModel, table=True):
     calls_served: int = 0
     card: str = Field(description="the peer's signed card, JSON")
     saved_at: float
+
+    @classmethod
+    def of(cls, observer: str, row: PeerRow, card: PeerCard, saved_at: float) -> PeerRecord:
+        """The stored form of `row` (the columns the row and the record share) with its card."""
+        shared = row.model_dump(include=set(cls.model_fields))
+        return cls(observer=observer, card=card.model_dump_json(), saved_at=saved_at, **shared)
+
+    def row(self) -> PeerRow:
+        """The stored peer as a table row (models, tools and digest from its card)."""
+        state = self.model_dump(include={"via", "url", "status", "in_flight", "queued", "calls_served"})
+        return PeerRow.from_card(PeerCard.model_validate_json(self.card), latency_ms=self.latency_ms, last_seen=self.last_seen, **state)
 
 
 def database_url(home: Path) -> str:

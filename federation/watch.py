@@ -9,40 +9,40 @@ same way the peer itself changed its table, so a watcher agrees with
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
-
 import anyio
 import httpx
 
 from federation.const import EVENTS_PATH, PEERS_PATH
+from federation.contract import PeerDown, PeerRow, parse_event
 from federation.errors import PeerError
 from federation.events import Event
 from federation.urls import base_url
 
-__all__ = ["PEER_EVENTS", "apply_peer_event", "fetch_peers", "follow_peers", "open_events", "sorted_peers"]
+__all__ = ["apply_peer_event", "fetch_peers", "follow_peers", "open_events", "sorted_peers"]
 
-PEER_EVENTS = frozenset({"peer_up", "peer_down", "peer_suspect", "peer_changed"})
-_REMOVING = frozenset({"left", "forgotten"})
 _RESYNC_SECONDS = 2.0
 _TIMEOUT = httpx.Timeout(5.0)
 
 
-def apply_peer_event(table: dict[str, dict[str, Any]], event: Event) -> None:
-    """Fold one event into `table`: `peer_down` with reason left/forgotten removes, any other `peer_*` sets."""
-    if event.kind not in PEER_EVENTS:
-        return
-    data = {k: v for k, v in event.data.items() if k not in ("at", "reason")}
-    if event.kind == "peer_down" and event.data.get("reason") in _REMOVING:
-        table.pop(data["id"], None)
+def apply_peer_event(table: dict[str, PeerRow], event: Event) -> bool:
+    """Fold one event into `table`: a `peer_down` that removed the peer removes it, any other `peer_*` sets its row.
+
+    True when the event was about a peer (the table may have changed).
+    """
+    payload = event.payload
+    if isinstance(payload, PeerDown) and payload.removed:
+        table.pop(payload.id, None)
+    elif isinstance(payload, PeerRow):
+        table[payload.id] = PeerRow.model_validate(payload.model_dump(exclude={"at", "reason"}))
     else:
-        table[data["id"]] = data
+        return False
+    return True
 
 
-def sorted_peers(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(table.values(), key=lambda p: (p["name"], p["id"]))
+def sorted_peers(table: dict[str, PeerRow]) -> list[PeerRow]:
+    return sorted(table.values(), key=lambda p: (p.name, p.id))
 
 
 def _unreachable(url: str, exc: BaseException) -> PeerError:
@@ -54,15 +54,15 @@ def _unreachable(url: str, exc: BaseException) -> PeerError:
     return PeerError(f"cannot read {url}: {exc.__class__.__name__} {exc}. Is `mcpfed serve` running there?".replace("  ", " "))
 
 
-async def fetch_peers(url: str, http: httpx.AsyncClient | None = None, *, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+async def fetch_peers(url: str, http: httpx.AsyncClient | None = None, *, headers: dict[str, str] | None = None) -> list[PeerRow]:
     """The peer table of the peer at `url` (base or MCP URL); `headers` carry the mesh credential when `http` is not given."""
     target = base_url(url) + PEERS_PATH
     try:
         async with _client(http, headers) as client:
             response = await client.get(target)
             response.raise_for_status()
-            return list(response.json()["peers"])
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
+            return [PeerRow.model_validate(row) for row in response.json()["peers"]]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:  # a malformed row: pydantic's ValidationError is a ValueError
         raise _unreachable(target, exc) from exc
 
 
@@ -81,8 +81,8 @@ async def _parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
         if line.startswith(":"):
             continue  # heartbeat
         if line == "":
-            if kind and data:
-                yield Event(kind=kind, seq=seq, data=json.loads(data))  # type: ignore[arg-type]
+            if kind and data and (payload := parse_event(kind, data)) is not None:  # unknown kinds: a newer peer
+                yield Event(seq=seq, payload=payload)
             kind, seq, data = "", 0, ""
         elif line.startswith("event:"):
             kind = line[6:].strip()
@@ -107,7 +107,7 @@ async def open_events(url: str, http: httpx.AsyncClient | None = None) -> AsyncI
         raise _unreachable(target, exc) from exc
 
 
-async def follow_peers(url: str, on_change: Callable[[list[dict[str, Any]]], None], *, headers: dict[str, str] | None = None) -> None:
+async def follow_peers(url: str, on_change: Callable[[list[PeerRow]], None], *, headers: dict[str, str] | None = None) -> None:
     """Call `on_change(peers)` with the peer table now and after every change, until cancelled.
 
     Status changes come from `/events` as they happen; latency and load (which
@@ -115,11 +115,11 @@ async def follow_peers(url: str, on_change: Callable[[list[dict[str, Any]]], Non
     Raises `PeerError` when the peer cannot be reached or goes away.
     `headers` carry the mesh credential (a peer in a mesh answers 401 without it).
     """
-    table: dict[str, dict[str, Any]] = {}
+    table: dict[str, PeerRow] = {}
     failures: list[PeerError] = []
     async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False, headers=headers) as http:
         async with open_events(url, http) as events, anyio.create_task_group() as task_group:
-            table.update({p["id"]: p for p in await fetch_peers(url, http)})
+            table.update({p.id: p for p in await fetch_peers(url, http)})
             on_change(sorted_peers(table))
 
             async def resync() -> None:
@@ -132,14 +132,13 @@ async def follow_peers(url: str, on_change: Callable[[list[dict[str, Any]]], Non
                         task_group.cancel_scope.cancel()
                         return
                     table.clear()
-                    table.update({p["id"]: p for p in fresh})
+                    table.update({p.id: p for p in fresh})
                     on_change(sorted_peers(table))
 
             task_group.start_soon(resync)
             try:
                 async for event in events:
-                    apply_peer_event(table, event)
-                    if event.kind in PEER_EVENTS:
+                    if apply_peer_event(table, event):
                         on_change(sorted_peers(table))
             except httpx.HTTPError as exc:
                 failures.append(_unreachable(base_url(url) + EVENTS_PATH, exc))

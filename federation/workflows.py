@@ -19,10 +19,10 @@ from rich.cells import cell_len
 from federation.api import Answer, Mesh, TextCallback
 from federation.trace import Trace
 
-__all__ = ["PipelineStep", "Step", "WorkflowResult", "debate", "map_reduce", "pipeline"]
+__all__ = ["PipelineStep", "WorkflowResult", "WorkflowStep", "debate", "map_reduce", "pipeline"]
 
 
-class Step(BaseModel):
+class WorkflowStep(BaseModel):
     """One call a workflow made."""
 
     label: str
@@ -35,7 +35,7 @@ class Step(BaseModel):
     output: str = ""
 
     @classmethod
-    def of(cls, label: str, answer: Answer) -> Step:
+    def of(cls, label: str, answer: Answer) -> WorkflowStep:
         return cls(label=label, peer=answer.peer, peer_name=answer.peer_name, tokens_in=answer.tokens_in, tokens_out=answer.tokens_out, ms=answer.ms, output=answer.text)
 
 
@@ -44,7 +44,7 @@ class WorkflowResult(BaseModel):
     answer: str
     trace_id: str
     ms: float
-    steps: list[Step]
+    steps: list[WorkflowStep]
 
     def render_tree(self) -> str:
         """The trace as a tree: one line per step with peer, time and tokens, in aligned columns.
@@ -99,7 +99,7 @@ async def map_reduce(
     mapped.sort(key=lambda pair: pair[0])
     bullet_list = "\n".join(f"- {answer.text.strip()}" for _, answer in mapped)
     reduced = await mesh.ask(f"{reduce_prompt}\n\n{bullet_list}", model=model, max_tokens=max_tokens, temperature=temperature, trace=root, on_text=on_text)
-    steps = [Step.of(f"map {i + 1}", a) for i, a in mapped] + [Step.of("reduce", reduced)]
+    steps = [WorkflowStep.of(f"map {i + 1}", a) for i, a in mapped] + [WorkflowStep.of("reduce", reduced)]
     return WorkflowResult(workflow="map_reduce", answer=reduced.text, trace_id=root.trace_id, ms=_ms(clock), steps=steps)
 
 
@@ -137,9 +137,9 @@ async def debate(mesh: Mesh, question: str, *, n: int = 2, judge: str | None = N
         trace=root,
     )
     steps = (
-        [Step.of(f"answer {i + 1}", a) for i, a in answers]
-        + [Step.of(f"critique {i + 1}", c) for i, c in critiques]
-        + [Step.of("judge", verdict)]
+        [WorkflowStep.of(f"answer {i + 1}", a) for i, a in answers]
+        + [WorkflowStep.of(f"critique {i + 1}", c) for i, c in critiques]
+        + [WorkflowStep.of("judge", verdict)]
     )
     return WorkflowResult(workflow="debate", answer=verdict.text, trace_id=root.trace_id, ms=_ms(clock), steps=steps)
 
@@ -168,12 +168,12 @@ async def pipeline(mesh: Mesh, steps: Sequence[PipelineStep], initial: str) -> W
             arguments = {k: v.replace("{input}", current) if isinstance(v, str) else v for k, v in stage.arguments.items()}
             result = await mesh.call(stage.peer, stage.tool, arguments, trace=root)
             current = _as_text(result.data)
-            done.append(Step(label=label, peer=result.peer, peer_name=result.peer_name, kind="tool", ms=result.ms, output=current))
+            done.append(WorkflowStep(label=label, peer=result.peer, peer_name=result.peer_name, kind="tool", ms=result.ms, output=current))
         else:
             prompt = (stage.prompt or "{input}").replace("{input}", current)
             answer = await mesh.ask(prompt, peer=stage.peer, model=stage.model, max_tokens=stage.max_tokens, trace=root)
             current = answer.text
-            done.append(Step.of(label, answer))
+            done.append(WorkflowStep.of(label, answer))
     return WorkflowResult(workflow="pipeline", answer=current, trace_id=root.trace_id, ms=_ms(clock), steps=done)
 
 

@@ -6,6 +6,7 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import federation
 
@@ -16,6 +17,54 @@ def test_every_exported_name_exists_and_all_is_sorted() -> None:
     assert federation.__all__ == sorted(federation.__all__)
     for name in federation.__all__:
         assert getattr(federation, name) is not None
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    """Like httpx's test_exported_members: a name is public if and only if `__all__` lists it.
+
+    The package is lazy, so its public names are those it can load (`_HOMES`)
+    plus any defined in it; submodules (attributes once imported) are not names.
+    """
+    defined = {name for name, value in vars(federation).items() if not name.startswith("_") and not isinstance(value, ModuleType)}
+    assert federation.__all__ == sorted(set(federation._HOMES) | defined)
+
+
+def _federation_imports(path: Path) -> list[tuple[str, str]]:
+    """(module, name) for every `from federation… import name` and `import federation…` in a file."""
+    found: list[tuple[str, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "federation":
+            found += [(node.module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, "") for alias in node.names if alias.name.split(".")[0] == "federation"]
+    return found
+
+
+def test_the_tui_examples_and_benches_import_only_exported_names_from_federation() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for package in ("tui", "examples", "bench")
+        for path in (ROOT / package).rglob("*.py")
+        for module, name in _federation_imports(path)
+        if module == "federation" and name not in federation.__all__
+    ]
+    assert offenders == []
+
+
+def test_the_tui_and_the_examples_use_nothing_but_the_package_exports() -> None:
+    """No `federation.<module>` imports: what they need is public, and the internals may move.
+
+    (Benches may: they measure internals, e.g. the health probe. `federation.cli`
+    is the one place that ties the mesh and the TUI together, the other way round.)
+    """
+    offenders = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for package in ("tui", "examples")
+        for path in (ROOT / package).rglob("*.py")
+        for module, _ in _federation_imports(path)
+        if module != "federation"
+    ]
+    assert offenders == []
 
 
 def test_importing_the_errors_does_not_load_the_whole_package() -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from federation.const import CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, PEERS_PATH
-from federation.errors import ConfigError
+from federation import CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, PEERS_PATH, ConfigError
 
 __all__ = ["NodeAddress", "card_url_for"]
 

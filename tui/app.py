@@ -29,11 +29,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Header
 from textual.worker import Worker
 
-from federation.card import PeerCard
-from federation.const import ANSWER_RESTARTS_PREFIX
-from federation.errors import FederationError
-from federation.membership import auth_headers
-from federation.settings import PeerSettings
+from federation import ANSWER_RESTARTS_PREFIX, FederationError, PeerCard, PeerSettings, auth_headers
 from tui.address import NodeAddress, card_url_for
 from tui.asking import Asker, MeshAsker, new_trace_id
 from tui.commands import Command, MeshCommands
@@ -41,7 +37,7 @@ from tui.feed import Feed, HttpFeed, fetch_card
 from tui.observer import mesh_settings, observer_node, observer_settings
 from tui.screens.help import HelpScreen
 from tui.screens.peer_detail import PeerDetailScreen
-from tui.state import Clock, ConnectionState, MeshState, PeerRow, Topology, Trace
+from tui.state import Clock, ConnectionState, LoggedTrace, MeshState, PeerLine, Topology
 from tui.widgets.answer_pane import AnswerPane
 from tui.widgets.call_log import CallLog
 from tui.widgets.connection_bar import ConnectionBar
@@ -75,8 +71,8 @@ class MeshApp(App[None]):
     ]
 
     connection: reactive[ConnectionState] = reactive(ConnectionState, init=False)
-    peer_rows: reactive[tuple[PeerRow, ...]] = reactive(tuple, init=False)
-    traces: reactive[tuple[Trace, ...]] = reactive(tuple, init=False)
+    peer_rows: reactive[tuple[PeerLine, ...]] = reactive(tuple, init=False)
+    traces: reactive[tuple[LoggedTrace, ...]] = reactive(tuple, init=False)
     names: reactive[dict[str, str]] = reactive(dict, init=False)
     own_traces: reactive[frozenset[str]] = reactive(frozenset, init=False)
     topology: reactive[Topology | None] = reactive(None, init=False)
@@ -199,7 +195,7 @@ class MeshApp(App[None]):
             return
         self.push_screen(PeerDetailScreen(row, self.state.calls_of(peer_id), self.state.names(), fetch_card=self._fetch_card, tz=self._tz))
 
-    async def _fetch_card(self, row: PeerRow) -> PeerCard:
+    async def _fetch_card(self, row: PeerLine) -> PeerCard:
         """The watched node's card from the URL we reach it by; another peer's from beside its MCP URL."""
         url = NodeAddress(self._url).card if row.is_self else card_url_for(row.url)
         return await fetch_card(url, self._card_headers)

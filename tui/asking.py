@@ -20,9 +20,7 @@ from typing import Any, Protocol
 import anyio
 import httpx2
 
-from federation.client import call_tool, connect, result_text
-from federation.const import TRACE_META_KEY
-from federation.errors import PeerError, ToolCallError
+from federation import TRACE_META_KEY, PeerError, ToolCallError, call_tool, connect, result_text
 from tui.feed import CONNECT_TIMEOUT, refused_message
 
 __all__ = ["ASK_DEADLINE", "Answer", "Asker", "MeshAsker", "choose_tool", "new_trace_id"]

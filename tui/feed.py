@@ -25,9 +25,9 @@ from typing import Any, Protocol
 import anyio
 import httpx2
 
-from federation.card import PeerCard
+from federation import Hello, PeerCard, PeerRow, parse_event
 from tui.address import NodeAddress
-from tui.wire import Connected, Disconnected, FeedItem, Hello, PeerInfo, PeersRefreshed, parse_event
+from tui.wire import Connected, Disconnected, FeedItem, PeersRefreshed, node_event
 
 __all__ = ["AuthRequired", "Backoff", "Feed", "HttpFeed", "ReplayFeed", "describe_http_error", "fetch_card", "refused_message"]
 
@@ -161,7 +161,7 @@ class HttpFeed:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._refresh_forever, http, deliver)
                 async for sse in events:
-                    if (item := parse_event(sse.event, sse.data)) is not None:
+                    if (item := node_event(sse.event, sse.data)) is not None:
                         deliver(item)
                 tg.cancel_scope.cancel()
 
@@ -173,9 +173,9 @@ class HttpFeed:
             except (httpx2.HTTPError, OSError):
                 pass  # the stream itself notices a dead node; a failed refresh just waits for the next
 
-    async def _peers(self, http: httpx2.AsyncClient) -> tuple[PeerInfo, ...]:
+    async def _peers(self, http: httpx2.AsyncClient) -> tuple[PeerRow, ...]:
         body = await self._get_json(http, self.address.peers)
-        return tuple(PeerInfo.model_validate(row) for row in body.get("peers", []))
+        return tuple(PeerRow.model_validate(row) for row in body.get("peers", []))
 
     async def _get_json(self, http: httpx2.AsyncClient, url: str) -> dict[str, Any]:
         response = await http.get(url, timeout=CONNECT_TIMEOUT)

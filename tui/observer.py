@@ -18,9 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from federation.home import state_dir
-from federation.node import Node
-from federation.settings import PeerSettings
+from federation import Node, PeerSettings, state_dir
 
 __all__ = ["mesh_settings", "observer_node", "observer_settings"]
 

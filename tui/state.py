@@ -21,21 +21,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from federation.card import PeerCard
-from tui.wire import CallEvent, CallInfo, Connected, Disconnected, Dropped, FeedItem, PeerEvent, PeerInfo, PeersRefreshed
+from federation import CallEvent, CallFinished, CallStarted, Dropped, PeerCard, PeerDown, PeerEvent, PeerRow
+from tui.wire import Connected, Disconnected, FeedItem, PeersRefreshed
 
 __all__ = [
-    "CallRecord",
     "Clock",
     "ConnectionState",
     "EDGE_TTL",
     "Edge",
+    "LoggedCall",
+    "LoggedTrace",
     "MAX_TRACES",
     "MeshState",
-    "PeerRow",
+    "PeerLine",
     "STATS_WINDOW",
     "Topology",
-    "Trace",
     "display_name",
 ]
 
@@ -63,8 +63,8 @@ class ConnectionState:
 
 
 @dataclass(frozen=True)
-class PeerRow:
-    """One line of the peers table."""
+class PeerLine:
+    """One line of the peers table: a node's `PeerRow` with the figures the TUI computes (p50, tok/s)."""
 
     id: str
     name: str
@@ -81,25 +81,25 @@ class PeerRow:
 
 
 @dataclass(frozen=True)
-class CallRecord:
+class LoggedCall:
     """One call as the log shows it: the latest event about it (`info`), when it began, when we last heard."""
 
     seq: int
-    info: CallInfo
+    info: CallEvent
     started_at: float
     seen: float
 
     @property
     def running(self) -> bool:
-        return self.info.outcome is None
+        return not isinstance(self.info, CallFinished)
 
 
 @dataclass(frozen=True)
-class Trace:
+class LoggedTrace:
     """The calls of one workflow (one trace id), first call first."""
 
     key: str
-    calls: tuple[CallRecord, ...]
+    calls: tuple[LoggedCall, ...]
 
 
 @dataclass(frozen=True)
@@ -153,10 +153,10 @@ class MeshState:
         self._clock = clock
         self.connection = ConnectionState(url=url)
         self.card: PeerCard | None = None
-        self.peers: dict[str, PeerInfo] = {}
+        self.peers: dict[str, PeerRow] = {}
         self._self_served = 0
         self._stats: dict[str, _Stats] = {}
-        self._traces: OrderedDict[str, list[CallRecord]] = OrderedDict()
+        self._traces: OrderedDict[str, list[LoggedCall]] = OrderedDict()
         self._seq = 0
         self.dropped = 0
 
@@ -173,7 +173,7 @@ class MeshState:
             self.peers = {p.id: p for p in item.peers}
         elif isinstance(item, PeerEvent):
             self._peer_event(item)
-        elif isinstance(item, CallEvent):
+        elif isinstance(item, CallStarted | CallFinished):
             self._call_event(item)
         elif isinstance(item, Dropped):
             self.dropped += item.count
@@ -189,43 +189,39 @@ class MeshState:
         for calls in self._traces.values():
             for index, call in enumerate(calls):
                 if call.running:
-                    lost = call.info.model_copy(update={"outcome": "lost", "error": "the connection to the node broke while it ran"})
+                    lost = CallFinished(**call.info.model_dump(), outcome="lost", error="the connection to the node broke while it ran")
                     calls[index] = replace(call, info=lost, seen=self._clock())
 
     def _peer_event(self, event: PeerEvent) -> None:
-        if event.kind == "peer_down" and event.reason == "left":
-            self.peers.pop(event.peer.id, None)
+        if isinstance(event, PeerDown) and event.reason == "left":
+            self.peers.pop(event.id, None)
             return
-        peer = event.peer
-        if event.kind == "peer_down":
-            peer = peer.model_copy(update={"status": "dead"})
+        peer = event.model_copy(update={"status": "dead"}) if isinstance(event, PeerDown) else event
         self.peers[peer.id] = peer
 
-    def _call_event(self, event: CallEvent) -> None:
-        info = event.call
-        if event.kind == "call_started":
+    def _call_event(self, info: CallEvent) -> None:
+        if not isinstance(info, CallFinished):
             self._record(info)
             return
         calls, index = self._running_match(info) or self._record(info)
-        done = info if info.outcome else info.model_copy(update={"outcome": "ok"})
-        calls[index] = replace(calls[index], info=done, seen=self._clock())
+        calls[index] = replace(calls[index], info=info, seen=self._clock())
         if info.callee is not None and info.ms is not None:
             self._stats.setdefault(info.callee, _Stats()).add(info.ms, info.tokens_out)
         if self.card is not None and info.callee == self.card.id:
             self._self_served += 1
 
-    def _record(self, info: CallInfo) -> tuple[list[CallRecord], int]:
+    def _record(self, info: CallEvent) -> tuple[list[LoggedCall], int]:
         """A new call in its trace (a trace of its own without a trace id); where it was put."""
         self._seq += 1
-        started_at = info.at - (info.ms or 0.0) / 1000
-        call = CallRecord(seq=self._seq, info=info, started_at=started_at, seen=self._clock())
+        started_at = info.at - ((info.ms or 0.0) if isinstance(info, CallFinished) else 0.0) / 1000
+        call = LoggedCall(seq=self._seq, info=info, started_at=started_at, seen=self._clock())
         calls = self._traces.setdefault(info.trace_id or f"call-{self._seq}", [])
         calls.append(call)
         while len(self._traces) > MAX_TRACES:
             self._traces.popitem(last=False)
         return calls, len(calls) - 1
 
-    def _running_match(self, info: CallInfo) -> tuple[list[CallRecord], int] | None:
+    def _running_match(self, info: CallEvent) -> tuple[list[LoggedCall], int] | None:
         """The oldest running call this finish belongs to (same trace, tool, caller, callee)."""
         if info.trace_id:
             pools = [self._traces[info.trace_id]] if info.trace_id in self._traces else []
@@ -251,15 +247,15 @@ class MeshState:
                     counts[call.info.callee] = counts.get(call.info.callee, 0) + 1
         return counts
 
-    def peer_rows(self) -> tuple[PeerRow, ...]:
+    def peer_rows(self) -> tuple[PeerLine, ...]:
         """The watched node first, then every peer it knows."""
         running = self._running_by_callee()
-        rows: list[PeerRow] = []
+        rows: list[PeerLine] = []
         if self.card is not None:
             stats = self._stats.get(self.card.id, _Stats())
             status = "up" if self.connection.phase == "connected" else "unreachable"
             rows.append(
-                PeerRow(
+                PeerLine(
                     id=self.card.id,
                     name=self.card.name,
                     via="self",
@@ -278,7 +274,7 @@ class MeshState:
             stats = self._stats.get(peer.id, _Stats())
             p50 = stats.p50()
             rows.append(
-                PeerRow(
+                PeerLine(
                     id=peer.id,
                     name=peer.name,
                     via=peer.via,
@@ -294,9 +290,9 @@ class MeshState:
             )
         return tuple(rows)
 
-    def traces(self) -> tuple[Trace, ...]:
+    def traces(self) -> tuple[LoggedTrace, ...]:
         """Newest trace first."""
-        return tuple(Trace(key, tuple(calls)) for key, calls in reversed(self._traces.items()))
+        return tuple(LoggedTrace(key, tuple(calls)) for key, calls in reversed(self._traces.items()))
 
     def names(self) -> dict[str, str]:
         """Display names by peer id, for labels."""
@@ -305,7 +301,7 @@ class MeshState:
             names[self.card.id] = self.card.name
         return names
 
-    def calls_of(self, peer_id: str) -> list[CallRecord]:
+    def calls_of(self, peer_id: str) -> list[LoggedCall]:
         """Recent calls a peer served or made, newest first."""
         found = [c for calls in self._traces.values() for c in calls if peer_id in (c.info.caller, c.info.callee)]
         return sorted(found, key=lambda c: c.seq, reverse=True)
@@ -324,5 +320,5 @@ class MeshState:
                     continue
                 if call.running or now - call.seen < EDGE_TTL:
                     finished = None if call.running else call.seen
-                    edges.append(Edge(caller, callee, finished, failed=call.info.outcome not in (None, "ok")))
+                    edges.append(Edge(caller, callee, finished, failed=isinstance(call.info, CallFinished) and call.info.outcome != "ok"))
         return Topology(self.self_id, tuple(peers), frozenset(self._running_by_callee()), tuple(edges))

@@ -16,7 +16,6 @@ knows whom to expect and has them back before it answers its first client
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -30,10 +29,10 @@ import anyio.to_thread
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
-from federation.card import PeerCard
 from federation.const import PEERS_REFRESH_SECONDS, PEERS_SAVE_SECONDS
 from federation.discovery.admission import Rejected, discovery_client, fetch_card
 from federation.home import state_dir
+from federation.contract import PeerRow
 from federation.identity import Identity
 from federation.peers import Peer
 from federation.store import PeerRecord, Store, database_url
@@ -41,7 +40,7 @@ from federation.store import PeerRecord, Store, database_url
 if TYPE_CHECKING:
     from federation.node import Node
 
-__all__ = ["RecalledPeer", "Recollection", "persist_peers", "recall_peers", "record_as_dict", "stored_peers"]
+__all__ = ["RecalledPeer", "Recollection", "persist_peers", "recall_peers", "stored_peers"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,53 +49,14 @@ _DIRECT = ("static", "mdns")  # routes checked by fetching the card again; relay
 _VOLATILE = frozenset({"last_seen", "latency_ms", "in_flight", "queued", "calls_served"})
 
 
-def _record(observer: str, peer: Peer, saved_at: float) -> PeerRecord:
-    return PeerRecord(
-        observer=observer,
-        id=peer.id,
-        name=peer.name,
-        via=peer.via,
-        url=peer.url,
-        status=peer.status,
-        last_seen=peer.last_seen,
-        latency_ms=peer.latency_ms,
-        in_flight=peer.in_flight,
-        queued=peer.queued,
-        calls_served=peer.calls_served,
-        card=peer.card.model_dump_json(),
-        saved_at=saved_at,
-    )
-
-
-def record_as_dict(record: PeerRecord) -> dict[str, Any]:
-    """A stored row in the shape of `GET /peers` entries (the fields tables show)."""
-    card = PeerCard.model_validate(json.loads(record.card))
-    return {
-        "id": record.id,
-        "name": record.name,
-        "via": record.via,
-        "url": record.url,
-        "status": record.status,
-        "models": [m.name for m in card.models],
-        "tools": len(card.tools),
-        "in_flight": record.in_flight,
-        "queued": record.queued,
-        "latency_ms": None if record.latency_ms is None else round(record.latency_ms, 2),
-        "calls_served": record.calls_served,
-        "last_seen": record.last_seen,
-        "mesh": card.mesh,
-        "digest": card.digest(),
-    }
-
-
-def stored_peers(home: Path | None = None, db: str | None = None) -> tuple[list[dict[str, Any]], str]:
+def stored_peers(home: Path | None = None, db: str | None = None) -> tuple[list[PeerRow], str]:
     """What the peer with state dir `home` last saved of its table, and where it was read from."""
     directory = state_dir(home)
     url = db or database_url(directory)
     observer = Identity.load_or_create(directory).peer_id
     store = Store(url)
     try:
-        return [record_as_dict(record) for record in store.peers(observer)], url
+        return [record.row() for record in store.peers(observer)], url
     finally:
         store.close()
 
@@ -104,7 +64,7 @@ def stored_peers(home: Path | None = None, db: str | None = None) -> tuple[list[
 async def _save(store: Store, observer: str, peers: list[Peer]) -> None:
     """Write the rows; a database that fails is logged, never fatal to the peer (the table lives in memory)."""
     now = time.time()
-    rows = [_record(observer, peer, now) for peer in peers]
+    rows = [PeerRecord.of(observer, peer.row(), peer.card, now) for peer in peers]
     with anyio.CancelScope(shield=True):
         try:
             await anyio.to_thread.run_sync(store.save_peers, observer, rows)
@@ -112,9 +72,9 @@ async def _save(store: Store, observer: str, peers: list[Peer]) -> None:
             logger.warning("could not save the peer table to the store: %s", exc)
 
 
-def _lasting(snapshot: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _lasting(snapshot: list[PeerRow]) -> list[dict[str, Any]]:
     """The snapshot without what every ping changes (seen time, latency, load)."""
-    return [{k: v for k, v in row.items() if k not in _VOLATILE} for row in snapshot]
+    return [row.model_dump(exclude=_VOLATILE) for row in snapshot]
 
 
 async def _keep_saved(node: Node) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from rich.cells import cell_len
 
-from federation.workflows import Step, WorkflowResult
+from federation.workflows import WorkflowResult, WorkflowStep
 
 STEPS = [
-    Step(label="map 1", peer="a" * 16, peer_name="al", tokens_in=9, tokens_out=31, ms=655.0),
-    Step(label="map 2 with a long label", peer="b" * 16, peer_name="borealis-in-the-basement", tokens_in=120, tokens_out=7, ms=12345.6),
-    Step(label="要約", peer="c" * 16, peer_name="東京のノート", tokens_in=1, tokens_out=1, ms=3.0),
-    Step(label="café", peer="d" * 16, peer_name="🦊 fox", kind="tool", ms=80.0),
-    Step(label="reduce", peer="e" * 16, peer_name="e", tokens_in=40, tokens_out=52, ms=1480.4),
+    WorkflowStep(label="map 1", peer="a" * 16, peer_name="al", tokens_in=9, tokens_out=31, ms=655.0),
+    WorkflowStep(label="map 2 with a long label", peer="b" * 16, peer_name="borealis-in-the-basement", tokens_in=120, tokens_out=7, ms=12345.6),
+    WorkflowStep(label="要約", peer="c" * 16, peer_name="東京のノート", tokens_in=1, tokens_out=1, ms=3.0),
+    WorkflowStep(label="café", peer="d" * 16, peer_name="🦊 fox", kind="tool", ms=80.0),
+    WorkflowStep(label="reduce", peer="e" * 16, peer_name="e", tokens_in=40, tokens_out=52, ms=1480.4),
 ]
 
 

@@ -20,12 +20,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from federation.card import PeerCard, sign_card
 from federation.const import PEERS_PATH, TUNNEL_PATH
 from federation.identity import Identity
-from federation.membership import Mesh
+from federation.membership import MeshCredentials
 from federation.relay.frames import Auth, Challenge, Publish, challenge_message, decode, encode_control, parse_control
 from tests.support.paths import REPO
 from tests.support.waiting import wait_until
 
-MESH = Mesh(id="testmesh0001", name="test", secret="test-mesh-secret-0123456789abcdef")
+MESH = MeshCredentials(id="testmesh0001", name="test", secret="test-mesh-secret-0123456789abcdef")
 AUTH = {"Authorization": f"Bearer {MESH.secret}"}
 MESH_FIELDS: dict[str, Any] = {"mesh": MESH.id, "mesh_name": MESH.name, "mesh_secret": MESH.secret}
 

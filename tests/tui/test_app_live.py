@@ -10,6 +10,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Markdown
 
+from federation import CallFinished
 from federation.card import PeerCard
 from federation.node import Node
 from tui.app import MeshApp
@@ -147,7 +148,7 @@ async def test_a_prompt_streams_an_answer_and_the_call_log_records_it(model_node
         log = app.query_one(CallLog)
 
         def logged_chat() -> bool:
-            return any(c.info.tool == "chat" and c.info.outcome == "ok" and c.info.tokens_out > 0 for t in log.traces for c in t.calls)
+            return any(c.info.tool == "chat" and isinstance(c.info, CallFinished) and c.info.outcome == "ok" and c.info.tokens_out > 0 for t in log.traces for c in t.calls)
 
         await wait_until(logged_chat, "a finished chat call in the log")
         (mine,) = [t for t in log.traces if t.key in app.own_traces]

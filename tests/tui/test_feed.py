@@ -8,12 +8,13 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 import pytest
 
+from federation import CallFinished, PeerDown
 from federation.client import connect
 from federation.errors import ConfigError
 from federation.node import Node
 from tui.address import NodeAddress
 from tui.feed import Backoff, HttpFeed
-from tui.wire import CallEvent, Connected, Disconnected, FeedItem, PeerEvent
+from tui.wire import Connected, Disconnected, FeedItem
 
 from tests.support.tui import FAST_BACKOFF
 
@@ -52,11 +53,11 @@ async def test_the_feed_opens_with_the_card_and_table_then_follows_events(start_
         assert isinstance(hello, Connected)
         assert hello.card.id == watched.peer_id and [p.name for p in hello.peers] == ["alice"]
         watched.peers.drop_route(alice.peer_id, "static")
-        await seen.wait_for(PeerEvent, lambda e: e.kind == "peer_down" and e.reason == "left")  # type: ignore[union-attr]
+        await seen.wait_for(PeerDown, lambda e: isinstance(e, PeerDown) and e.reason == "left")
         async with connect(watched.mcp_url) as client:
             await client.call_tool("no_such_tool", {})
-        finished = await seen.wait_for(CallEvent, lambda e: e.kind == "call_finished")  # type: ignore[union-attr]
-        assert finished.call.tool == "no_such_tool" and finished.call.outcome == "error"  # type: ignore[union-attr]
+        finished = await seen.wait_for(CallFinished)
+        assert isinstance(finished, CallFinished) and (finished.tool, finished.outcome) == ("no_such_tool", "error")
         tg.cancel_scope.cancel()
 
 

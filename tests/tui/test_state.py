@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from federation.card import PeerCard
+from federation import CallFinished, CallStarted, PeerCard, PeerDown, PeerRow
 from tui.state import EDGE_TTL, MAX_TRACES, MeshState
-from tui.wire import CallEvent, CallInfo, Connected, Disconnected, PeerEvent, PeerInfo, parse_event
+from tui.wire import Connected, Disconnected, node_event
 
 SELF = PeerCard(id="selfselfselfself", name="atlas", pubkey="")
-OTHER = PeerInfo(id="otherotherother1", name="borealis", via="mdns", latency_ms=2.5)
+OTHER = PeerRow(id="otherotherother1", name="borealis", via="mdns", latency_ms=2.5)
 
 
 class Clock:
@@ -24,13 +24,16 @@ def connected_state(clock: Clock | None = None) -> MeshState:
     return state
 
 
-def started(tool: str, callee: str, trace: str | None = None, caller: str | None = None) -> CallEvent:
-    return CallEvent("call_started", CallInfo(tool=tool, callee=callee, trace_id=trace, caller=caller, at=1.0))
+def started(tool: str, callee: str, trace: str | None = None, caller: str | None = None) -> CallStarted:
+    return CallStarted(tool=tool, callee=callee, trace_id=trace, caller=caller, at=1.0)
 
 
-def finished(tool: str, callee: str, trace: str | None = None, caller: str | None = None, **rest: object) -> CallEvent:
-    info = CallInfo(tool=tool, callee=callee, trace_id=trace, caller=caller, at=2.0, outcome="ok", **rest)  # type: ignore[arg-type]
-    return CallEvent("call_finished", info)
+def finished(tool: str, callee: str, trace: str | None = None, caller: str | None = None, **rest: object) -> CallFinished:
+    return CallFinished(tool=tool, callee=callee, trace_id=trace, caller=caller, at=2.0, outcome="ok", **rest)  # type: ignore[arg-type]
+
+
+def down(peer: PeerRow, reason: str) -> PeerDown:
+    return PeerDown(**peer.model_dump(), reason=reason)  # type: ignore[arg-type]
 
 
 def row(state: MeshState, peer_id: str):  # type: ignore[no-untyped-def]
@@ -62,9 +65,9 @@ def test_a_peer_without_calls_shows_its_ping_latency_marked_as_such() -> None:
 
 def test_a_peer_that_left_disappears_but_an_unresponsive_one_stays_dead() -> None:
     state = connected_state()
-    state.apply(PeerEvent("peer_down", OTHER, reason="unresponsive"))
+    state.apply(down(OTHER, "unresponsive"))
     assert row(state, OTHER.id).status == "dead"
-    state.apply(PeerEvent("peer_down", OTHER, reason="left"))
+    state.apply(down(OTHER, "left"))
     assert [r.id for r in state.peer_rows()] == [SELF.id]
 
 
@@ -113,6 +116,7 @@ def test_the_log_keeps_a_bounded_number_of_traces() -> None:
 
 
 def test_unknown_or_malformed_events_are_ignored() -> None:
-    assert parse_event("router_mood", "{}") is None
-    assert parse_event("peer_up", "not json") is None
-    assert parse_event("call_finished", '{"no_tool": 1}') is None
+    assert node_event("router_mood", "{}") is None
+    assert node_event("peer_up", "not json") is None
+    assert node_event("call_finished", '{"no_tool": 1}') is None
+    assert node_event("hello", '{"card": {"id": "x", "name": "y", "pubkey": ""}}') is None  # folded into Connected by the feed

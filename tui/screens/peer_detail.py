@@ -23,20 +23,19 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Markdown, Static
 
-from federation.card import PeerCard, card_markdown, verify_card
-from federation.errors import CardError, FederationError
+from federation import CardError, FederationError, PeerCard, card_markdown, verify_card
 from tui.feed import AuthRequired, describe_http_error
-from tui.state import CallRecord, PeerRow, Trace
+from tui.state import LoggedCall, LoggedTrace, PeerLine
 from tui.widgets.call_log import CallLog
 
 __all__ = ["CardFetcher", "PeerDetailScreen"]
 
-CardFetcher = Callable[[PeerRow], Awaitable[PeerCard]]
+CardFetcher = Callable[[PeerLine], Awaitable[PeerCard]]
 
 RECENT_CALLS = 30
 
 
-def _figures(row: PeerRow) -> str:
+def _figures(row: PeerLine) -> str:
     p50 = "—" if row.p50_ms is None else f"{row.p50_ms:.0f} ms" + (" (ping)" if row.p50_is_ping else "")
     tps = "—" if row.tokens_per_s is None else f"{row.tokens_per_s:.1f}"
     return (
@@ -55,8 +54,8 @@ class PeerDetailScreen(Screen[None]):
 
     def __init__(
         self,
-        row: PeerRow,
-        calls: list[CallRecord],
+        row: PeerLine,
+        calls: list[LoggedCall],
         names: dict[str, str],
         *,
         fetch_card: CardFetcher,
@@ -82,7 +81,7 @@ class PeerDetailScreen(Screen[None]):
         calls = self.query_one("#detail-calls", CallLog)
         calls.border_title = f"recent calls ({len(self._calls)})"
         calls.names = self._names
-        calls.traces = tuple(Trace(f"call-{call.seq}", (call,)) for call in self._calls)
+        calls.traces = tuple(LoggedTrace(f"call-{call.seq}", (call,)) for call in self._calls)
         self.query_one("#detail-card").border_title = "card"
         self.action_reload()
 

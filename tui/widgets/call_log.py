@@ -20,7 +20,8 @@ from textual.reactive import reactive
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
 
-from tui.state import CallRecord, Trace, display_name
+from federation import CallFinished
+from tui.state import LoggedCall, LoggedTrace, display_name
 
 __all__ = ["CallLog", "call_line"]
 
@@ -28,7 +29,7 @@ _TOGGLE = Style.from_meta({"toggle": True})
 _LINE_CACHE = 2000
 
 
-class CallLog(Tree[CallRecord]):
+class CallLog(Tree[LoggedCall]):
     """Traces, newest first; expand one to see all its calls."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = Tree.COMPONENT_CLASSES | {
@@ -53,7 +54,7 @@ class CallLog(Tree[CallRecord]):
     }
     """
 
-    traces: reactive[tuple[Trace, ...]] = reactive(tuple, init=False)
+    traces: reactive[tuple[LoggedTrace, ...]] = reactive(tuple, init=False)
     names: reactive[dict[str, str]] = reactive(dict, init=False)
     own_traces: reactive[frozenset[str]] = reactive(frozenset, init=False)
 
@@ -62,11 +63,11 @@ class CallLog(Tree[CallRecord]):
         self.show_root = False
         self.guide_depth = 2
         self._tz = tz
-        self._trace_nodes: dict[str, TreeNode[CallRecord]] = {}
-        self._shown: dict[str, Trace] = {}
-        self._lines: dict[tuple[CallRecord, int, bool], Text] = {}
+        self._trace_nodes: dict[str, TreeNode[LoggedCall]] = {}
+        self._shown: dict[str, LoggedTrace] = {}
+        self._lines: dict[tuple[LoggedCall, int, bool], Text] = {}
 
-    def watch_traces(self, traces: tuple[Trace, ...]) -> None:
+    def watch_traces(self, traces: tuple[LoggedTrace, ...]) -> None:
         keep = self.cursor_node if self.cursor_line > 0 else None
         wanted = {trace.key for trace in traces}
         for key in [k for k in self._trace_nodes if k not in wanted]:
@@ -83,13 +84,13 @@ class CallLog(Tree[CallRecord]):
         if keep is not None and self._attached(keep):
             self.move_cursor(keep)
 
-    def _attached(self, node: TreeNode[CallRecord]) -> bool:
+    def _attached(self, node: TreeNode[LoggedCall]) -> bool:
         try:
             return self.get_node_by_id(node.id) is node
         except UnknownNodeID:
             return False
 
-    def _fill(self, node: TreeNode[CallRecord], trace: Trace) -> None:
+    def _fill(self, node: TreeNode[LoggedCall], trace: LoggedTrace) -> None:
         first, rest = trace.calls[0], trace.calls[1:]
         node.data = first
         node.allow_expand = bool(rest)
@@ -118,7 +119,7 @@ class CallLog(Tree[CallRecord]):
             for child in node.children:
                 child.refresh()
 
-    def _line(self, node: TreeNode[CallRecord], call: CallRecord) -> Text:
+    def _line(self, node: TreeNode[LoggedCall], call: LoggedCall) -> Text:
         """A node's text before cursor styling; cached, since the tree measures every line on each change."""
         mine = call.info.trace_id in self.own_traces and node.parent is self.root
         key = (call, len(node.children), mine)
@@ -134,12 +135,12 @@ class CallLog(Tree[CallRecord]):
             self._lines[key] = line
         return line
 
-    def get_label_width(self, node: TreeNode[CallRecord]) -> int:
+    def get_label_width(self, node: TreeNode[LoggedCall]) -> int:
         if node.data is None:
             return super().get_label_width(node)
         return self._line(node, node.data).cell_len + (2 if node.parent is self.root else 0)
 
-    def render_label(self, node: TreeNode[CallRecord], base_style: Style, style: Style) -> Text:
+    def render_label(self, node: TreeNode[LoggedCall], base_style: Style, style: Style) -> Text:
         call = node.data
         if call is None:
             return super().render_label(node, base_style, style)
@@ -152,7 +153,7 @@ class CallLog(Tree[CallRecord]):
         return line
 
 
-def call_line(call: CallRecord, names: dict[str, str], tz: tzinfo | None, style_of: Callable[[str], Style]) -> Text:
+def call_line(call: LoggedCall, names: dict[str, str], tz: tzinfo | None, style_of: Callable[[str], Style]) -> Text:
     """`12:04:05 alice → bob  chat  812 ms  12→40 tok  ok` for one call."""
     info = call.info
     when = datetime.fromtimestamp(call.started_at, tz).strftime("%H:%M:%S") if call.started_at else "--:--:--"
@@ -161,7 +162,7 @@ def call_line(call: CallRecord, names: dict[str, str], tz: tzinfo | None, style_
         f" {display_name(info.caller, names)} → {display_name(info.callee, names)} ",
         (info.tool, style_of("call-log--tool")),
     ]
-    if call.running:
+    if not isinstance(info, CallFinished):
         parts.append((" running…", style_of("call-log--running")))
     else:
         parts.append((f" {info.ms:.0f} ms" if info.ms is not None else "", style_of("call-log--detail")))

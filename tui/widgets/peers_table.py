@@ -1,6 +1,6 @@
 """The peers table: one row per peer the watched node knows, the node itself first.
 
-Rows arrive as a tuple of `PeerRow`s in the `peer_rows` reactive; the table diffs
+Rows arrive as a tuple of `PeerLine`s in the `peer_rows` reactive; the table diffs
 them against what it shows (add, update changed cells, remove), so a busy
 mesh updates in place without redrawing or losing the cursor. Any column
 sorts (`s` cycles the column, `S` reverses); Enter posts `PeerChosen`.
@@ -25,7 +25,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from tui.state import PeerRow
+from tui.state import PeerLine
 
 __all__ = ["COLUMN_KEYS", "PeersTable"]
 
@@ -44,7 +44,7 @@ def _number(value: float | int | None, fmt: str, *, dim: bool = False) -> Text:
     return Text(format(value, fmt), style="dim" if dim else "", justify="right")
 
 
-def _status(row: PeerRow) -> Content:
+def _status(row: PeerLine) -> Content:
     colour, mark = _STATUS.get(row.status, ("$text-warning", "?"))
     return Content.styled(f"{mark} {row.status}", colour)
 
@@ -57,7 +57,7 @@ class _IdCell(Text):
         self.peer_id = peer_id
 
 
-def _name(row: PeerRow) -> Content | Text:
+def _name(row: PeerLine) -> Content | Text:
     return Content.styled(row.name, "bold $text-accent") if row.is_self else Text(row.name)
 
 
@@ -66,8 +66,8 @@ class _Column:
     key: str
     label: str
     width: int
-    sort_value: Callable[[PeerRow], Any]
-    cell: Callable[[PeerRow], RenderableType | Content]
+    sort_value: Callable[[PeerLine], Any]
+    cell: Callable[[PeerLine], RenderableType | Content]
     flex: int = 0  # share of the spare width this column takes
 
 
@@ -95,7 +95,7 @@ class PeersTable(DataTable[Any]):
         Binding("S", "reverse_sort", "Reverse sort", show=False),
     ]
 
-    peer_rows: reactive[tuple[PeerRow, ...]] = reactive(tuple, init=False)
+    peer_rows: reactive[tuple[PeerLine, ...]] = reactive(tuple, init=False)
     sort_column: reactive[str] = reactive("name", init=False)
     sort_reverse: reactive[bool] = reactive(False, init=False)
 
@@ -108,14 +108,14 @@ class PeersTable(DataTable[Any]):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
-        self._shown: dict[str, PeerRow] = {}
+        self._shown: dict[str, PeerLine] = {}
         self._widths = {c.key: c.width for c in _COLUMNS}
 
     def on_mount(self) -> None:
         self._rebuild()
 
     # -- state in ----------------------------------------------------------
-    def watch_peer_rows(self, rows: tuple[PeerRow, ...]) -> None:
+    def watch_peer_rows(self, rows: tuple[PeerLine, ...]) -> None:
         keep = self._cursor_peer()
         wanted = {row.id: row for row in rows}
         for gone in self._shown.keys() - wanted.keys():

@@ -13,6 +13,7 @@ from tests.support.discovery import SpawnPeer, recorded_events
 from tests.support.waiting import wait_until
 from mcp.server.mcpserver import MCPServer
 
+from federation.contract import PeerRow
 from federation.events import Event
 from federation.node import Node
 from federation.toolhost import HostedServer
@@ -46,10 +47,10 @@ def _story(events: list[Event], peer_id: str) -> list[str]:
 
 
 def _fold(events: list[Event]) -> list[tuple[str, str]]:
-    table: dict[str, dict] = {}
+    table: dict[str, PeerRow] = {}
     for event in events:
         apply_peer_event(table, event)
-    return [(p["id"], p["status"]) for p in sorted_peers(table)]
+    return [(p.id, p.status) for p in sorted_peers(table)]
 
 
 async def test_three_peers_see_each_other_and_notice_crash_return_and_leave(mdns_node: StartNode, spawn_peer: SpawnPeer) -> None:
@@ -57,7 +58,7 @@ async def test_three_peers_see_each_other_and_notice_crash_return_and_leave(mdns
         gamma = await spawn_peer("gamma")
 
         async def gamma_sees_both() -> bool:
-            return {p["id"] for p in await fetch_peers(gamma.mcp_url)} == {alpha.peer_id, beta.peer_id}
+            return {p.id for p in await fetch_peers(gamma.mcp_url)} == {alpha.peer_id, beta.peer_id}
 
         await wait_until(lambda: len(alpha.peers) == 2 and len(beta.peers) == 2, "alpha and beta see two peers each")
         await wait_until(gamma_sees_both, "gamma (a separate process) sees alpha and beta")
@@ -74,7 +75,7 @@ async def test_three_peers_see_each_other_and_notice_crash_return_and_leave(mdns
         await gamma.stop(signal.SIGTERM)
         await wait_until(lambda: gamma_id not in alpha.peers and gamma_id not in beta.peers, "a cleanly stopped peer gone from both", timeout=3.0)
 
-        table_now = [(p["id"], p["status"]) for p in await fetch_peers(alpha.url)]
+        table_now = [(p.id, p.status) for p in await fetch_peers(alpha.url)]
         await wait_until(lambda: _fold(events) == table_now, "/events folded into a table equals GET /peers")
 
     assert _story(events, gamma_id) == ["up", "down:unresponsive", "up", "down:left"]

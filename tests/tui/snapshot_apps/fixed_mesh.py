@@ -12,11 +12,12 @@ import itertools
 from collections.abc import Iterable
 from datetime import timezone
 
+from federation import CallEvent, CallFinished, CallStarted, PeerRow
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary
 from tui.app import MeshApp
 from tui.asking import Answer, Asker
 from tui.feed import ReplayFeed
-from tui.wire import CallEvent, CallInfo, Connected, FeedItem, PeerInfo
+from tui.wire import Connected, FeedItem
 
 NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 
@@ -41,13 +42,13 @@ def _card(peer_id: str, name: str, models: Iterable[ModelSummary] = ()) -> PeerC
 SELF = _card("atl4sq2k5m7n3p6r", "atlas", [GEMMA])
 
 
-def _peer(peer_id: str, name: str, via: str, status: str, models: tuple[str, ...], **figures: float) -> PeerInfo:
-    return PeerInfo(
+def _peer(peer_id: str, name: str, via: str, status: str, models: tuple[str, ...], **figures: float) -> PeerRow:
+    return PeerRow(
         id=peer_id,
         name=name,
         via=via,
         url=f"http://127.0.0.1:{8802 + len(name)}/mcp",
-        status=status,
+        status=status,  # type: ignore[arg-type]
         models=models,
         tools=4,
         last_seen=NOW - 1,
@@ -64,7 +65,8 @@ PEERS = (
 
 
 def _call(kind: str, tool: str, at: float, caller: str | None, callee: str, trace: str | None, **rest: object) -> CallEvent:
-    return CallEvent(kind, CallInfo(tool=tool, trace_id=trace, caller=caller, callee=callee, at=at, **rest))  # type: ignore[arg-type]
+    model = CallFinished if kind == "call_finished" else CallStarted
+    return model(tool=tool, trace_id=trace, caller=caller, callee=callee, at=at, **rest)  # type: ignore[arg-type]
 
 
 ATLAS, BOREALIS, CIRRUS, EOWIND = SELF.id, PEERS[0].id, PEERS[1].id, PEERS[3].id
