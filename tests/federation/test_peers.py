@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from federation.contract import PeerRow
 from federation.card import PeerCard, ToolSummary
 from federation.events import EventBus, Subscription
 from federation.identity import Identity
@@ -39,7 +40,7 @@ async def test_a_new_peer_is_admitted_up_and_announced_with_its_row() -> None:
     bus.close()
     (event,) = [e async for e in events]
     assert event.kind == "peer_up"
-    assert event.data == peer.as_dict()
+    assert PeerRow.model_validate(event.data) == peer.row()  # the event carries the row the table serves
     assert (event.data["via"], event.data["url"], event.data["tools"]) == ("mdns", "http://127.0.0.1:1/mcp", 1)
 
 
@@ -154,5 +155,5 @@ def test_find_takes_an_id_an_id_prefix_or_the_newest_peer_of_a_name() -> None:
     assert peers.find(other.peer_id[:10]).id == other.peer_id  # type: ignore[union-attr]
     assert peers.find("twin").id == new.peer_id  # type: ignore[union-attr]
     assert peers.find("nobody") is None
-    assert [row["name"] for row in peers.snapshot()] == ["bob", "twin", "twin"]
+    assert [row.name for row in peers.snapshot()] == ["bob", "twin", "twin"]
     assert {p.id for p in peers.up()} == {old.peer_id, new.peer_id, other.peer_id}
