@@ -27,12 +27,17 @@ MetaStamp = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ResultStamper:
-    """Feed it the upstream's bytes; it returns what to send, with the result message stamped."""
+    """Feed it the upstream's bytes; it returns what to send, with the result message stamped.
+
+    `result` is then the JSON-RPC result as the upstream sent it (before
+    stamping), for the ledger: the answer is parsed once, here.
+    """
 
     def __init__(self, stamp: MetaStamp, *, sse: bool) -> None:
         self._stamp = stamp
         self._sse = sse
         self._pending = bytearray()
+        self.result: dict[str, Any] | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """The complete SSE events in hand (stamped where needed); a JSON body is held until `finish`."""
@@ -67,7 +72,10 @@ class ResultStamper:
         except ValueError:
             return raw
         result = message.get("result") if isinstance(message, dict) else None
-        meta = result.get("_meta") if isinstance(result, dict) else None
+        if not isinstance(result, dict):
+            return raw
+        self.result = dict(result)  # a copy: stamping below replaces `_meta` in the message sent on
+        meta = result.get("_meta")
         if not isinstance(meta, dict) or not isinstance(meta.get(RECEIPT_META_KEY), dict):
             return raw
         result["_meta"] = self._stamp(meta)

@@ -140,7 +140,6 @@ class MessageTransport:
     async def _stream(
         self, url: str, headers: list[tuple[bytes, bytes]], payload: bytes, timeouts: dict[str, float], stamp: MetaStamp, reply: Reply
     ) -> types.CallToolResult | None:
-        received = bytearray()
         async with self._pool.stream("POST", url, headers=headers, content=payload, extensions={"timeout": timeouts}) as response:
             content_type = next((v.decode() for k, v in response.headers if k.lower() == b"content-type"), "")
             sse = content_type.startswith("text/event-stream")
@@ -150,7 +149,6 @@ class MessageTransport:
                 await reply.send(start)
                 reply.answering = reply.sse = True
             async for chunk in response.aiter_stream():
-                received += chunk
                 if out := stamper.feed(chunk):
                     await reply.send({"type": "http.response.body", "body": out, "more_body": True})
             tail = stamper.finish()
@@ -159,20 +157,14 @@ class MessageTransport:
                 await reply.send(start)
                 reply.answering = True
         await reply.send({"type": "http.response.body", "body": tail, "more_body": False})
-        return _final_result(bytes(received), sse=sse)
+        return _as_result(stamper.result)
 
 
-def _final_result(raw: bytes, *, sse: bool) -> types.CallToolResult | None:
-    """The JSON-RPC result in a JSON body, or in the last `data:` line of an SSE body."""
+def _as_result(raw: dict[str, Any] | None) -> types.CallToolResult | None:
+    """The peer's JSON-RPC result as a `CallToolResult`; None if its answer held none, or none that parses."""
+    if raw is None:
+        return None
     try:
-        if sse:
-            lines = [line for line in raw.decode("utf-8", "replace").splitlines() if line.startswith("data:")]
-            messages = [json.loads(line[5:]) for line in lines]
-            message = next((m for m in reversed(messages) if "result" in m or "error" in m), None)
-        else:
-            message = json.loads(raw)
-        if not isinstance(message, dict) or "result" not in message:
-            return None
-        return types.CallToolResult.model_validate(message["result"])
+        return types.CallToolResult.model_validate(raw)
     except ValueError:
         return None
