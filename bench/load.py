@@ -35,13 +35,14 @@ NOTES = Path(__file__).resolve().parent.parent / "examples" / "notes"
 @contextmanager
 def peer_process(home: Path, name: str, *extra: str) -> Iterator[str]:
     """A `mcpfed serve` child on an ephemeral port; yields its MCP URL, kills it on exit."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "federation.cli", "serve", "--port", "0", "--name", name, "--model", "none", "--mdns", "off", *extra],
-        env=os.environ | {"MCPFED_HOME": str(home / name)},
-        stdout=subprocess.PIPE,
-        stderr=(home / f"{name}.log").open("w"),
-        text=True,
-    )
+    with (home / f"{name}.log").open("w") as log:  # the child's stderr, kept for a failed run
+        process = subprocess.Popen(
+            [sys.executable, "-m", "federation.cli", "serve", "--port", "0", "--name", name, "--model", "none", "--mdns", "off", *extra],
+            env=os.environ | {"MCPFED_HOME": str(home / name)},
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
     try:
         assert process.stdout is not None
         yield process.stdout.readline().strip()
