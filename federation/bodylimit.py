@@ -16,7 +16,7 @@ from typing import Any
 
 from mcp.types import INVALID_REQUEST
 
-__all__ = ["BodyLimit"]
+__all__ = ["BodyLimit", "BodyTooLarge", "read_body"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -44,6 +44,34 @@ class BodyLimit:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(Exception):
+    """A request body (declared or as received) over the limit."""
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The whole request body for those who must see it before passing it on (the fast path, the relay).
+
+    None if the client left before sending all of it; `BodyTooLarge` past
+    `limit`, as soon as the declared length or the bytes received say so.
+    """
+    declared = _declared_size(scope)
+    if declared is not None and declared > limit:
+        raise BodyTooLarge
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
 
 
 def _declared_size(scope: Scope) -> int | None:

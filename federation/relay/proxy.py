@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from starlette.types import Receive, Scope, Send
 
+from federation.bodylimit import BodyTooLarge, read_body
 from federation.membership import error_body
 from federation.relay.frames import RequestHead, Reset, ResponseHead
 from federation.relay.tunnel import End, RelayedStream, Tunnel, TunnelClosed, TunnelFull
@@ -39,30 +40,6 @@ async def send_error(send: Send, status: int, message: str, **data: Any) -> None
     await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, None if the client left first; _TooLarge past `limit`."""
-    declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
-
-
 def _request_head(scope: Scope, path: str) -> RequestHead:
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.decode("latin-1") not in _HOP_BY_HOP]
     if client := scope.get("client"):
@@ -83,8 +60,8 @@ async def forward(scope: Scope, receive: Receive, send: Send, peer_id: str, path
     tunnel = found
     limit = tunnel.limits.max_request_bytes
     try:
-        body = await _read_body(scope, receive, limit)
-    except _TooLarge:
+        body = await read_body(scope, receive, limit)
+    except BodyTooLarge:
         await send_error(send, 413, f"request body exceeds the relay's limit of {limit} bytes (max_request_bytes) for peer {peer_id}", limit=limit)
         return
     if body is None:

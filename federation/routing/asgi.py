@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import mcp.types as types
 
+from federation.bodylimit import BodyTooLarge, read_body
 from federation.errors import PeerError
 from federation.identity import Identity
 from federation.receipt import add_hop
@@ -92,9 +93,12 @@ class FastForward:
         return self._resolve(name.decode("utf-8", "replace"))
 
     async def _forward(self, peer_id: str, tool: str, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive, self._limit)
-        if body is None:
+        try:
+            body = await read_body(scope, receive, self._limit)
+        except BodyTooLarge:
             await _send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"request body over {self._limit} bytes"}})
+            return
+        if body is None:  # the caller left before sending the whole request
             return
         request = _well_formed_call(body, exposed_name=_header(scope, b"mcp-name"))
         if request is None:
@@ -180,17 +184,6 @@ def _well_formed_call(body: bytes, *, exposed_name: bytes | None) -> dict[str, A
     if not isinstance(params.get("arguments", {}), dict) or not isinstance(params.get("_meta", {}), dict):
         return None
     return request
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    body = bytearray()
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if len(body) > limit:
-            return None
-        if not message.get("more_body"):
-            return bytes(body)
 
 
 def _replay(body: bytes) -> Receive:
