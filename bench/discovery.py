@@ -110,7 +110,7 @@ class Bench:
                 info = AsyncServiceInfo(_RAW_TYPE, name, addresses=[socket.inet_aton("127.0.0.1")], port=9, properties={"i": str(i)}, server=f"raw{i}-{os.getpid()}.local.")
                 started = time.perf_counter()
                 await announcer.async_register_service(info, cooperating_responders=cooperating)
-                await _until(lambda: name in seen, "raw service seen")
+                await _until(lambda: name in seen, "raw service seen")  # noqa: B023 - awaited in this iteration
                 times.append(seen[name] - started)
                 await announcer.async_unregister_service(info)
         finally:
@@ -165,14 +165,14 @@ class Bench:
                 launched = time.perf_counter()
                 victim = await fleet.launch(f"victim{i}")
                 url = await fleet.url_of(victim)
-                await _until(lambda: any(p.url == url for p in observer.peers), "victim admitted")
+                await _until(lambda: any(p.url == url for p in observer.peers), "victim admitted")  # noqa: B023 - awaited in this iteration
                 cold.append(time.perf_counter() - launched)
                 peer_id = next(p.id for p in observer.peers if p.url == url)
                 killed = time.perf_counter()
                 victim.kill()
-                await _until(lambda: observer.peers.get(peer_id).status != "up", "victim suspect")  # type: ignore[union-attr]
+                await _until(lambda: observer.peers.get(peer_id).status != "up", "victim suspect")  # type: ignore[union-attr]  # noqa: B023 - awaited in this iteration
                 suspect.append(time.perf_counter() - killed)
-                await _until(lambda: observer.peers.get(peer_id).status == "dead", "victim dead")  # type: ignore[union-attr]
+                await _until(lambda: observer.peers.get(peer_id).status == "dead", "victim dead")  # type: ignore[union-attr]  # noqa: B023 - awaited in this iteration
                 dead.append(time.perf_counter() - killed)
         return cold, suspect, dead
 

@@ -59,7 +59,7 @@ async def run(calls: int) -> None:
             ]
             for label, url, tool, arguments in variants:
                 async with Client(url) as client:
-                    rows.append((label, await time_calls(lambda: client.call_tool(tool, arguments), calls)))
+                    rows.append((label, await time_calls(lambda: client.call_tool(tool, arguments), calls)))  # noqa: B023 - awaited in this iteration
             async with Mesh.connect(name="bench-script", home=home) as mesh:
                 await mesh.node.add_peer(alice.mcp_url)
                 await mesh.wait_for_peers(1)

@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from typing import Any
 
 import anyio
 import anyio.to_thread

@@ -73,7 +73,7 @@ def peers(mesh: str, home: Path, model: str) -> Iterator[list[str]]:
                 with (home / f"{name}.log").open("w") as log:
                     processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True))
             urls = [process.stdout.readline().strip() if process.stdout is not None else "" for process in processes]
-        failed = [name for (name, _), url in zip(specs, urls) if not url]
+        failed = [name for (name, _), url in zip(specs, urls, strict=True) if not url]
         if failed:
             reports = [f"peer {name} failed to start:\n{indent(stderr_tail(home / f'{name}.log'), '  ')}" for name in failed]
             raise SystemExit("\n".join(reports))

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import json
 import time
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -112,7 +112,7 @@ def verify_card(card: PeerCard | dict[str, Any] | bytes | str, *, expected_id: s
     return parsed
 
 
-def card_markdown(card: PeerCard, *, tz: tzinfo | None = timezone.utc) -> str:
+def card_markdown(card: PeerCard, *, tz: tzinfo | None = UTC) -> str:
     """A human description of the peer, for `GET /peer.md` and people reading it.
 
     The signing time is shown in `tz` (None: this machine's local time), not as epoch seconds.
@@ -138,6 +138,6 @@ def card_markdown(card: PeerCard, *, tz: tzinfo | None = timezone.utc) -> str:
         lines.append("(no model)")
     lines += ["", "## Tools", ""]
     lines += [f"- `{t.name}`: {t.description.splitlines()[0] if t.description else ''}" for t in card.tools] or ["(none)"]
-    signed = datetime.fromtimestamp(card.issued_at, timezone.utc).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    signed = datetime.fromtimestamp(card.issued_at, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
     lines += ["", f"Signed by `{card.pubkey}` on {signed}.", ""]
     return "\n".join(lines)

@@ -12,9 +12,10 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import anyio
 import anyio.abc
@@ -68,7 +69,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 TokenOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--token", help="The mesh secret, sent as a bearer token (default: this machine's mesh, if any).", envvar="MCPFED_MESH_SECRET"),
 ]
 
@@ -124,22 +125,22 @@ def _settings(ctx: typer.Context, settings_cls: type[Settings]) -> Settings:
 def serve(
     ctx: typer.Context,
     model: Annotated[str, typer.Option(help="GGUF file to serve, an embedded model (smollm2-135m, gemma3-270m), 'default' (smollm2-135m) or 'none'.")] = "default",
-    name: Annotated[Optional[str], typer.Option(help="Display name (default: host name).")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name (default: host name).")] = None,
     host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = DEFAULT_PORT,
     gpu_layers: Annotated[str, typer.Option("--gpu-layers", help="'auto' (all when the build has GPU offload), -1 or N.")] = "auto",
     n_ctx: Annotated[int, typer.Option("--ctx", help="Context window in tokens.")] = DEFAULT_CONTEXT,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for the model (default: all cores).")] = None,
-    home: Annotated[Optional[Path], typer.Option(help="State directory (key, database).")] = None,
-    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).")] = None,
-    notes: Annotated[Optional[Path], typer.Option(help="Folder of Markdown notes to offer as search_notes/read_note.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for the model (default: all cores).")] = None,
+    home: Annotated[Path | None, typer.Option(help="State directory (key, database).")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).")] = None,
+    notes: Annotated[Path | None, typer.Option(help="Folder of Markdown notes to offer as search_notes/read_note.")] = None,
     share: Annotated[
-        Optional[list[str]], typer.Option(help='Offer a stdio MCP server\'s tools: NAME="command args" (repeatable).')
+        list[str] | None, typer.Option(help='Offer a stdio MCP server\'s tools: NAME="command args" (repeatable).')
     ] = None,
-    mesh: Annotated[Optional[str], typer.Option(help="Mesh this peer belongs to; peers of other meshes are ignored.")] = None,
+    mesh: Annotated[str | None, typer.Option(help="Mesh this peer belongs to; peers of other meshes are ignored.")] = None,
     mdns: Annotated[str, typer.Option(help="mDNS: 'auto' (follow --host), 'off', or interfaces/IPv4s, comma-separated.")] = "auto",
-    peers: Annotated[Optional[list[str]], typer.Option("--peer", help="A peer URL to add statically (repeatable), e.g. when multicast is blocked.")] = None,
-    relays: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL to attach to (repeatable; default: the mesh's).")] = None,
+    peers: Annotated[list[str] | None, typer.Option("--peer", help="A peer URL to add statically (repeatable), e.g. when multicast is blocked.")] = None,
+    relays: Annotated[list[str] | None, typer.Option("--relay", help="Relay base URL to attach to (repeatable; default: the mesh's).")] = None,
     print_settings: PrintSettingsOption = False,
 ) -> None:
     """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL."""
@@ -292,8 +293,8 @@ async def _tools(url: str, headers: dict[str, str]) -> None:
 
 @app.command()
 def models(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Extra .gguf files or folders to list.")] = None,
-    home: Annotated[Optional[Path], typer.Option(help="State directory; its models/ folder is listed.", envvar="MCPFED_HOME")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Extra .gguf files or folders to list.")] = None,
+    home: Annotated[Path | None, typer.Option(help="State directory; its models/ folder is listed.", envvar="MCPFED_HOME")] = None,
 ) -> None:
     """List local models: the embedded ones, the state dir's models/, and PATHS."""
     from federation.models import find_models
@@ -315,11 +316,11 @@ def models(
 @app.command()
 def gateway(
     ctx: typer.Context,
-    mesh: Annotated[Optional[str], typer.Option(help="Mesh to join (default: the one `mcpfed join` stored, if any).")] = None,
+    mesh: Annotated[str | None, typer.Option(help="Mesh to join (default: the one `mcpfed join` stored, if any).")] = None,
     name: Annotated[str, typer.Option(help="Name this light member shows to the mesh.")] = "gateway",
-    peers: Annotated[Optional[list[str]], typer.Option("--peer", help="A peer's URL to know without mDNS (repeatable).")] = None,
+    peers: Annotated[list[str] | None, typer.Option("--peer", help="A peer's URL to know without mDNS (repeatable).")] = None,
     mdns: Annotated[str, typer.Option(help="'auto' (loopback), 'off', or interfaces to browse on.")] = "auto",
-    home: Annotated[Optional[Path], typer.Option(help="State directory.")] = None,
+    home: Annotated[Path | None, typer.Option(help="State directory.")] = None,
     print_settings: PrintSettingsOption = False,
 ) -> None:
     """Speak MCP over stdio for Claude Desktop / Gemini CLI, fronting the whole mesh (no model here).
@@ -334,7 +335,6 @@ def gateway(
     """
     from federation.api import member_settings
     from federation.gateway import run_gateway
-
     from federation.settings import PeerSettings
 
     typed = _typed(ctx)
@@ -346,13 +346,13 @@ def gateway(
 
 
 def _parse_since(value: str | None) -> Any:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     if value is None:
         return None
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
-        return datetime.now(timezone.utc) - timedelta(seconds=float(value[:-1]) * units[value[-1]])
+        return datetime.now(UTC) - timedelta(seconds=float(value[:-1]) * units[value[-1]])
     except (KeyError, ValueError, IndexError):
         _fail(f"--since takes a duration like 30m, 2h or 7d, not {value!r}.", 2)
 
@@ -361,9 +361,9 @@ def _parse_since(value: str | None) -> Any:
 def ledger(
     action: Annotated[str, typer.Argument(help="'show' (default) or 'verify' (re-check every stored receipt's signature).")] = "show",
     by: Annotated[str, typer.Option(help="Group by 'peer' (who served) or 'tool'.")] = "peer",
-    since: Annotated[Optional[str], typer.Option(help="Only calls newer than this, e.g. 30m, 2h, 7d.")] = None,
-    home: Annotated[Optional[Path], typer.Option(help="State directory whose ledger to read.", envvar="MCPFED_HOME")] = None,
-    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of one store to read instead of the state dir's.", envvar="MCPFED_DB")] = None,
+    since: Annotated[str | None, typer.Option(help="Only calls newer than this, e.g. 30m, 2h, 7d.")] = None,
+    home: Annotated[Path | None, typer.Option(help="State directory whose ledger to read.", envvar="MCPFED_HOME")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of one store to read instead of the state dir's.", envvar="MCPFED_DB")] = None,
 ) -> None:
     """Who served how many calls and tokens, from the signed receipts stored on this machine.
 
@@ -405,10 +405,10 @@ def ledger(
 
 @app.command()
 def peers(
-    url: Annotated[Optional[str], typer.Option("--url", "-u", help="Ask this running peer (its URL) instead of reading the state dir.")] = None,
+    url: Annotated[str | None, typer.Option("--url", "-u", help="Ask this running peer (its URL) instead of reading the state dir.")] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep the table on screen, updated live from the peer's /events.")] = False,
-    home: Annotated[Optional[Path], typer.Option(help="State directory of the peer whose table to read.", envvar="MCPFED_HOME")] = None,
-    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).", envvar="MCPFED_DB")] = None,
+    home: Annotated[Path | None, typer.Option(help="State directory of the peer whose table to read.", envvar="MCPFED_HOME")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).", envvar="MCPFED_DB")] = None,
     token: TokenOption = None,
 ) -> None:
     """Show the peer table: who this peer knows, how it reaches them, whether they are alive."""
@@ -512,11 +512,11 @@ async def _watch_peers(url: str, headers: dict[str, str]) -> None:
 @app.command()
 def tui(
     node: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--node", "-n", "--url", "-u", help="URL of the peer to watch (default http://127.0.0.1:8801; host:port works; a relay's <relay>/p/<peer-id> too).", envvar="MCPFED_NODE"),
     ] = None,
     observe: Annotated[bool, typer.Option("--observe", help="Start a light peer of our own (no model) that joins the mesh, and watch it.")] = False,
-    mesh: Annotated[Optional[str], typer.Option(help="With --observe: the mesh our light peer joins (default: the one `mcpfed join` stored).")] = None,
+    mesh: Annotated[str | None, typer.Option(help="With --observe: the mesh our light peer joins (default: the one `mcpfed join` stored).")] = None,
     token: TokenOption = None,
 ) -> None:
     """Watch the mesh live: peers, topology, calls, and a prompt box that asks the mesh."""
@@ -536,11 +536,11 @@ def relay_command(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = DEFAULT_RELAY_PORT,
-    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the card directory; share one Postgres between relays.")] = None,
-    public_url: Annotated[Optional[str], typer.Option(help="Base URL clients use to reach this relay (behind a proxy or TLS).")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the card directory; share one Postgres between relays.")] = None,
+    public_url: Annotated[str | None, typer.Option(help="Base URL clients use to reach this relay (behind a proxy or TLS).")] = None,
     max_streams: Annotated[int, typer.Option(help="Requests in flight per peer tunnel.")] = 64,
     max_request_bytes: Annotated[int, typer.Option(help="Largest request body forwarded to a peer.")] = MAX_REQUEST_BYTES,
-    home: Annotated[Optional[Path], typer.Option(help="State directory (mesh, directory database); MCPFED_HOME works too.")] = None,
+    home: Annotated[Path | None, typer.Option(help="State directory (mesh, directory database); MCPFED_HOME works too.")] = None,
     print_settings: PrintSettingsOption = False,
 ) -> None:
     """Run a relay until Ctrl-C: peers behind NAT attach to it, clients reach them at <relay>/p/<id>/mcp."""
@@ -560,13 +560,13 @@ async def _relay(settings: Any, signals: _StopSignals) -> None:
             await anyio.sleep_forever()
 
 
-HomeOption = Annotated[Optional[Path], typer.Option(help="State directory.", envvar="MCPFED_HOME")]
+HomeOption = Annotated[Path | None, typer.Option(help="State directory.", envvar="MCPFED_HOME")]
 
 
 @app.command()
 def init(
     mesh: Annotated[str, typer.Option("--mesh", help="Name of the new mesh.")],
-    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL members use (repeatable).")] = None,
+    relay: Annotated[list[str] | None, typer.Option("--relay", help="Relay base URL members use (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the mesh this machine already belongs to.")] = False,
     home: HomeOption = None,
 ) -> None:
@@ -580,7 +580,7 @@ def init(
 
 @app.command()
 def invite(
-    relay: Annotated[Optional[list[str]], typer.Option("--relay", help="Relay base URL to put in the token (repeatable; remembered here too).")] = None,
+    relay: Annotated[list[str] | None, typer.Option("--relay", help="Relay base URL to put in the token (repeatable; remembered here too).")] = None,
     home: HomeOption = None,
 ) -> None:
     """Print a join token for this machine's mesh. It holds the mesh secret: send it privately."""

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from federation.home import state_dir
-from servers.gguf_file import GGUFError, read_gguf_info, sha256_of
 from servers.embedded_models import EMBEDDED_MODELS
+from servers.gguf_file import GGUFError, read_gguf_info, sha256_of
 
 __all__ = ["LocalModel", "find_models"]
 

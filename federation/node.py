@@ -22,7 +22,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -38,24 +38,24 @@ from starlette.types import ASGIApp
 from federation.bodylimit import BodyLimit
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
 from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH, STOP_GRACE_SECONDS
+from federation.contract import EventModel, Hello
 from federation.discovery import discovery_services
 from federation.discovery.interfaces import advertised_hosts
 from federation.errors import ConfigError, ModelFileError, PeerError
-from federation.contract import EventModel, Hello
 from federation.events import EventBus
 from federation.home import state_dir
 from federation.identity import Identity
 from federation.listen import bind_socket, start_uvicorn
 from federation.membership import MeshGuard
 from federation.peers import Peer, PeerTable
+from federation.routing import FastForward, Forwarder, Router
 from federation.settings import PeerSettings
 from federation.store import Store, database_url
-from federation.routing import FastForward, Forwarder, Router
 from federation.toolhost import CallOutcome, HostedServer, ToolHost
 from federation.urls import http_url
+from servers.embedded_models import EmbeddedModelError, model_path
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
-from servers.embedded_models import EmbeddedModelError, model_path
 from servers.llama_engine import LlamaEngine, ModelUnavailable
 from servers.notes import build_server as build_notes_server
 from servers.share import SharedStdioServer
@@ -321,7 +321,7 @@ class Node:
             caller=trace.caller,
             callee=self.peer_id,
             tool=call.tool,
-            started=datetime.fromtimestamp(call.started, timezone.utc),
+            started=datetime.fromtimestamp(call.started, UTC),
             ms=round(call.ms, 3),
             outcome=call.outcome,
             error=call.error,

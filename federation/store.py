@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -226,7 +226,7 @@ class Store:
         with Session(self._engine) as session:
             rows = session.exec(query).all()
         names = ("key", "role", "calls", "ok", "tokens_in", "tokens_out", "avg_ms", "receipts_ok", "receipts_bad")
-        return [dict(zip(names, (r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, round(r[6] or 0.0, 1), r[7] or 0, r[8] or 0))) for r in rows]
+        return [dict(zip(names, (r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, round(r[6] or 0.0, 1), r[7] or 0, r[8] or 0), strict=True)) for r in rows]
 
     def receipts(self) -> list[tuple[int, str, str]]:
         """(row id, callee, receipt JSON) of every call made that came back with a receipt."""
@@ -251,4 +251,4 @@ class Store:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

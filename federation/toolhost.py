@@ -243,7 +243,7 @@ class ToolHost:
         for provider in self._providers:
             try:
                 offered = await provider.list_tools()
-            except Exception:  # noqa: BLE001 - one broken provider must not hide the others
+            except Exception:  # one broken provider must not hide the others
                 logger.exception("a tool provider failed to list its tools")
                 continue
             for tool in offered:

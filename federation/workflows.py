@@ -126,7 +126,7 @@ async def debate(mesh: Mesh, question: str, *, n: int = 2, judge: str | None = N
             task_group.start_soon(critique, index, answer)
     critiques.sort(key=lambda pair: pair[0])
     ballot = "\n".join(
-        f"Answer {i + 1}: {a.text.strip()}\nCritique {i + 1}: {c.text.strip()}" for (i, a), (_, c) in zip(answers, critiques)
+        f"Answer {i + 1}: {a.text.strip()}\nCritique {i + 1}: {c.text.strip()}" for (i, a), (_, c) in zip(answers, critiques, strict=True)
     )
     verdict = await mesh.ask(
         f"Question: {question}\n{ballot}\nWhich answer is best? Reply with its number and one short reason.",

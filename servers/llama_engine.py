@@ -74,7 +74,7 @@ class RequestRejected(ValueError):
     """The request cannot be served as asked (bad limits, prompt too long)."""
 
 
-class EngineState(str, enum.Enum):
+class EngineState(str, enum.Enum):  # noqa: UP042 - StrEnum would change str() and format() of the members
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
@@ -506,7 +506,7 @@ class LlamaEngine:
                 raise RequestRejected(f"a text is {tokens} tokens, over the {self.n_ctx}-token context; split it.")
             vector = self._embedder.embed(text)  # pooled as the model says, or one vector per token
             if vector and isinstance(vector[0], list):  # a model without pooling (Gemma): mean-pool here
-                vector = [math.fsum(column) / len(vector) for column in zip(*vector)]
+                vector = [math.fsum(column) / len(vector) for column in zip(*vector, strict=True)]
             norm = math.sqrt(math.fsum(x * x for x in vector)) or 1.0  # normalise after pooling, not per token
             vectors.append([float(x) / norm for x in vector])
         return vectors

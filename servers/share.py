@@ -277,7 +277,7 @@ class SharedStdioServer:
             return
         try:
             await self._on_change()
-        except Exception:  # noqa: BLE001 - the host's trouble must not stop supervision
+        except Exception:  # the host's trouble must not stop supervision
             logger.exception("shared server %r: the tool-change callback failed", self.name)
 
     async def _run_child(self, on_up: Callable[[], None]) -> _Ending:

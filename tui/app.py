@@ -181,7 +181,7 @@ class MeshApp(App[None]):
             figures.append(f"by {peer_name} ({peer_id[:8]})" if isinstance(peer_name, str) else f"by {peer_id[:8]}")
         if usage:
             figures.append(f"{usage.get('completion_tokens', '?')} tok, {usage.get('tokens_per_s', '?')} tok/s")
-        pane.status = " · ".join(figures + [f"trace {trace_id[:8]}"])
+        pane.status = " · ".join([*figures, f"trace {trace_id[:8]}"])
 
     # -- peers ---------------------------------------------------------------
     @on(PeersTable.PeerChosen)

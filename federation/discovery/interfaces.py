@@ -80,7 +80,7 @@ def _named(items: list[str]) -> list[str]:
             if item not in adapters:
                 raise ConfigError(f"--mdns names interface {item!r}, which this machine does not have; it has: {', '.join(sorted(adapters))}.") from None
             if not adapters[item]:
-                raise ConfigError(f"interface {item!r} has no IPv4 address, and mDNS here speaks IPv4 only.")
+                raise ConfigError(f"interface {item!r} has no IPv4 address, and mDNS here speaks IPv4 only.") from None
             chosen += adapters[item]
             continue
         if address.version != 4:

@@ -30,9 +30,9 @@ import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
 from federation.const import PEERS_REFRESH_SECONDS, PEERS_SAVE_SECONDS
+from federation.contract import PeerRow
 from federation.discovery.admission import Rejected, discovery_client, fetch_card
 from federation.home import state_dir
-from federation.contract import PeerRow
 from federation.identity import Identity
 from federation.peers import Peer
 from federation.store import PeerRecord, Store, database_url

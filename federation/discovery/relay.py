@@ -137,7 +137,7 @@ class _RelayLink:
                 await self._attach()
             except (OSError, TimeoutError, WebSocketException, FrameError, TunnelRefused) as exc:
                 self._report(exc)
-            except Exception:  # noqa: BLE001 - a bug in one link must not stop the node; it retries like any failure
+            except Exception:  # a bug in one link must not stop the node; it retries like any failure
                 logger.exception("relay link to %s failed unexpectedly", self._relay)
             finally:
                 self._directory.forget(self._relay)

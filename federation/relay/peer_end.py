@@ -218,7 +218,7 @@ class PeerEnd:
 
         try:
             await self._app(self._scope(head), receive, send)
-        except Exception as exc:  # noqa: BLE001 - the app's failure ends this stream only
+        except Exception as exc:  # the app's failure ends this stream only
             logger.exception("relayed request %s %s failed", head.method, head.path)
             await self._reset(stream_id, stream, f"the peer failed the request: {exc!r}")
         else:

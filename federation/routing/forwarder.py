@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -154,7 +154,7 @@ class Forwarder:
             role="made",
             **ids,
             parent_span=span["parent"],
-            started=datetime.fromtimestamp(started, timezone.utc),
+            started=datetime.fromtimestamp(started, UTC),
             ms=round(ms, 3),
             outcome=outcome,
             tokens_in=tokens_in,

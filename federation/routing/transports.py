@@ -85,7 +85,7 @@ class SessionTransport:
                 raise TransportFailure(Failure.UNREACHABLE, exc.error.message) from exc
             except PeerGone as exc:
                 raise TransportFailure(Failure.UNREACHABLE, str(exc)) from exc
-            except Exception as exc:  # noqa: BLE001 - transport failures all mean the peer is gone for this call
+            except Exception as exc:  # transport failures all mean the peer is gone for this call
                 raise TransportFailure(Failure.UNREACHABLE, repr(root_cause(exc))) from exc
 
         return deliver

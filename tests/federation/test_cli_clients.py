@@ -21,8 +21,8 @@ from federation.cli import app
 from federation.membership import create_mesh
 from federation.node import Node
 from federation.settings import PeerSettings
-from tests.support.mesh import introduce
 from tests.support.cli import assert_one_line_error, mcpfed
+from tests.support.mesh import introduce
 from tests.support.paths import NOTES, REPO
 from tests.support.tmux import TMUX, Terminal
 

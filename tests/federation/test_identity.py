@@ -50,7 +50,7 @@ def test_signatures_verify_only_for_the_signed_message_and_key() -> None:
 
 def test_unreadable_key_file_says_to_move_it_away(tmp_path: Path) -> None:
     (tmp_path / "identity.pem").write_text("garbage")
-    with pytest.raises(ConfigError, match="is not a readable private key .*move it away"):
+    with pytest.raises(ConfigError, match=r"is not a readable private key .*move it away"):
         Identity.load_or_create(tmp_path)
 
 

@@ -50,7 +50,7 @@ def test_joining_a_second_mesh_needs_force(tmp_path: Path) -> None:
     create_mesh(tmp_path / "a", "one")
     create_mesh(tmp_path / "b", "two")
     other = invite(tmp_path / "b")
-    with pytest.raises(ConfigError, match="already belongs to mesh 'one'.*--force"):
+    with pytest.raises(ConfigError, match=r"already belongs to mesh 'one'.*--force"):
         join(tmp_path / "a", other)
     assert join(tmp_path / "a", other, force=True).name == "two"
 
@@ -72,7 +72,7 @@ async def test_cli_init_invite_join_lets_the_second_machine_talk_to_the_first(tm
         async with connect(first.mcp_url, headers=auth_headers(second)) as client:
             await client.list_tools()
         stranger = PeerSettings(port=0, model=None, home=stranger_home)
-        with pytest.raises(PeerError, match="no mesh credential was sent.*mcpfed join"):
+        with pytest.raises(PeerError, match=r"no mesh credential was sent.*mcpfed join"):
             async with connect(first.mcp_url, headers=auth_headers(stranger)):
                 pass
         for home, expected in ((second_home, 0), (stranger_home, 1)):  # the CLI sends its machine's credential
@@ -114,9 +114,9 @@ def test_settings_take_the_stored_mesh_unless_told_otherwise(tmp_path: Path, mon
 
 
 def test_exposing_a_peer_without_a_mesh_secret_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="binding 0.0.0.0 .* needs a mesh secret"):
+    with pytest.raises(ConfigError, match=r"binding 0.0.0.0 .* needs a mesh secret"):
         Node(PeerSettings(host="0.0.0.0", port=0, model=None, home=tmp_path))
-    with pytest.raises(ConfigError, match="attaching to relay http://relay.example:8800 .* needs a mesh secret"):
+    with pytest.raises(ConfigError, match=r"attaching to relay http://relay.example:8800 .* needs a mesh secret"):
         Node(PeerSettings(port=0, model=None, home=tmp_path, relays=["http://relay.example:8800"]))
     with pytest.raises(ConfigError, match="must look like http://host:port"):
         PeerSettings(home=tmp_path, relays=["relay.example:8800"])

@@ -27,7 +27,7 @@ def test_any_peer_and_tool_give_a_valid_mcp_tool_name(peer: str, tool: str) -> N
 @settings(max_examples=200, deadline=None)
 def test_different_tools_get_different_names(pairs: list[tuple[str, str]]) -> None:
     names = [namespaced(peer, tool) for peer, tool in pairs]
-    assert len(set(names)) == len(names), sorted(zip(names, pairs))
+    assert len(set(names)) == len(names), sorted(zip(names, pairs, strict=True))
 
 
 def synthetic_tools() -> list[tuple[str, str]]:

@@ -24,8 +24,8 @@ from federation.errors import ModelFileError, PortInUseError, ToolCallError
 from federation.node import Node
 from federation.settings import PeerSettings
 from federation.store import CallRecord
-from servers.gguf_file import sha256_of
 from servers.embedded_models import model_path
+from servers.gguf_file import sha256_of
 from tests.support.models import BASE_MODEL, bad_model
 from tests.support.waiting import wait_until
 

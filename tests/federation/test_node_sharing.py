@@ -16,7 +16,6 @@ from tests.support.cli import mcpfed_sync
 from tests.support.paths import NOTES
 
 
-
 @pytest.mark.anyio
 async def test_notes_peer_answers_searches_and_refuses_escapes(start_node: Callable[..., AbstractAsyncContextManager[Node]]) -> None:
     async with start_node(notes=NOTES) as node, connect(node.mcp_url) as client:

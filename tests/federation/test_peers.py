@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from federation.contract import PeerRow
 from federation.card import PeerCard, ToolSummary
+from federation.contract import PeerRow
 from federation.events import EventBus, Subscription
 from federation.identity import Identity
 from federation.peers import DEAD_AFTER_MISSES, PeerTable

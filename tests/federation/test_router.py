@@ -120,7 +120,7 @@ async def test_tools_list_changed_reaches_a_client_when_a_peer_joins(model_node:
     changed = anyio.Event()
 
     async def on_message(message: Any) -> None:
-        if isinstance(message, types.ServerNotification) and isinstance(message, types.ToolListChangedNotification) or (
+        if (isinstance(message, types.ServerNotification) and isinstance(message, types.ToolListChangedNotification)) or (
             getattr(message, "root", None) is not None and isinstance(message.root, types.ToolListChangedNotification)
         ):
             changed.set()
@@ -271,7 +271,7 @@ async def test_peers_joining_together_bring_one_tools_list_changed(start_node: A
             cards = [await fetch_card(http, j.mcp_url, mesh=None) for j in joiners]
         async with Client(watcher.tools.server, mode="legacy", message_handler=on_message) as client:
             await client.list_tools()  # a legacy session is notified once it has listed
-            for joiner, card in zip(joiners, cards):
+            for joiner, card in zip(joiners, cards, strict=True):
                 watcher.peers.admit(card, "static", joiner.mcp_url)
             wanted = {f"notes{i}__search_notes" for i in range(5)}
             with anyio.fail_after(10):

@@ -26,14 +26,14 @@ import anyio.to_thread
 import httpx
 import pytest
 from mcp import Client
-from tests.support.discovery import PeerProcess
-from tests.support.paths import REPO
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from federation.const import SERVICE_TYPE
 from federation.store import CallRecord, Store, database_url
 from servers.llama_engine import default_model_path
+from tests.support.discovery import PeerProcess
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.anyio
 
@@ -171,7 +171,7 @@ def slow_loading_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("run", RUNS)
 async def test_sigterm_while_the_model_loads_exits_0_with_a_goodbye(tmp_path: Path, slow_loading_model: Path, run: int) -> None:
-    async with serve(tmp_path, "--model", str(slow_loading_model)) as (peer, browser, home):
+    async with serve(tmp_path, "--model", str(slow_loading_model)) as (peer, browser, _home):
         instance = await browser.wait_added()  # advertised as soon as it serves, while the model loads
         port = await browser.port_of(instance)
         async with httpx.AsyncClient(trust_env=False) as http:

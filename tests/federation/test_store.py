@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ def row(tool: str = "generate", callee: str = "peer-a", **fields: Any) -> dict[s
     values: dict[str, Any] = {
         "callee": callee,
         "tool": tool,
-        "started": datetime.now(timezone.utc),
+        "started": datetime.now(UTC),
         "ms": 12.5,
         "outcome": "ok",
         "tokens_in": 3,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from servers.gguf_file import GGUFError, read_gguf_info, sha256_of
 from servers.embedded_models import model_path as embedded_model_path
+from servers.gguf_file import GGUFError, read_gguf_info, sha256_of
 from tests.support.models import BASE_MODEL, copy_head
 
 
@@ -31,7 +31,7 @@ def test_embedded_model_header_names_its_architecture_quantization_and_context(m
 
 
 def test_missing_file_says_it_does_not_exist(tmp_path: Path) -> None:
-    with pytest.raises(GGUFError, match="does not exist.*--model"):
+    with pytest.raises(GGUFError, match=r"does not exist.*--model"):
         read_gguf_info(tmp_path / "absent.gguf")
 
 

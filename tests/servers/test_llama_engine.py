@@ -136,7 +136,7 @@ async def test_waiting_requests_are_served_in_arrival_order(engine: LlamaEngine)
         await wait_until(lambda: engine.in_flight == 1)
         for position, label in enumerate(["second", "third", "fourth"], start=1):
             group.start_soon(ask, label, 2)
-            await wait_until(lambda: engine.queued == position)
+            await wait_until(lambda: engine.queued == position)  # noqa: B023 - awaited in this iteration
     assert finished == ["first", "second", "third", "fourth"]
     assert (engine.in_flight, engine.queued) == (0, 0)
 
@@ -194,7 +194,7 @@ async def test_embeddings_are_unit_vectors_that_tell_texts_apart(engine: LlamaEn
     assert len(cat) == len(market) > 100
     assert math.isclose(math.fsum(x * x for x in cat), 1.0, rel_tol=1e-3)
     assert cat == cat_again
-    assert math.fsum(a * b for a, b in zip(cat, market)) < 0.999
+    assert math.fsum(a * b for a, b in zip(cat, market, strict=True)) < 0.999
 
 
 async def test_embedding_nothing_is_refused(engine: LlamaEngine) -> None:
@@ -273,7 +273,7 @@ async def test_request_while_loading_says_still_loading() -> None:
 
 async def test_model_llama_cpp_cannot_load_fails_with_a_message(unloadable_model: Path) -> None:
     async with LlamaEngine(unloadable_model, n_ctx=256) as broken:
-        with pytest.raises(ModelUnavailable, match="could not load model .*unknown-arch.gguf"):
+        with pytest.raises(ModelUnavailable, match=r"could not load model .*unknown-arch.gguf"):
             await broken.wait_ready()
         assert broken.state is EngineState.FAILED
         with pytest.raises(ModelUnavailable, match="could not load model"):

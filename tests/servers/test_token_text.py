@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -53,7 +55,7 @@ def test_the_earliest_of_several_stop_strings_wins() -> None:
 def test_streamed_pieces_join_to_the_text_before_the_first_stop(text: str, stop: list[str], cuts: list[int]) -> None:
     raw = text.encode()
     points = sorted({c % (len(raw) + 1) for c in cuts} | {0, len(raw)})
-    pieces = [raw[a:b] for a, b in zip(points, points[1:])]
+    pieces = [raw[a:b] for a, b in itertools.pairwise(points)]
     out, _ = stream(pieces, stop)
     ends = [i for i in (text.find(s) for s in stop) if i >= 0]
     assert "".join(out) == (text[: min(ends)] if ends else text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -13,6 +14,7 @@ from textual.widgets import Markdown
 from federation import CallFinished
 from federation.card import PeerCard
 from federation.node import Node
+from tests.support.waiting import wait_until
 from tui.app import MeshApp
 from tui.screens.peer_detail import PeerDetailScreen
 from tui.widgets.answer_pane import AnswerPane
@@ -21,8 +23,6 @@ from tui.widgets.connection_bar import ConnectionBar
 from tui.widgets.peers_table import PeersTable
 from tui.widgets.prompt_box import PromptBox
 from tui.widgets.topology import TopologyView
-
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -101,7 +101,7 @@ async def test_enter_on_a_peer_opens_its_verified_card(start_node: StartNode, wa
                 await pilot.press("enter")
                 await wait_until(lambda: isinstance(pilot.app.screen, PeerDetailScreen), "the detail screen")
                 card = pilot.app.screen.query_one("#detail-card", Markdown)
-                await wait_until(lambda: "signature verified" in card.source, f"{peer.name}'s verified card")
+                await wait_until(lambda: "signature verified" in card.source, f"{peer.name}'s verified card")  # noqa: B023 - awaited in this iteration
                 assert f"# {peer.name} (`{peer.peer_id}`)" in card.source
                 assert re.search(r"Signed by `\S+` on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", card.source), "the signing time reads as a date"
                 assert not re.search(r"\d{10}\.\d", card.source), "no raw epoch seconds"
@@ -144,7 +144,7 @@ async def test_a_prompt_streams_an_answer_and_the_call_log_records_it(model_node
         assert pane.text.strip(), "the answer is empty"
         partial = [text for text in shown if text]
         assert len(partial) >= 3, f"the answer did not stream: {partial}"
-        assert all(later.startswith(earlier) for earlier, later in zip(partial, partial[1:])), "the answer did not grow in place"
+        assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(partial)), "the answer did not grow in place"
         log = app.query_one(CallLog)
 
         def logged_chat() -> bool:

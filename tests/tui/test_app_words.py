@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import wait_until
 from tui.asking import Answer
 from tui.widgets.answer_pane import AnswerPane
 from tui.wire import Connected
 
-from tests.support.waiting import wait_until
-
 sys.path.insert(0, str(Path(__file__).parent / "snapshot_apps"))
-from fixed_mesh import PEERS, SELF, CannedAsker, make_app  # noqa: E402
+from fixed_mesh import PEERS, SELF, CannedAsker, make_app
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +33,7 @@ async def test_the_title_counts_one_peer_in_the_singular_and_more_in_the_plural(
     for peers, words in ((PEERS[:1], "1 peer"), (PEERS, "4 peers")):
         app = make_app((Connected(card=SELF, peers=peers),))
         async with app.run_test(size=(120, 36)):
-            await wait_until(lambda: "·" in app.sub_title, "the watched node in the title")
+            await wait_until(lambda: "·" in app.sub_title, "the watched node in the title")  # noqa: B023 - awaited in this iteration
             assert app.sub_title == f"atlas ({SELF.id}) · {words} · http://127.0.0.1:8801"
 
 

@@ -15,13 +15,12 @@ from starlette.routing import Route
 from federation.listen import serve_app
 from federation.membership import auth_headers
 from federation.node import Node
+from tests.support.tui import app_for
+from tests.support.waiting import wait_until
 from tui.observer import mesh_settings
 from tui.widgets.answer_pane import AnswerPane
 from tui.widgets.connection_bar import ConnectionBar
 from tui.widgets.peers_table import PeersTable
-
-from tests.support.tui import app_for
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

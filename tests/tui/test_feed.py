@@ -12,11 +12,10 @@ from federation import CallFinished, PeerDown
 from federation.client import connect
 from federation.errors import ConfigError
 from federation.node import Node
+from tests.support.tui import FAST_BACKOFF
 from tui.address import NodeAddress
 from tui.feed import Backoff, HttpFeed
 from tui.wire import Connected, Disconnected, FeedItem
-
-from tests.support.tui import FAST_BACKOFF
 
 pytestmark = pytest.mark.anyio
 

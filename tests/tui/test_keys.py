@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Markdown
 
+from tests.support.waiting import wait_until
 from tui.app import MeshApp
 from tui.screens.help import HelpScreen
 from tui.screens.peer_detail import PeerDetailScreen
@@ -15,10 +16,8 @@ from tui.widgets.call_log import CallLog
 from tui.widgets.peers_table import PeersTable
 from tui.widgets.topology import TopologyView
 
-from tests.support.waiting import wait_until
-
 sys.path.insert(0, str(Path(__file__).parent / "snapshot_apps"))
-from fixed_mesh import make_app  # noqa: E402
+from fixed_mesh import make_app
 
 pytestmark = pytest.mark.anyio
 

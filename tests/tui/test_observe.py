@@ -9,12 +9,11 @@ import pytest
 
 from federation.node import Node
 from federation.settings import PeerSettings
+from tests.support.tui import app_for
+from tests.support.waiting import wait_until
 from tui.observer import observer_node, observer_settings
 from tui.widgets.answer_pane import AnswerPane
 from tui.widgets.peers_table import PeersTable
-
-from tests.support.tui import app_for
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

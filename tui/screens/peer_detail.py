@@ -14,7 +14,6 @@ from datetime import tzinfo
 from typing import ClassVar
 
 import httpx2
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult

@@ -95,7 +95,7 @@ class CallLog(Tree[LoggedCall]):
         node.data = first
         node.allow_expand = bool(rest)
         children = list(node.children)
-        for child, call in zip(children, rest):
+        for child, call in zip(children, rest, strict=False):  # the node may have fewer children than calls, or more
             child.data = call
             child.refresh()
         for call in rest[len(children) :]:

@@ -121,7 +121,7 @@ class TopologyView(Widget):
         labelled = len(peers) <= LABEL_LIMIT
         cx, cy = canvas.dot_width / 2, canvas.dot_height / 2
         radius, label_width = _fit_ring(cx, cy, max(len(name) for _, name, _ in peers) if labelled else 0)
-        places = dict(zip((p[0] for p in peers), ring_positions(len(peers), cx, cy, radius)))
+        places = dict(zip((p[0] for p in peers), ring_positions(len(peers), cx, cy, radius), strict=True))
         if len(peers) > 1:
             canvas.circle(cx, cy, radius, self.get_component_rich_style("topology--ring"), weight=-1)
         self._draw_edges(canvas, topology.edges, places)

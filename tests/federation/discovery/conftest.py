@@ -20,11 +20,11 @@ from typing import Any
 
 import anyio
 import pytest
-from tests.support.discovery import FAST_HEALTH_INTERVAL, PeerProcess, SpawnPeer
-from tests.support.paths import REPO
 
 from federation.node import Node
 from federation.settings import PeerSettings
+from tests.support.discovery import FAST_HEALTH_INTERVAL, PeerProcess, SpawnPeer
+from tests.support.paths import REPO
 
 
 @pytest.fixture

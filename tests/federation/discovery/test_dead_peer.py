@@ -9,11 +9,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio
 import pytest
 from mcp import Client
-from tests.support.discovery import SpawnPeer
-from tests.support.waiting import wait_until
 
 from federation.client import result_text
 from federation.node import Node
+from tests.support.discovery import SpawnPeer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

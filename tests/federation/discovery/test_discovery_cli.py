@@ -11,11 +11,11 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 import anyio.to_thread
 import pytest
+
+from federation.node import Node
 from tests.support.cli import mcpfed
 from tests.support.paths import REPO
 from tests.support.waiting import wait_until
-
-from federation.node import Node
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 import pytest
-from tests.support.waiting import wait_until
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +30,7 @@ from federation.discovery.hint import mesh_tag, txt_record
 from federation.identity import Identity
 from federation.listen import serve_app
 from federation.node import Node
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

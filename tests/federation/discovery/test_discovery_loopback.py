@@ -9,8 +9,6 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 import anyio.to_thread
 import pytest
-from tests.support.discovery import SpawnPeer, recorded_events
-from tests.support.waiting import wait_until
 from mcp.server.mcpserver import MCPServer
 
 from federation.contract import PeerRow
@@ -18,6 +16,8 @@ from federation.events import Event
 from federation.node import Node
 from federation.toolhost import HostedServer
 from federation.watch import apply_peer_event, fetch_peers, sorted_peers
+from tests.support.discovery import SpawnPeer, recorded_events
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

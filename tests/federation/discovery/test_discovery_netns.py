@@ -20,11 +20,11 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
+
+from federation.const import SERVICE_TYPE
 from tests.support.discovery import SpawnPeer
 from tests.support.paths import REPO
 from tests.support.waiting import wait_until
-
-from federation.const import SERVICE_TYPE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 
@@ -112,7 +112,7 @@ async def test_peers_on_three_hosts_discover_each_other_and_call_a_tool_across(l
     assert [url.split("/")[2].split(":")[0] for url in urls] == ["10.77.0.1", "10.77.0.2", "10.77.0.3"]
 
     async def everyone_sees_everyone() -> bool:
-        for i, (host, url) in enumerate(zip(lan, urls)):
+        for i, (host, url) in enumerate(zip(lan, urls, strict=True)):
             seen = await _in_host(host, _PEERS.format(url=url.removesuffix("/mcp"), auth=_AUTH))
             assert isinstance(seen, list)
             if sorted((p["url"], p["via"], p["status"]) for p in seen) != sorted((u, "mdns", "up") for j, u in enumerate(urls) if j != i):

@@ -7,10 +7,10 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from tests.support.waiting import wait_until
 
 from federation.node import Node
 from federation.settings import PeerSettings
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from datetime import timezone
+from datetime import UTC
 
 from federation import CallEvent, CallFinished, CallStarted, PeerRow
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary
@@ -31,7 +31,7 @@ def _card(peer_id: str, name: str, models: Iterable[ModelSummary] = ()) -> PeerC
         id=peer_id,
         name=name,
         pubkey="",
-        endpoints=[f"http://127.0.0.1:8801/mcp"],
+        endpoints=["http://127.0.0.1:8801/mcp"],
         models=list(models),
         tools=[ToolSummary(name=t) for t in ("generate", "chat", "embed", "model_info")],
         load=Load(),
@@ -101,7 +101,7 @@ class CannedAsker:
 def make_app(items: tuple[FeedItem, ...] = ITEMS, asker: Asker | None = None) -> MeshApp:
     trace_ids = (f"{n:08x}{0:024x}" for n in itertools.count(0xA11CE))
     return MeshApp(
-        ReplayFeed(items), asker or CannedAsker(), url="http://127.0.0.1:8801", clock=lambda: NOW, tz=timezone.utc, trace_ids=lambda: next(trace_ids)
+        ReplayFeed(items), asker or CannedAsker(), url="http://127.0.0.1:8801", clock=lambda: NOW, tz=UTC, trace_ids=lambda: next(trace_ids)
     )
 
 
