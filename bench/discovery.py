@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -76,11 +77,11 @@ class Bench:
         self.mesh = f"bench-{uuid.uuid4().hex[:8]}"
         self.count = 0
 
-    def settings(self, **overrides: object) -> PeerSettings:
+    def settings(self, **overrides: Any) -> PeerSettings:
         self.count += 1
         name = str(overrides.pop("name", f"p{self.count}"))
-        values = {"name": name, "port": 0, "home": self.home / name, "model": None, "mesh": self.mesh, "mdns": "auto"}
-        return PeerSettings(**(values | overrides))  # type: ignore[arg-type]
+        values: dict[str, Any] = {"name": name, "port": 0, "home": self.home / name, "model": None, "mesh": self.mesh, "mdns": "auto"}
+        return PeerSettings(**(values | overrides))
 
     # -- 1. start -> visible -----------------------------------------------
     async def visible(self, reps: int) -> list[float]:

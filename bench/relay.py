@@ -80,12 +80,12 @@ async def _streamed(client: Client, tool: str, arguments: dict[str, Any]) -> tup
     """Call a streaming tool: (progress notifications seen, seconds, structured result)."""
     seen = 0
 
-    async def progress(value: float, total: float | None, message: str | None) -> None:
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         nonlocal seen
         seen += 1
 
     started = time.perf_counter()
-    result = await client.call_tool(tool, arguments, progress_callback=progress)
+    result = await client.call_tool(tool, arguments, progress_callback=on_progress)
     return seen, time.perf_counter() - started, result.structured_content or {}
 
 
@@ -104,7 +104,7 @@ async def _tick(client: Client, n: int) -> float:
 
 async def run(calls: int, tokens: int, rounds: int) -> None:
     home = Path(tempfile.mkdtemp(prefix="mcpfed-bench-relay-"))
-    mesh = {"mesh": _MESH, "mesh_secret": _SECRET}
+    mesh: dict[str, Any] = {"mesh": _MESH, "mesh_secret": _SECRET}
     async with Relay(RelaySettings(port=0, home=home / "relay", **mesh)) as relay:
         settings = PeerSettings(port=0, home=home / "peer", model="default", n_ctx=2048, relays=[relay.url], **mesh)
         async with Node(settings) as node:

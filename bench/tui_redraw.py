@@ -17,7 +17,7 @@ import anyio
 
 from federation import CallFinished, PeerCard, PeerRow
 from tui.app import FLUSH_SECONDS, MeshApp
-from tui.asking import Answer
+from tui.asking import Answer, TextCallback
 from tui.feed import ReplayFeed
 from tui.wire import Connected, FeedItem
 
@@ -26,7 +26,7 @@ SIZE = (160, 48)
 
 
 class _NoAsker:
-    async def ask(self, prompt: str, on_text, *, trace_id: str) -> Answer:  # type: ignore[no-untyped-def]
+    async def ask(self, prompt: str, on_text: TextCallback, *, trace_id: str) -> Answer:
         raise NotImplementedError
 
 
@@ -39,7 +39,7 @@ async def cpu_ms(n_peers: int, n_traces: int, *, events: bool) -> float:
     """CPU ms per redraw window (one event each), or per quiet second when `events` is False."""
     card = PeerCard(id="self0000self0000", name="self", pubkey="")
     peers = tuple(PeerRow(id=f"p{i:015d}", name=f"peer{i:03d}", via="mdns", models=("gemma-3-270m",), latency_ms=2.0) for i in range(n_peers))
-    history: list[FeedItem] = [Connected(card=card, peers=peers)] + [_call(n, peers) for n in range(n_traces)]
+    history: list[FeedItem] = [Connected(card=card, peers=peers), *(_call(n, peers) for n in range(n_traces))]
     app = MeshApp(ReplayFeed(history), _NoAsker(), url="http://bench")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(1.0)

@@ -234,6 +234,7 @@ async def _ask(url: str, headers: dict[str, str], prompt: str, max_tokens: int, 
         sys.stdout.write(text)
         sys.stdout.flush()
 
+    arguments: dict[str, Any]
     if raw:
         tool, arguments = "generate", {"prompt": prompt}
     else:
@@ -393,8 +394,8 @@ def ledger(
             raise typer.Exit(1 if bad else 0)
         table = Table(by, "ledger", "role", "calls", "ok", "tokens in", "tokens out", "avg ms", "receipts ✓", "receipts ✗", box=None)
         for label, store in stores:
-            for row in store.ledger(by=by, since=after):
-                cells = (row[k] for k in ("key", "role", "calls", "ok", "tokens_in", "tokens_out", "avg_ms", "receipts_ok", "receipts_bad"))
+            for totals in store.ledger(by=by, since=after):
+                cells = (totals[k] for k in ("key", "role", "calls", "ok", "tokens_in", "tokens_out", "avg_ms", "receipts_ok", "receipts_bad"))
                 key, *rest = (escape(str(cell)) for cell in cells)
                 table.add_row(key, escape(label), *rest)
         out.print(table)

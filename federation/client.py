@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import mcp.types as types
@@ -76,12 +76,12 @@ async def call_tool(
 ) -> types.CallToolResult:
     """Call a tool; streamed text (progress messages) goes to `on_text`; errors raise `ToolCallError`."""
 
-    async def progress(value: float, total: float | None, message: str | None) -> None:
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         if on_text is not None and message:
             await on_text(message)
 
     try:
-        result = await client.call_tool(tool, arguments, progress_callback=progress, meta=meta)
+        result = await client.call_tool(tool, arguments, progress_callback=on_progress, meta=cast(types.RequestParamsMeta | None, meta))  # an open map: any dict is one
     except MCPError as exc:
         raise ToolCallError(f"{tool}: {exc.error.message}") from exc
     if result.is_error:

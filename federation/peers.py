@@ -13,6 +13,7 @@ removes it at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,7 +92,7 @@ class PeerTable:
         self._self_id = self_id
         self._peers: dict[str, Peer] = {}
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Peer]:
         return iter(list(self._peers.values()))
 
     def __len__(self) -> int:

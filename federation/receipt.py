@@ -109,7 +109,8 @@ def served_by(meta: dict[str, Any], result: types.CallToolResult, called: str) -
     if problem := verify_receipt(receipt, result=result):
         return None, problem
     hops = {h.get("peer"): h for h in meta.get(HOPS_META_KEY) or [] if isinstance(h, dict)}
-    at, steps = called, 0
+    at: str | None = called  # then each hop's forwarded_to, which a bad record may lack
+    steps = 0
     while at != receipt.get("peer"):
         hop = hops.get(at)
         if hop is None or steps > _MAX_HOPS_KEPT:

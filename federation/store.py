@@ -25,7 +25,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 from sqlalchemy import Engine, case, delete, insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Field, Session, SQLModel, create_engine, func, select
+from sqlmodel import Field, Session, SQLModel, col, create_engine, func, select
 
 from federation.card import PeerCard
 from federation.const import LEDGER_FLUSH_SECONDS, LEDGER_QUEUE_LIMIT
@@ -205,12 +205,12 @@ class Store:
     # -- queries (sync; call from a thread or a CLI) -------------------------
     def calls(self, limit: int = 100) -> list[CallRecord]:
         with Session(self._engine) as session:
-            return list(session.exec(select(CallRecord).order_by(CallRecord.id.desc()).limit(limit)))  # type: ignore[union-attr]
+            return list(session.exec(select(CallRecord).order_by(col(CallRecord.id).desc()).limit(limit)))
 
     def ledger(self, *, by: str = "peer", since: datetime | None = None) -> list[dict[str, object]]:
         """Who served how much: calls, outcomes, tokens and receipts grouped by callee or tool."""
         key = CallRecord.callee if by == "peer" else CallRecord.tool
-        query = select(
+        query = select(  # type: ignore[call-overload]  # sqlmodel types select() for at most 4 columns; 9 work
             key,
             CallRecord.role,
             func.count(),
@@ -232,12 +232,12 @@ class Store:
         """(row id, callee, receipt JSON) of every call made that came back with a receipt."""
         with Session(self._engine) as session:
             rows = session.exec(select(CallRecord.id, CallRecord.callee, CallRecord.receipt).where(CallRecord.receipt != None))  # noqa: E711
-            return [(r[0], r[1], r[2]) for r in rows]
+            return [(r[0], r[1], r[2]) for r in rows if r[0] is not None and r[2] is not None]  # both always are: narrows the types
 
     def save_peers(self, observer: str, rows: Sequence[PeerRecord]) -> None:
         """Replace what `observer` knows with `rows`, in one transaction (sync: run it in a thread)."""
         with Session(self._engine) as session:
-            session.execute(delete(PeerRecord).where(PeerRecord.observer == observer))  # type: ignore[arg-type]
+            session.execute(delete(PeerRecord).where(col(PeerRecord.observer) == observer))
             session.add_all(rows)
             session.commit()
 

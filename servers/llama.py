@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -32,6 +32,16 @@ Temperature = Annotated[float, Field(ge=0.0, le=5.0, description="Sampling tempe
 TopP = Annotated[float, Field(gt=0.0, le=1.0, description="Nucleus sampling mass.")]
 Stop = Annotated[list[str] | None, Field(description="Strings that end generation when produced.")]
 Seed = Annotated[int | None, Field(description="Sampling seed, for repeatable output.")]
+
+
+class _Sampling(TypedDict):
+    """The sampling arguments generate and chat pass on to the engine, typed so they stay in step with it."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: list[str] | None
+    seed: int | None
 
 
 class UsageInfo(BaseModel):
@@ -117,7 +127,7 @@ def build_server(engine: LlamaEngine, *, name: str = "llama", lifespan: Any = No
         seed: Seed = None,
     ) -> GenerateResult:
         """Continue `prompt` with the local model. Text streams as progress notifications (text in `message`)."""
-        options = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed}
+        options: _Sampling = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed}
         return await run(ctx, lambda on_token: engine.complete(prompt, on_token=on_token, **options))
 
     @server.tool(annotations=_READ_ONLY)
@@ -132,7 +142,7 @@ def build_server(engine: LlamaEngine, *, name: str = "llama", lifespan: Any = No
     ) -> GenerateResult:
         """Answer the last message of a conversation, using the model's chat template. Streams like generate."""
         turns = [ChatMessage(m.role, m.content) for m in messages]
-        options = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed}
+        options: _Sampling = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed}
         return await run(ctx, lambda on_token: engine.chat(turns, on_token=on_token, **options))
 
     @server.tool(annotations=_READ_ONLY)

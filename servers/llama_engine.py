@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.from_thread
@@ -45,6 +45,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from servers.embedded_models import model_path
 from servers.gguf_file import GGUFInfo, read_gguf_info, sha256_of
 from servers.token_text import TokenText
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 __all__ = [
     "ChatMessage",
@@ -472,7 +475,8 @@ class LlamaEngine:
             eos_token=llama.detokenize([llama.token_eos()], special=True).decode("utf-8", errors="ignore"),
             bos_token=llama.detokenize([llama.token_bos()], special=True).decode("utf-8", errors="ignore"),
         )
-        response = formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        turns = [{"role": m.role, "content": m.content} for m in messages]  # roles already checked by format_chat
+        response = formatter(messages=cast("list[ChatCompletionRequestMessage]", turns))
         stop = response.stop if isinstance(response.stop, list) else [response.stop] if response.stop else []
         return response.prompt, stop
 

@@ -94,7 +94,8 @@ class _ExitWatch:
 
     async def receive(self) -> SessionMessage | Exception:
         try:
-            return await self._inner.receive()
+            message: SessionMessage | Exception = await self._inner.receive()  # the SDK's stream type is private to it
+            return message
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._exited.set()
             raise

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import tzinfo
+from functools import partial
 from typing import ClassVar
 
 import anyio
@@ -59,7 +60,7 @@ class MeshApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "mcpfed"
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]  # type: ignore[misc]  # textual declares it `ClassVar[...] | None`, which mypy reads as an instance variable
     COMMANDS = App.COMMANDS | {MeshCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
@@ -233,9 +234,9 @@ class MeshApp(App[None]):
             ("Ask the mesh", "Focus the prompt box", self.action_focus_prompt),
             ("Toggle dark/light", "Switch between the dark and light built-in themes", self.action_toggle_theme),
         ]
-        commands += [(f"Sort peers by {key}", "Order the peers table by this column", lambda k=key: self.sort_peers(k)) for key in COLUMN_KEYS]
+        commands += [(f"Sort peers by {key}", "Order the peers table by this column", partial(self.sort_peers, key)) for key in COLUMN_KEYS]
         commands += [
-            (f"Open peer {row.name} ({row.id[:6]})", f"{row.status} via {row.via}", lambda i=row.id: self.open_peer(i))
+            (f"Open peer {row.name} ({row.id[:6]})", f"{row.status} via {row.via}", partial(self.open_peer, row.id))
             for row in self.peer_rows
         ]
         return commands

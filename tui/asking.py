@@ -95,7 +95,7 @@ class MeshAsker:
                 raise PeerError(refused_message(self.mcp_url)) from exc
             raise
         structured = result.structured_content if isinstance(result.structured_content, dict) else {}
-        text = structured.get("text") if isinstance(structured.get("text"), str) else result_text(result)
+        text = found if isinstance(found := structured.get("text"), str) else result_text(result)
         return Answer(text=text, tool=tool, trace_id=trace_id, details=structured)
 
 

@@ -82,7 +82,7 @@ class Backoff:
     jitter: float = 0.2
 
     def delay(self, attempt: int) -> float:
-        base = min(self.cap, self.first * 2 ** max(0, attempt - 1))
+        base: float = min(self.cap, self.first * 2 ** max(0, attempt - 1))
         return round(base * random.uniform(1 - self.jitter, 1 + self.jitter), 2)
 
 

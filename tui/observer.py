@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from federation import Node, PeerSettings, state_dir
 
@@ -25,7 +26,7 @@ __all__ = ["mesh_settings", "observer_node", "observer_settings"]
 
 def mesh_settings(token: str | None, mesh: str | None = None) -> PeerSettings:
     """The user's settings (MCPFED_* environment), `token` as the mesh secret and `mesh` as the mesh when given; never a model."""
-    overrides = {"model": None} | ({"mesh_secret": token} if token else {}) | ({"mesh": mesh} if mesh else {})
+    overrides: dict[str, Any] = {"model": None} | ({"mesh_secret": token} if token else {}) | ({"mesh": mesh} if mesh else {})
     return PeerSettings(**overrides)  # a bad MCPFED_* value is a ConfigError naming it
 
 

@@ -24,6 +24,7 @@ import anyio
 import httpx
 
 from federation.const import DEAD_FORGET_SECONDS, HEALTH_PATH, HEALTH_TIMEOUT_SECONDS
+from federation.contract import Via
 from federation.discovery.admission import discovery_client
 from federation.discovery.probe import HealthProbe, ProbeError
 from federation.membership import auth_headers
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HealthMonitor", "health_monitor"]
 
-_DIRECT = ("static", "mdns")
+_DIRECT: tuple[Via, ...] = ("static", "mdns")
 _PARALLEL_PINGS = 64
 
 

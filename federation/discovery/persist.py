@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 _COALESCE_SECONDS = 0.05
 _DIRECT = ("static", "mdns")  # routes checked by fetching the card again; relay routes come back with the relay link
-_VOLATILE = frozenset({"last_seen", "latency_ms", "in_flight", "queued", "calls_served"})
+_VOLATILE = {"last_seen", "latency_ms", "in_flight", "queued", "calls_served"}  # a set, the type model_dump takes
 
 
 def stored_peers(home: Path | None = None, db: str | None = None) -> tuple[list[PeerRow], str]:

@@ -228,7 +228,7 @@ def _verified_cards(listing: Any, mesh: str | None) -> dict[str, PeerCard]:
     return cards
 
 
-def _relay_message(body: bytes | None) -> str:
+def _relay_message(body: bytes | bytearray | None) -> str:
     """The message of a relay's JSON-RPC error body, or the raw text."""
     try:
         return str(json.loads(body or b"")["error"]["message"])

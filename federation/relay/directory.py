@@ -19,7 +19,7 @@ from typing import TypeVar
 import anyio.to_thread
 from sqlalchemy import Engine, MetaData
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Field, Session, SQLModel, create_engine, select, update
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select, update
 
 from federation.card import PeerCard
 from federation.const import RELAY_PRESENCE_SECONDS
@@ -89,7 +89,7 @@ class Directory:
 
     def _leave(self, peer_id: str) -> None:
         with Session(self._engine) as session:
-            session.exec(update(RelayedCard).where(RelayedCard.peer_id == peer_id, RelayedCard.relay_url == self.relay_url).values(online=False))  # type: ignore[call-overload]
+            session.exec(update(RelayedCard).where(col(RelayedCard.peer_id) == peer_id, col(RelayedCard.relay_url) == self.relay_url).values(online=False))
             session.commit()
 
     async def touch(self, peer_ids: Iterable[str]) -> None:
@@ -100,8 +100,8 @@ class Directory:
     def _touch(self, peer_ids: list[str]) -> None:
         with Session(self._engine) as session:
             session.exec(
-                update(RelayedCard)  # type: ignore[call-overload]
-                .where(RelayedCard.peer_id.in_(peer_ids), RelayedCard.relay_url == self.relay_url)  # type: ignore[attr-defined]
+                update(RelayedCard)
+                .where(col(RelayedCard.peer_id).in_(peer_ids), col(RelayedCard.relay_url) == self.relay_url)
                 .values(seen_at=time.time(), online=True)
             )
             session.commit()

@@ -218,7 +218,7 @@ def encode_credit(stream: int, amount: int) -> bytes:
 def parse_credit(frame: Frame) -> int:
     if len(frame.payload) != _U32.size:
         raise FrameError(f"CREDIT frame carries {len(frame.payload)} bytes instead of 4")
-    (amount,) = _U32.unpack(frame.payload)
+    amount: int = _U32.unpack(frame.payload)[0]
     return amount
 
 

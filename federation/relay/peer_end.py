@@ -155,9 +155,9 @@ class PeerEnd:
     def _dispatch(self, frame: Frame, start: Callable[..., Any]) -> None:
         if frame.kind is Kind.OPEN:
             head, body = parse_open(frame)
-            stream = _Stream(self._limits.window)
-            self._streams[frame.stream] = stream
-            start(self._serve_stream, frame.stream, stream, head, body)
+            opened = _Stream(self._limits.window)
+            self._streams[frame.stream] = opened
+            start(self._serve_stream, frame.stream, opened, head, body)
         elif frame.kind is Kind.CREDIT:
             if stream := self._streams.get(frame.stream):
                 stream.grant(parse_credit(frame))

@@ -165,9 +165,9 @@ class Relay:
         await websocket.accept()
         try:
             auth, card = await admit(websocket, self.limits(), self.settings.mesh)
-        except Refusal as refusal:
-            logger.warning("refused a tunnel from %s: %s", websocket.client, refusal.message)
-            await _close(websocket, refusal)
+        except Refusal as refused:
+            logger.warning("refused a tunnel from %s: %s", websocket.client, refused.message)
+            await _close(websocket, refused)
             return
         tunnel = Tunnel(websocket, card, self.limits(auth.max_request_bytes), send_timeout=self.settings.send_timeout)
         if previous := self._tunnels.get(card.id):

@@ -21,7 +21,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import httpcore
@@ -36,7 +36,13 @@ from federation.routing.sessions import CONNECT_SECONDS, PeerGone, SessionPool, 
 __all__ = ["Delivery", "Failure", "MessageTransport", "ProgressRelay", "Reply", "Send", "SessionTransport", "TransportFailure"]
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ProgressRelay = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+class ProgressRelay(Protocol):
+    """Where a call's progress notifications go; the parameter names are the SDK's (its `ProgressFnT`)."""
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None: ...
+
 
 _ANSWER_HEADERS_DROPPED = {b"connection", b"keep-alive", b"content-length"}
 _TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError)
@@ -78,7 +84,7 @@ class SessionTransport:
         async def deliver(peer: Peer, meta: dict[str, Any], remaining: float) -> types.CallToolResult:
             try:
                 client = await self._sessions.client(peer)
-                return await client.call_tool(tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress, meta=meta)
+                return await client.call_tool(tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress, meta=cast(types.RequestParamsMeta, meta))  # an open map: any dict is one
             except MCPError as exc:
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     raise TransportFailure(Failure.TIMEOUT) from exc
@@ -144,7 +150,7 @@ class MessageTransport:
             content_type = next((v.decode() for k, v in response.headers if k.lower() == b"content-type"), "")
             sse = content_type.startswith("text/event-stream")
             stamper = ResultStamper(stamp, sse=sse)
-            start = {"type": "http.response.start", "status": response.status, "headers": [(k, v) for k, v in response.headers if k.lower() not in _ANSWER_HEADERS_DROPPED]}
+            start: dict[str, Any] = {"type": "http.response.start", "status": response.status, "headers": [(k, v) for k, v in response.headers if k.lower() not in _ANSWER_HEADERS_DROPPED]}
             if sse:  # progress streams on as it comes
                 await reply.send(start)
                 reply.answering = reply.sse = True
