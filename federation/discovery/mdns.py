@@ -19,10 +19,11 @@ rejected ones only when their TXT changes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -103,6 +104,7 @@ class MdnsDiscovery:
         self._send, self._receive = anyio.create_memory_object_stream[str](DISCOVERY_QUEUE_LIMIT)
         self.rejections = RejectionLog(node.name)
         self._info: AsyncServiceInfo | None = None
+        self._broadcast: Awaitable[object] | None = None
         self._browser: AsyncServiceBrowser | None = None
         self._browsing_since: float | None = None
         self._examining = 0
@@ -133,7 +135,7 @@ class MdnsDiscovery:
 
     async def advertise(self) -> None:
         self._info = self._service_info()
-        await self._zc.async_register_service(self._info, cooperating_responders=True)
+        self._broadcast = await self._zc.async_register_service(self._info, cooperating_responders=True)
 
     async def _watch_card(self) -> None:
         """Re-announce when the card digest changes (tools or models changed)."""
@@ -142,7 +144,7 @@ class MdnsDiscovery:
             fresh = self._service_info()
             if self._info is not None and fresh.properties != self._info.properties:
                 self._info = fresh
-                await self._zc.async_update_service(fresh)
+                self._broadcast = await self._zc.async_update_service(fresh)
 
     async def leave(self) -> None:
         """Send the goodbye now, first thing when the node stops: peers stop routing here at once.
@@ -151,6 +153,10 @@ class MdnsDiscovery:
         seconds; the records must not outlive the decision to leave.
         """
         info, self._info = self._info, None  # the card watcher re-announces nothing from now on
+        if isinstance(self._broadcast, asyncio.Future):
+            # zeroconf repeats an announcement in a background task for a second or so; one
+            # still running would re-add the records after the goodbye (browsers saw the peer return)
+            self._broadcast.cancel()
         if info is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_SECONDS):
                 sent = await self._zc.async_unregister_service(info)

@@ -67,11 +67,16 @@ class LoopbackBrowser:
         return self.added[0]
 
     async def wait_goodbye(self) -> None:
-        """A removal within the deadline is a goodbye packet: a vanished process's records live for minutes."""
+        """A removal within the deadline is a goodbye packet: a vanished process's records live for minutes.
+
+        Then a while more of listening: nothing may bring the peer back after its goodbye
+        (an announcement still being repeated once did).
+        """
         with anyio.move_on_after(10):
             while not self.removed:
                 await anyio.sleep(0.02)
-        assert self.removed == self.added, "no mDNS goodbye heard"
+        await anyio.sleep(1.5)
+        assert self.removed == self.added, "no mDNS goodbye heard, or the peer came back after it"
 
     async def port_of(self, name: str) -> int:
         info = AsyncServiceInfo(SERVICE_TYPE, name)
