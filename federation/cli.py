@@ -25,6 +25,7 @@ from rich.markup import escape
 
 from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RELAY_PORT, MAX_REQUEST_BYTES
 from federation.errors import ConfigError, FederationError
+from servers.fair_queue import DEFAULT_QUEUE_LIMIT
 
 if TYPE_CHECKING:
     from federation.contract import PeerRow
@@ -131,11 +132,19 @@ def serve(
     gpu_layers: Annotated[str, typer.Option("--gpu-layers", help="'auto' (all when the build has GPU offload), -1 or N.")] = "auto",
     n_ctx: Annotated[int, typer.Option("--ctx", help="Context window in tokens.")] = DEFAULT_CONTEXT,
     threads: Annotated[int | None, typer.Option(help="CPU threads for the model (default: all cores).")] = None,
+    queue_limit: Annotated[int, typer.Option(help="Calls that may wait for the model; more are refused with a 'busy' error.")] = DEFAULT_QUEUE_LIMIT,
+    queue_per_caller: Annotated[
+        int | None, typer.Option(help="Calls one caller may have waiting (default: half the queue limit; at most the limit).")
+    ] = None,
     home: Annotated[Path | None, typer.Option(help="State directory (key, database).")] = None,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store (default: SQLite in the state dir).")] = None,
     notes: Annotated[Path | None, typer.Option(help="Folder of Markdown notes to offer as search_notes/read_note.")] = None,
     share: Annotated[
         list[str] | None, typer.Option(help='Offer a stdio MCP server\'s tools: NAME="command args" (repeatable).')
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(help="Offer only these tools of a share: NAME:TOOL,TOOL (repeatable; just TOOL,TOOL with one --share). Default: all."),
     ] = None,
     mesh: Annotated[str | None, typer.Option(help="Mesh this peer belongs to; peers of other meshes are ignored.")] = None,
     mdns: Annotated[str, typer.Option(help="mDNS: 'auto' (follow --host), 'off', or interfaces/IPv4s, comma-separated.")] = "auto",

@@ -36,6 +36,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from federation.bodylimit import BodyLimit
+from federation.callers import mesh_caller
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
 from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH, STOP_GRACE_SECONDS
 from federation.contract import EventModel, Hello
@@ -128,7 +129,14 @@ class Node:
             return None
         try:
             path = model_path(choice)
-            return LlamaEngine(path, n_ctx=self.settings.n_ctx, n_gpu_layers=self.settings.gpu_layers, n_threads=self.settings.threads)
+            return LlamaEngine(
+                path,
+                n_ctx=self.settings.n_ctx,
+                n_gpu_layers=self.settings.gpu_layers,
+                n_threads=self.settings.threads,
+                queue_limit=self.settings.queue_limit,
+                queue_per_caller=self.settings.queue_per_caller,
+            )
         except (GGUFError, EmbeddedModelError) as exc:
             raise ModelFileError(str(exc)) from exc
 
@@ -141,7 +149,7 @@ class Node:
             await stack.enter_async_context(self.store)
             if self.engine is not None:
                 await stack.enter_async_context(self.engine)
-                await self.tools.add_provider(HostedServer(build_llama_server(self.engine)))
+                await self.tools.add_provider(HostedServer(build_llama_server(self.engine, caller_of=mesh_caller)))
             await self._host_shared_tools(stack)
             await stack.enter_async_context(self.forwarder)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
@@ -166,8 +174,9 @@ class Node:
         """`--notes` and each `--share` child; a child that fails to start offers nothing (see `shares[i].error`)."""
         if self.settings.notes is not None:
             await self.tools.add_provider(HostedServer(build_notes_server(self.settings.notes)))
+        allowed = self.settings.allowed_tools()
         for share_name, command in self.settings.shares():
-            share = SharedStdioServer(share_name, command, on_change=self.tools.refresh)
+            share = SharedStdioServer(share_name, command, on_change=self.tools.refresh, allow=allowed.get(share_name))
             self.shares.append(await stack.enter_async_context(share))
             await self.tools.add_provider(share)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -32,8 +32,9 @@ from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, HEALTH
 from federation.errors import ConfigError
 from federation.home import state_path
 from federation.membership import load_mesh, normalize_relay_url
+from servers.fair_queue import DEFAULT_QUEUE_LIMIT
 
-__all__ = ["MeshSettings", "PeerSettings", "is_loopback", "parse_share"]
+__all__ = ["MeshSettings", "PeerSettings", "is_loopback", "parse_allow", "parse_share"]
 
 _SHARE_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
@@ -61,6 +62,27 @@ def parse_share(spec: str) -> tuple[str, str]:
     except ValueError as exc:
         raise ConfigError(f"--share {name}: cannot split the command {command!r} ({exc}); check its quotes.") from exc
     return name, command
+
+
+def parse_allow(spec: str, shares: list[str]) -> tuple[str, list[str]]:
+    """`NAME:TOOL,TOOL` (or `TOOL,TOOL` when one server is shared) as (share name, tools), or ConfigError saying how to write it.
+
+    Naming the share makes `--allow` independent of flag order and of how the
+    environment lists it; the short form is there for the common single share.
+    """
+    name, sep, tools = spec.partition(":")
+    if not sep or not _SHARE_NAME.fullmatch(name.strip()):
+        if len(shares) != 1:
+            given = "no --share is given" if not shares else f"several are shared ({', '.join(shares)})"
+            raise ConfigError(f"--allow {spec!r} must name its share as NAME:TOOL,TOOL, since {given}; e.g. --allow fs:read_file,list_directory.")
+        name, tools = shares[0], spec
+    name = name.strip()
+    if name not in shares:
+        raise ConfigError(f"--allow {spec!r} names {name!r}, which no --share gives; the shares are: {', '.join(shares) or '(none)'}.")
+    names = [tool.strip() for tool in tools.split(",") if tool.strip()]
+    if not names:
+        raise ConfigError(f"--allow {spec!r} names no tools; list the tools to share, e.g. --allow {name}:read_file,list_directory.")
+    return name, names
 
 
 def _env_list(key: str, raw: str) -> list[str]:
@@ -206,10 +228,13 @@ class PeerSettings(MeshSettings):
     n_ctx: int = Field(default=DEFAULT_CONTEXT, ge=256)
     gpu_layers: int | None = Field(default=None, ge=-1, description="None = all layers when the build supports GPU offload")
     threads: int | None = Field(default=None, ge=1)
+    queue_limit: int = Field(default=DEFAULT_QUEUE_LIMIT, ge=0, le=10_000, description="calls that may wait for the model; more are refused as busy")
+    queue_per_caller: int | None = Field(default=None, ge=1, description="calls one caller may have waiting; None = half the queue limit, rounded up")
     relays: list[str] = Field(default_factory=list, description="relay base URLs to attach to; the stored mesh's by default")
     max_hops: int = Field(default=4, ge=0, le=32, description="calls that have passed this many peers are refused")
     notes: Path | None = Field(default=None, description="folder of Markdown notes to offer as search_notes/read_note")
     share: list[str] = Field(default_factory=list, description="stdio MCP servers to offer, each NAME=COMMAND")
+    allow: list[str] = Field(default_factory=list, description="tools a share offers, each NAME:TOOL,TOOL; a share without one offers all its tools")
     mdns: str = Field(default="auto", description="'auto' (follow --host), 'off', or a comma list of interfaces/IPv4 addresses")
     peers: list[str] = Field(default_factory=list, description="static peer URLs, for networks where multicast is blocked")
     health_interval: float = Field(default=HEALTH_INTERVAL_SECONDS, gt=0, le=60, description="seconds between health pings")
@@ -255,6 +280,23 @@ class PeerSettings(MeshSettings):
     def shares(self) -> list[tuple[str, str]]:
         """The `share` entries as (name, command) pairs."""
         return [parse_share(spec) for spec in self.share]
+
+    @field_validator("allow")
+    @classmethod
+    def _allows_name_shares(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        shares = [parse_share(spec)[0] for spec in info.data.get("share", [])]
+        for spec in value:
+            parse_allow(spec, shares)
+        return value
+
+    def allowed_tools(self) -> dict[str, frozenset[str]]:
+        """Share name -> the only tools it offers, for shares that have an `--allow` (several add up)."""
+        allowed: dict[str, frozenset[str]] = {}
+        shares = [name for name, _ in self.shares()]
+        for spec in self.allow:
+            name, tools = parse_allow(spec, shares)
+            allowed[name] = allowed.get(name, frozenset()) | set(tools)
+        return allowed
 
     @field_validator("peers")
     @classmethod

@@ -86,6 +86,8 @@ class HostedServer:
             if isinstance(exc.__cause__, ValidationError):  # the caller's arguments are wrong, not the tool
                 tool = next((t for t in await self.list_tools() if t.name == name), None)
                 return error_result(argument_problem(name, tool.input_schema if tool else {}, exc.__cause__))
+            if isinstance(exc.__cause__, ToolError):  # the tool's own words, without the SDK's "Error executing tool X: "
+                return error_result(str(exc.__cause__))
             return error_result(str(exc))
         if not isinstance(result, types.CallToolResult):
             return error_result(f"tool {name} asked for input, which this peer cannot relay yet")

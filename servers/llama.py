@@ -6,12 +6,20 @@ model is still loading waits for it, up to `--load-wait` seconds. A federation
 peer hosts the same server next to its mesh tools. Generated text streams to the caller as MCP progress
 notifications (one per piece of text, the text in `message`), and the final
 result carries the whole text and its usage.
+
+Every model call queues for the one worker (`servers.fair_queue`): turns go
+round-robin between callers, and a call beyond the queue's limit (or its
+caller's share of it) gets the tool error "busy: N calls are waiting for this
+model; retry after ~S s". Who the caller is, the host decides (`caller_of`);
+on its own the server tells callers apart by what the transport shows: the
+MCP session (the `Mcp-Session-Id` of a handshake-era HTTP client), else the
+client's address; over stdio there is one caller.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -21,11 +29,17 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from servers.embedded_models import DEFAULT_MODEL, EMBEDDED_MODELS, EmbeddedModelError, model_path
+from servers.fair_queue import DEFAULT_QUEUE_LIMIT, QueueFull
 from servers.gguf_file import GGUFError
 from servers.llama_engine import ChatMessage, Completion, LlamaEngine, ModelUnavailable, RequestRejected
 from servers.standalone import add_transport_args, serve
 
-__all__ = ["build_server", "main"]
+__all__ = ["CallerOf", "build_server", "connection_caller", "main"]
+
+CallerOf = Callable[[Context], Hashable]
+"""Who is calling, as a key for the model queue's turns and shares."""
+
+_REFUSED = (ModelUnavailable, RequestRejected, QueueFull)
 
 MaxTokens = Annotated[int, Field(description="Most tokens to generate (1 … context size).")]
 Temperature = Annotated[float, Field(ge=0.0, le=5.0, description="Sampling temperature; 0 is greedy.")]
@@ -92,8 +106,24 @@ class ModelInfo(BaseModel):
 _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
-def build_server(engine: LlamaEngine, *, name: str = "llama", lifespan: Any = None) -> MCPServer:
-    """An MCP server over `engine`; whoever runs it owns the engine's lifetime."""
+def connection_caller(ctx: Context) -> Hashable:
+    """The caller as the transport shows it: its MCP session, else its address (see the module docstring).
+
+    A 2026-era HTTP request carries no session, so such callers are told apart
+    only by address. Without HTTP (stdio, in-process) there is one client.
+    """
+    request = ctx.request_context.request
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        return "stdio"
+    if session := headers.get("mcp-session-id"):
+        return f"session {session}"
+    client = getattr(request, "client", None)
+    return f"address {client.host if client else '?'}"
+
+
+def build_server(engine: LlamaEngine, *, name: str = "llama", lifespan: Any = None, caller_of: CallerOf = connection_caller) -> MCPServer:
+    """An MCP server over `engine`; whoever runs it owns the engine's lifetime and says who each caller is (`caller_of`)."""
     server: MCPServer = MCPServer(
         name,
         version="0.1.0",
@@ -111,8 +141,8 @@ def build_server(engine: LlamaEngine, *, name: str = "llama", lifespan: Any = No
             await ctx.report_progress(pieces, None, text)
 
         try:
-            done: Completion = await call(stream)
-        except (ModelUnavailable, RequestRejected) as exc:
+            done: Completion = await call(stream, caller_of(ctx))
+        except _REFUSED as exc:
             raise ToolError(str(exc)) from exc
         return GenerateResult(text=done.text, finish_reason=done.finish_reason, model=engine.info.name, usage=UsageInfo(**done.usage.__dict__))
 
@@ -128,7 +158,7 @@ def build_server(engine: LlamaEngine, *, name: str = "llama", lifespan: Any = No
     ) -> GenerateResult:
         """Continue `prompt` with the local model. Text streams as progress notifications (text in `message`)."""
         options: _Sampling = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed}
-        return await run(ctx, lambda on_token: engine.complete(prompt, on_token=on_token, **options))
+        return await run(ctx, lambda on_token, caller: engine.complete(prompt, on_token=on_token, caller=caller, **options))
 
     @server.tool(annotations=_READ_ONLY)
     async def chat(
@@ -143,14 +173,14 @@ def build_server(engine: LlamaEngine, *, name: str = "llama", lifespan: Any = No
         """Answer the last message of a conversation, using the model's chat template. Streams like generate."""
         turns = [ChatMessage(m.role, m.content) for m in messages]
         options: _Sampling = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed}
-        return await run(ctx, lambda on_token: engine.chat(turns, on_token=on_token, **options))
+        return await run(ctx, lambda on_token, caller: engine.chat(turns, on_token=on_token, caller=caller, **options))
 
     @server.tool(annotations=_READ_ONLY)
-    async def embed(texts: Annotated[list[str], Field(description="Texts to embed.")]) -> EmbedResult:
+    async def embed(texts: Annotated[list[str], Field(description="Texts to embed.")], ctx: Context) -> EmbedResult:
         """Embed texts as unit-length vectors (mean-pooled over tokens)."""
         try:
-            vectors = await engine.embed(texts)
-        except (ModelUnavailable, RequestRejected) as exc:
+            vectors = await engine.embed(texts, caller=caller_of(ctx))
+        except _REFUSED as exc:
             raise ToolError(str(exc)) from exc
         return EmbedResult(model=engine.info.name, dimensions=len(vectors[0]), vectors=vectors)
 
@@ -187,11 +217,20 @@ def main(argv: list[str] | None = None) -> None:
         default=30.0,
         help="seconds a call that arrives while the model loads waits for it before 'still loading' (default: 30)",
     )
+    parser.add_argument("--queue-limit", type=int, default=DEFAULT_QUEUE_LIMIT, help=f"calls that may wait for the model; more are refused as busy (default: {DEFAULT_QUEUE_LIMIT})")
+    parser.add_argument("--queue-per-caller", type=int, default=None, help="calls one caller may have waiting (default: half the queue limit)")
     add_transport_args(parser, port=8811)
     args = parser.parse_args(argv)
     try:
-        engine = LlamaEngine(model_path(args.model), n_ctx=args.ctx, n_gpu_layers=args.gpu_layers, load_wait=args.load_wait)
-    except (GGUFError, EmbeddedModelError) as exc:
+        engine = LlamaEngine(
+            model_path(args.model),
+            n_ctx=args.ctx,
+            n_gpu_layers=args.gpu_layers,
+            load_wait=args.load_wait,
+            queue_limit=args.queue_limit,
+            queue_per_caller=args.queue_per_caller,
+        )
+    except (GGUFError, EmbeddedModelError, ValueError) as exc:
         parser.exit(1, f"error: {exc}\n")
     serve(build_standalone(engine), args)
 

@@ -1,8 +1,9 @@
 """One llama.cpp model behind one worker thread, with a fair queue.
 
 Why this shape: a llama.cpp context is not thread-safe, so every request for a
-model goes through one `CapacityLimiter(1)` (anyio serves its waiters in FIFO
-order, so the queue is fair and a cancelled waiter simply leaves it). The model
+model takes its turn in one `FairQueue` (`servers.fair_queue`): bounded, and
+round-robin between callers, so one caller's flood neither grows it without
+limit nor starves the others; a cancelled waiter simply leaves it. The model
 runs in a worker thread and hands each token to the event loop through an
 unbounded memory stream, so generation never waits on the network; the caller
 streams the tokens on. Cancelling the caller sets a flag the worker checks
@@ -30,7 +31,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +44,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from servers.embedded_models import model_path
+from servers.fair_queue import DEFAULT_QUEUE_LIMIT, FairQueue
 from servers.gguf_file import GGUFInfo, read_gguf_info, sha256_of
 from servers.token_text import TokenText
 
@@ -142,6 +144,8 @@ class LlamaEngine:
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
         load_wait: float = 0.0,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        queue_per_caller: int | None = None,
     ) -> None:
         self.info: GGUFInfo = read_gguf_info(path)  # refuses a bad file before anything starts
         self.n_ctx = n_ctx
@@ -155,7 +159,7 @@ class LlamaEngine:
         self._context_lock = threading.Lock()  # held by every llama.cpp call, and by the free
         self._closing = threading.Event()  # set on close: the generation in progress stops at its next token
         self._sha256: str | None = None
-        self._limiter = anyio.CapacityLimiter(1)
+        self._queue = FairQueue(queue_limit, queue_per_caller)  # ValueError for a bad limit, before anything starts
         self._ready = anyio.Event()
         self._hashed = anyio.Event()
         self._task_group: TaskGroup | None = None
@@ -268,11 +272,11 @@ class LlamaEngine:
     # -- load --------------------------------------------------------------
     @property
     def in_flight(self) -> int:
-        return int(self._limiter.borrowed_tokens)
+        return self._queue.in_flight
 
     @property
     def queued(self) -> int:
-        return self._limiter.statistics().tasks_waiting
+        return self._queue.queued
 
     @property
     def sha256(self) -> str:
@@ -308,8 +312,12 @@ class LlamaEngine:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
         on_token: TokenCallback | None = None,
+        caller: Hashable = None,
     ) -> Completion:
-        """Generate a completion; `on_token` gets the text as it is made (all that accumulated while it was busy)."""
+        """Generate a completion; `on_token` gets the text as it is made (all that accumulated while it was busy).
+
+        `caller` names who asks, for the queue's turns and shares; `QueueFull` if it may not wait.
+        """
         await self._until_loaded()
         if max_tokens <= 0:
             raise RequestRejected(f"max_tokens must be at least 1 (got {max_tokens}).")
@@ -325,7 +333,7 @@ class LlamaEngine:
             "stop": list(stop or []),
             "seed": seed,
         }
-        async with self._limiter:
+        async with self._queue.turn(caller):
             self._require_ready()
             return await self._stream_from_worker(prompt, options, on_token)
 
@@ -486,12 +494,12 @@ class LlamaEngine:
         return await self.complete(prompt, stop=[*template_stop, *(stop or [])], **options)
 
     # -- embeddings ------------------------------------------------------
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Mean-pooled embeddings, from a second context opened on first use."""
+    async def embed(self, texts: Sequence[str], *, caller: Hashable = None) -> list[list[float]]:
+        """Mean-pooled embeddings, from a second context opened on first use; queued like `complete`."""
         await self._until_loaded()
         if not texts:
             raise RequestRejected("texts is empty; send at least one string to embed.")
-        async with self._limiter:
+        async with self._queue.turn(caller):
             return await anyio.to_thread.run_sync(self._embed_sync, list(texts))
 
     def _embed_sync(self, texts: list[str]) -> list[list[float]]:

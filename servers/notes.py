@@ -145,14 +145,14 @@ class NotesFolder:
         return resolved if resolved.is_relative_to(self.root) else None
 
     def files(self) -> list[str]:
-        """Relative paths of every note, skipping hidden folders and links that lead out."""
+        """Relative paths of every note, skipping hidden files and folders and links that lead out of the folder or into a hidden one."""
         found = []
         for path in sorted(self.root.rglob("*")):
             relative = path.relative_to(self.root)
-            if path.suffix.lower() not in NOTE_SUFFIXES or any(part.startswith(".") for part in relative.parts):
+            if path.suffix.lower() not in NOTE_SUFFIXES or _hidden(relative):
                 continue
             target = self._inside(path)
-            if target is not None and target.is_file() and target.stat().st_size <= MAX_NOTE_BYTES:
+            if target is not None and not _hidden(target.relative_to(self.root)) and target.is_file() and target.stat().st_size <= MAX_NOTE_BYTES:
                 found.append(relative.as_posix())
         return found
 
@@ -190,6 +190,8 @@ class NotesFolder:
             if target is None:
                 raise ToolError(f"{_shown(requested)} is outside the notes folder; only notes inside it can be read.")
             relative = target.relative_to(self.root).as_posix()
+            if _hidden(candidate) or _hidden(Path(relative)):  # as search_notes skips them, whatever the link or path
+                raise ToolError(f"{_shown(requested)} is hidden (a name in it starts with '.'); hidden files and folders are not served as notes.")
             if not target.is_file():
                 raise ToolError(self._missing(requested))
             if target.stat().st_size > MAX_NOTE_BYTES:
@@ -211,6 +213,11 @@ class NotesFolder:
         relative = self.resolve(requested)
         text = self._read(relative)
         return Note(path=relative, title=_parse(relative, text).title, text=text)
+
+
+def _hidden(path: Path) -> bool:
+    """A path with a hidden component (`.git/x.md`, `.draft.md`); `.` and `..` are steps, not names."""
+    return any(part.startswith(".") and part not in (".", "..") for part in path.parts)
 
 
 def _shown(requested: str) -> str:

@@ -15,6 +15,11 @@ child with exponential backoff when it dies (a bounded number of times, reset
 once a child has run for a while), and stops it — its whole process group —
 when the context exits.
 
+`allow` limits what is offered to the named tools, checked at every call and
+not only in the tool list: a client that calls a hidden tool by name is
+refused, and the child never sees the call. (A share says what it trusts the
+mesh with; `tools/list` is only what a polite client looks at.)
+
 The child's stderr goes to a pipe of ours, never to our stdout (which a stdio
 gateway uses for protocol): its lines are logged, and the last few explain a
 crash. A child that fails to start does not break its host: `error` says why
@@ -31,7 +36,7 @@ import math
 import os
 import shlex
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -153,12 +158,14 @@ class SharedStdioServer:
         start_timeout: float = START_TIMEOUT,
         call_timeout: float = CALL_TIMEOUT,
         restart_attempts: int | None = None,
+        allow: Collection[str] | None = None,
     ) -> None:
         """`command` is split like a shell would (`shlex`); ValueError if it is empty or badly quoted.
 
         `on_change` is awaited whenever the offered tools may have changed: after each
         (re)start and when the server gives up on the child. `restart_attempts` defaults
-        to `RESTART_ATTEMPTS`, read when the server is made.
+        to `RESTART_ATTEMPTS`, read when the server is made. `allow` names the only tools
+        offered and served (None: all of the child's).
         """
         argv = shlex.split(command)
         if not argv:
@@ -173,7 +180,8 @@ class SharedStdioServer:
         self._call_timeout = call_timeout
         self._restart_attempts = RESTART_ATTEMPTS if restart_attempts is None else restart_attempts
         self._client: Client | None = None
-        self._tools: list[types.Tool] = []
+        self.allow = frozenset(allow) if allow is not None else None
+        self._tools: list[types.Tool] = []  # all the child's, allowed or not
         self._up = anyio.Event()
         self._stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
@@ -206,11 +214,21 @@ class SharedStdioServer:
 
     # -- ToolProvider ------------------------------------------------------
     async def list_tools(self) -> list[types.Tool]:
-        """The child's tools; kept while it restarts, empty once it failed for good."""
-        return list(self._tools)
+        """The child's allowed tools; kept while it restarts, empty once it failed for good."""
+        return [tool for tool in self._tools if self._allowed(tool.name)]
+
+    def claims(self, name: str) -> bool:
+        """Answers for the child's hidden tools too, so that calling one by name is refused with the reason."""
+        return any(tool.name == name for tool in self._tools)
+
+    def _allowed(self, name: str) -> bool:
+        return self.allow is None or name in self.allow
 
     async def call_tool(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        """Call `name` on the child; its progress reaches the caller of `ctx`."""
+        """Call `name` on the child, if allowed; its progress reaches the caller of `ctx`."""
+        if not self._allowed(name):
+            offered = ", ".join(sorted(self.allow or ())) or "(none)"
+            return _error(f"tool {name!r} is not shared: this peer offers only {offered} of shared server {self.name!r} (--allow).")
         client = await self._wait_up()
         if client is None:
             return _error(f"shared server {self.name!r} (`{self.command}`) is not running: {self.error or 'it is restarting'}.")
@@ -300,6 +318,7 @@ class SharedStdioServer:
                         self._up.set()
                         on_up()
                         logger.info("shared server %r serving %d tools", self.name, len(tools))
+                        self._warn_unknown_allowed(tools)
                         await self._changed()
                         await exited.wait()
                         self._mark_down()  # new calls wait for the restart, not for this teardown
@@ -311,6 +330,15 @@ class SharedStdioServer:
                 await pumped.wait()
             pumps.cancel_scope.cancel()
         return _Ending(started, self._describe_end(started, handshake.cancelled_caught, failure), list(tail))
+
+    def _warn_unknown_allowed(self, tools: list[types.Tool]) -> None:
+        """An `allow` naming a tool the child lacks is most likely a typo: say so, since nothing else will."""
+        missing = sorted((self.allow or frozenset()) - {tool.name for tool in tools})
+        if missing:
+            logger.warning(
+                "shared server %r has no tool %s, which --allow names; it offers: %s",
+                self.name, ", ".join(missing), ", ".join(tool.name for tool in tools) or "(none)",
+            )
 
     async def _child_tools(self, client: Client) -> list[types.Tool]:
         tools: list[types.Tool] = []

@@ -7,8 +7,9 @@ peers go through the node's forwarder (`federation.routing.forwarder`).
 
 `mesh_ask` without `peer` picks its peer with `federation.routing.choose`; a
 capability call whose peer dies mid-call is retried once on another able peer
-(the progress stream says so), while a call to a named peer reports it
-unreachable.
+(the progress stream says so), and so is one whose peer refuses it as busy
+(its model's queue is full, `servers.fair_queue`); a call to a named peer
+reports either.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from federation.routing.sessions import PeerGone
 from federation.routing.transports import ProgressRelay
 from federation.toolhost import HostedServer, error_result
 from federation.trace import Trace
+from servers.fair_queue import BUSY_PREFIX
 
 if TYPE_CHECKING:
     from federation.node import Node
@@ -200,7 +202,12 @@ class Router:
                 failed, target = target, following
                 await progress.restart(f"{ANSWER_RESTARTS_PREFIX}peer {failed.name} stopped answering; the answer starts again on {target.name}.\n")
                 continue
-            attempts.append(Attempt(peer=target.id, peer_name=target.name, outcome="error" if result.is_error else "ok", ms=_ms(clock)))
+            busy = result.is_error and _text(result).startswith(BUSY_PREFIX)  # its model's queue is full: nothing ran there
+            attempts.append(Attempt(peer=target.id, peer_name=target.name, outcome="busy" if busy else "error" if result.is_error else "ok", ms=_ms(clock), error=_text(result) if busy else None))
+            following = next_target(targets, {a.peer for a in attempts}) if busy and attempt + 1 < tries else None
+            if following is not None:
+                target = following
+                continue
             if result.is_error:
                 raise ToolError(_text(result))
             content = result.structured_content or {}

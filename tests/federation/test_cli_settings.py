@@ -36,6 +36,9 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("serve", "--db"): ("sqlite:///{tmp}/other.db", "sqlite:///{tmp}/other.db"),
     ("serve", "--notes"): ("{tmp}", "{tmp}"),
     ("serve", "--share"): ("e=/bin/true", ["e=/bin/true"]),
+    ("serve", "--allow"): ('["e:read_file,list_directory", "e:stat"]', ["e:read_file,list_directory", "e:stat"]),
+    ("serve", "--queue-limit"): ("8", 8),
+    ("serve", "--queue-per-caller"): ("2", 2),
     ("serve", "--mesh"): ("m1", "m1"),
     ("serve", "--mdns"): ("off", "off"),
     ("serve", "--peer"): ("http://127.0.0.1:9", ["http://127.0.0.1:9"]),
@@ -54,6 +57,9 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("relay", "--home"): ("{tmp}", "{tmp}"),
 }
 """(command, flag) -> (the variable's value, the setting it must produce); `{tmp}` is the test's folder."""
+
+NEEDS: dict[tuple[str, str], dict[str, str]] = {("serve", "--allow"): {"MCPFED_SHARE": "e=/bin/true"}}
+"""Other variables a sample only makes sense with (an --allow names a share)."""
 
 
 def settings_options(command: str) -> list[Any]:
@@ -84,7 +90,7 @@ def test_each_flag_is_also_an_environment_variable(tmp_path: Path, command: str,
     raw, expected = SAMPLES[command, flag]
     variable = COMMANDS[command] + flag.removeprefix("--").replace("-", "_").upper()
     field = next(option.name for option in settings_options(command) if option.opts[0] == flag)
-    shown = effective(command, tmp_path, **{variable: raw.format(tmp=tmp_path)})
+    shown = effective(command, tmp_path, **NEEDS.get((command, flag), {}), **{variable: raw.format(tmp=tmp_path)})
     if isinstance(expected, str):
         expected = expected.format(tmp=tmp_path)
     assert shown[field] == expected, f"{variable}={raw} gave {field}={shown[field]!r}"

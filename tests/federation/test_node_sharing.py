@@ -44,6 +44,28 @@ def test_malformed_share_is_a_config_error(make_settings: Callable[..., PeerSett
         make_settings(share=share)
 
 
+@pytest.mark.parametrize(
+    ("share", "allow", "complaint"),
+    [
+        ([], ["read_file"], "must name its share as NAME:TOOL,TOOL, since no --share is given"),
+        (["fs=npx a", "db=npx b"], ["read_file"], r"must name its share as NAME:TOOL,TOOL, since several are shared \(fs, db\)"),
+        (["fs=npx a"], ["db:read_file"], "names 'db', which no --share gives; the shares are: fs"),
+        (["fs=npx a"], ["fs:, ,"], "names no tools"),
+    ],
+)
+def test_an_allow_that_names_no_share_or_no_tool_is_a_config_error(
+    make_settings: Callable[..., PeerSettings], share: list[str], allow: list[str], complaint: str
+) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        make_settings(share=share, allow=allow)
+
+
+def test_allow_lists_add_up_per_share_and_one_share_needs_no_name(make_settings: Callable[..., PeerSettings]) -> None:
+    several = make_settings(share=["fs=npx a", "db=npx b"], allow=["fs:read_file, list_directory", "fs:stat"])
+    assert several.allowed_tools() == {"fs": {"read_file", "list_directory", "stat"}}
+    assert make_settings(share=["fs=npx a"], allow=["read_file"]).allowed_tools() == {"fs": {"read_file"}}
+
+
 def test_shares_split_on_the_first_equals_sign(make_settings: Callable[..., PeerSettings]) -> None:
     settings = make_settings(share=["fs = npx -y server --opt=1"])
     assert settings.shares() == [("fs", "npx -y server --opt=1")]

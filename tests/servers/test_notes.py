@@ -112,6 +112,18 @@ async def test_read_note_refuses_files_that_are_not_markdown(client: Client) -> 
     assert "not a Markdown note" in await read_error(client, "notes.txt")
 
 
+@pytest.mark.parametrize("path", [".git/config.md", ".draft.md", ".draft", "sub/.private/plan.md", "./.draft.md", "sub/../.git/config", "door.md"])
+async def test_read_note_refuses_hidden_files_and_folders_as_search_skips_them(client: Client, notes: Path, path: str) -> None:
+    (notes / ".git").mkdir()
+    (notes / ".git" / "config.md").write_text("# Config\n\nrelay token hunter2\n")
+    (notes / ".draft.md").write_text("# Draft\n\nrelay hunter2\n")
+    (notes / "sub" / ".private").mkdir()
+    (notes / "sub" / ".private" / "plan.md").write_text("# Plan\n\nrelay hunter2\n")
+    (notes / "door.md").symlink_to(notes / ".draft.md")  # a visible name leading into a hidden one
+    assert all("hunter2" not in hit["snippet"] for hit in await search(client, "relay"))
+    assert "is hidden" in await read_error(client, path)
+
+
 async def test_missing_note_lists_close_matches(client: Client) -> None:
     assert "close matches: relays.md" in await read_error(client, "relay.md")
     assert "the notes are: chatter.md, relays.md, sub/nat.md" in await read_error(client, "zzzzzz.md")

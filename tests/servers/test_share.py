@@ -71,6 +71,32 @@ async def test_shared_tools_are_listed_and_called_with_progress_relayed(start_no
         assert steps == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
 
 
+async def test_allow_offers_only_the_named_tools_and_refuses_a_hidden_one_called_by_name(start_node: StartNode) -> None:
+    async with start_node(share=[f"kit={CHILD_COMMAND}"], allow=["echo,slow"]) as node, connect(node.mcp_url) as client:
+        offered = await tool_names(client)
+        assert {"echo", "slow"} <= offered and "pid" not in offered
+        assert {tool.name for tool in node.card().tools} == {"echo", "slow"}
+        echoed = await client.call_tool("echo", {"text": "hi"})
+        assert not echoed.is_error and echoed.structured_content == {"result": "hi"}
+        hidden = await client.call_tool("pid", {})
+    assert hidden.is_error
+    assert hidden.content[0].text == "tool 'pid' is not shared: this peer offers only echo, slow of shared server 'kit' (--allow)."
+
+
+async def test_allow_names_its_share_when_several_are_given(start_node: StartNode) -> None:
+    async with start_node(share=[f"kit={CHILD_COMMAND}", f"more={CHILD_COMMAND}"], allow=["kit:echo", "kit:pid"]) as node:
+        kit, more = node.shares
+        assert {tool.name for tool in await kit.list_tools()} == {"echo", "pid"}, "two --allow for one share add up"
+        assert {tool.name for tool in await more.list_tools()} == SHARED_TOOLS, "a share without --allow offers all its tools"
+
+
+async def test_the_share_itself_refuses_a_tool_it_does_not_allow_before_the_child_sees_it() -> None:
+    async with SharedStdioServer("kit", CHILD_COMMAND, allow=["echo"]) as share:
+        assert [tool.name for tool in await share.list_tools()] == ["echo"]
+        refused = await share.call_tool(None, "pid", {})  # type: ignore[arg-type]  # refused before any use of the caller's context
+    assert refused.is_error and "tool 'pid' is not shared" in refused.content[0].text
+
+
 async def test_killed_child_is_restarted_and_the_stopped_peer_leaves_no_child(start_node: StartNode) -> None:
     async with start_node(share=[f"kit={CHILD_COMMAND}"]) as node, connect(node.mcp_url) as client:
         first = await child_pid(client)
