@@ -112,12 +112,14 @@ class HostGuard:
         """(status, reason, message) when Host or Origin is foreign, else None."""
         hostname = _hostname(host) if host else None
         if hostname is None or not self._allowed(hostname):
-            shown = repr(host) if host else "no Host header"
+            what = f"Host {host!r} is not a name this server is reached by" if host else "the request has no Host header"
             return (
                 421,
                 "host_not_allowed",
-                f"421 misdirected request: Host {shown} is not a name this server is reached by (DNS rebinding protection). "
-                "Use its IP address or localhost, or start it with --allowed-host NAME for a name that points here.",
+                (
+                    f"421 misdirected request: {what} (DNS rebinding protection). "
+                    "Use its IP address or localhost, or start it with --allowed-host NAME for a name that points here."
+                ),
             )
         if origin is None:
             return None
@@ -127,6 +129,8 @@ class HostGuard:
         return (
             403,
             "origin_not_allowed",
-            f"403 forbidden: a web page from Origin {origin!r} may not call this server (only pages of this server's own "
-            "address or of localhost may). Call it from outside a browser, or start it with --allowed-host NAME for that page's host.",
+            (
+                f"403 forbidden: a web page from Origin {origin!r} may not call this server (only pages of this server's own "
+                "address or of localhost may). Call it from outside a browser, or start it with --allowed-host NAME for that page's host."
+            ),
         )

@@ -11,9 +11,9 @@ carry a credential of their own, its verified peer id is the natural key;
 `caller_of` is the one place to change.
 
 A peer forwarding calls for its users is one caller at the next peer (its
-address), so the default (`const.DEFAULT_RATE_LIMIT`, 100/s) is sized for
-a forwarding peer's whole traffic: far above what a model serves (a few
-calls a second), far below a flood. Every HTTP request to the path counts (a legacy MCP session
+address), so the default (`const.DEFAULT_RATE_LIMIT`, 1000/s) is sized
+for a forwarding peer's whole traffic, bursts included: it caps floods,
+not use. Every HTTP request to the path counts (a legacy MCP session
 spends three on its start).
 """
 
