@@ -8,7 +8,10 @@ is the client address the relay reports in the last `X-Forwarded-For` (the
 relay appends it; a client's own `X-Forwarded-For` comes before it and is
 ignored, and on a direct connection the header is never read). When peers
 carry a credential of their own, its verified peer id is the natural key;
-`caller_of` is the one place to change.
+`caller_of` is the one place to change. (uvicorn itself takes the client
+address from `X-Forwarded-For` on connections from 127.0.0.1, its default
+`forwarded_allow_ips`: a reverse proxy on the same machine, such as Caddy in
+front of a relay, passes its clients' addresses on that way.)
 
 A peer forwarding calls for its users is one caller at the next peer (its
 address), so the default (`const.DEFAULT_RATE_LIMIT`, 1000/s) is sized
