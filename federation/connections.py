@@ -50,6 +50,12 @@ def _plain_response(status: bytes, message: str, code: int, reason: str, *extra:
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
+def _address(protocol: object) -> str | None:
+    """The client address of one of uvicorn's connections, HTTP or WebSocket."""
+    client = getattr(protocol, "client", None)
+    return str(client[0]) if client else None
+
+
 class LimitedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header timeout and a per-address connection cap (module docstring)."""
 
@@ -82,7 +88,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if not cap or self.client is None:
             return False
         address = self.client[0]
-        held = sum(1 for other in self.connections if other is not self and getattr(other, "client", None) and other.client[0] == address)
+        held = sum(1 for other in self.connections if other is not self and _address(other) == address)
         return held >= cap
 
     def _refuse_busy(self) -> None:

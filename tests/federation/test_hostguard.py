@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -75,7 +76,7 @@ async def test_the_names_a_peer_is_reached_by_are_served(open_peer: Node) -> Non
 
 async def test_an_mcp_client_reaches_a_peer_by_an_allowed_name(open_peer: Node) -> None:
     """The SDK's own Host check is off (ours covers /mcp): on a loopback peer it would refuse this name."""
-    async with httpx.AsyncClient(headers={"Host": "peer.example.com"}) as http, Client(streamable_http_client(open_peer.mcp_url, http_client=http)) as client:
+    async with httpx2.AsyncClient(headers={"Host": "peer.example.com"}) as http, Client(streamable_http_client(open_peer.mcp_url, http_client=http)) as client:
         await client.list_tools()
 
 
