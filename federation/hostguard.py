@@ -18,8 +18,7 @@ Allowed Host values (any port):
   (whose requests are handed to the peer's app as addressed to its own
   address, see `relay/peer_end.py`);
 - `localhost`, this machine's host name (short, full, `<short>.local`),
-  the bound name if `--host` is one, the relay's public URL name, a peer's
-  `mcpfed-<id>.local` mDNS name;
+  the bound name if `--host` is one, a relay's `--public-url` name;
 - the names given with `--allowed-host` (a reverse proxy's public name, a
   Docker service name); `--allowed-host '*'` turns the check off.
 

@@ -209,8 +209,7 @@ class Node:
         within_mesh = BodyLimit(fast_forward, limit=self.settings.max_request_bytes, path=MCP_PATH)
         limited = RateLimit(within_mesh, rate=self.settings.rate(), path=MCP_PATH)
         members = MeshGuard(limited, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
-        names = [*machine_names(self.settings.host), f"mcpfed-{self.peer_id}.local", *self.settings.allowed_hosts]
-        self.app = HostGuard(members, names=names)
+        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *self.settings.allowed_hosts])
         assert self._task_group is not None
         self._server = await start_uvicorn(self._task_group, self.app, sock, limits=self.settings.connection_limits())
 
