@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -97,3 +99,14 @@ async def test_a_relay_refuses_a_tunnel_handshake_for_a_rebound_host(relay: Rela
     async with httpx.AsyncClient(base_url=relay.url, headers=AUTH) as http:
         response = await http.get(TUNNEL_PATH, headers={**WEBSOCKET_HANDSHAKE, "Host": "evil.example"})
     _assert_refused(response, 421, "host_not_allowed")
+
+
+async def test_a_request_without_a_host_header_is_refused(open_peer: Node) -> None:
+    async with await anyio.connect_tcp("127.0.0.1", open_peer.port) as stream:
+        await stream.send(f"GET {PEERS_PATH} HTTP/1.0\r\n\r\n".encode())
+        answer = b""
+        with anyio.fail_after(10):
+            with contextlib.suppress(anyio.EndOfStream):
+                while True:
+                    answer += await stream.receive()
+    assert answer.startswith(b"HTTP/1.1 421 ") and b"no Host header" in answer
