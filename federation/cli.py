@@ -23,7 +23,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RELAY_PORT, MAX_REQUEST_BYTES
+from federation.const import (
+    DEFAULT_CONTEXT,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_RATE_LIMIT,
+    DEFAULT_RELAY_PORT,
+    HEADER_TIMEOUT_SECONDS,
+    MAX_CONNECTIONS_PER_ADDRESS,
+    MAX_REQUEST_BYTES,
+)
 from federation.errors import ConfigError, FederationError
 from servers.fair_queue import DEFAULT_QUEUE_LIMIT
 
@@ -85,6 +94,18 @@ def _mesh_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"} if secret else {}
 
 
+AllowedHostOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowed-host",
+        help="Another name requests may be addressed to (Host), e.g. a reverse proxy's or a Docker service's (repeatable; '*' = any). "
+        "IP addresses, localhost and this machine's names always work.",
+    ),
+]
+HeaderTimeoutOption = Annotated[float, typer.Option(help="Seconds a client has to send a request's headers; slower connections get 408 and are closed.")]
+MaxConnectionsOption = Annotated[
+    int, typer.Option(help="Open connections one client address may hold (0 = no cap); more get 503. Behind a reverse proxy, every client shares its address.")
+]
 PrintSettingsOption = Annotated[
     bool, typer.Option("--print-settings", help="Print the effective settings (flags over MCPFED_* variables over defaults) as JSON and exit.")
 ]
@@ -150,6 +171,11 @@ def serve(
     mdns: Annotated[str, typer.Option(help="mDNS: 'auto' (follow --host), 'off', or interfaces/IPv4s, comma-separated.")] = "auto",
     peers: Annotated[list[str] | None, typer.Option("--peer", help="A peer URL to add statically (repeatable), e.g. when multicast is blocked.")] = None,
     relays: Annotated[list[str] | None, typer.Option("--relay", help="Relay base URL to attach to (repeatable; default: the mesh's).")] = None,
+    allowed_hosts: AllowedHostOption = None,
+    header_timeout: HeaderTimeoutOption = HEADER_TIMEOUT_SECONDS,
+    max_connections_per_address: MaxConnectionsOption = MAX_CONNECTIONS_PER_ADDRESS,
+    rate_limit: Annotated[str, typer.Option(help="Requests each caller (client address) may send to /mcp: 20/s, 600/m, 5000/h or 'off'; 429 past it.")] = DEFAULT_RATE_LIMIT,
+    rate_burst: Annotated[int | None, typer.Option(help="Requests a caller may send at once (default: two seconds' worth of --rate-limit).")] = None,
     print_settings: PrintSettingsOption = False,
 ) -> None:
     """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL."""
@@ -551,6 +577,9 @@ def relay_command(
     max_streams: Annotated[int, typer.Option(help="Requests in flight per peer tunnel.")] = 64,
     max_request_bytes: Annotated[int, typer.Option(help="Largest request body forwarded to a peer.")] = MAX_REQUEST_BYTES,
     home: Annotated[Path | None, typer.Option(help="State directory (mesh, directory database); MCPFED_HOME works too.")] = None,
+    allowed_hosts: AllowedHostOption = None,
+    header_timeout: HeaderTimeoutOption = HEADER_TIMEOUT_SECONDS,
+    max_connections_per_address: MaxConnectionsOption = MAX_CONNECTIONS_PER_ADDRESS,
     print_settings: PrintSettingsOption = False,
 ) -> None:
     """Run a relay until Ctrl-C: peers behind NAT attach to it, clients reach them at <relay>/p/<id>/mcp."""

@@ -20,6 +20,19 @@ DEFAULT_CONTEXT = 4096
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Largest JSON-RPC body a peer accepts on /mcp (the SDK's own default)."""
 
+HEADER_TIMEOUT_SECONDS = 10.0
+"""A request's headers must arrive within this long of its first byte (of the connection, for the first request)."""
+
+MAX_CONNECTIONS_PER_ADDRESS = 512
+"""Open connections one client address may hold on a peer or relay. Above a forwarding peer's pool (256
+connections) plus its discovery client, so a peer forwarding a burst never meets it."""
+
+DEFAULT_RATE_LIMIT = "1000/s"
+"""Requests each caller may send to a peer's /mcp (burst: two seconds' worth). A forwarding peer is one caller
+for all its users, and a client's back-to-back calls on loopback run at several hundred a second (benchmarks,
+a 1,000-call burst through a hop), so the default only caps floods: one address gets at most this, whatever
+it sends. Lower it on a peer that faces clients you do not run."""
+
 LEDGER_FLUSH_SECONDS = 0.2
 """Call records are written in batches this often, off the request path."""
 

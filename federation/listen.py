@@ -10,6 +10,9 @@ stops it with `should_exit`. Left alone, uvicorn would take both signals the
 moment a server starts and, after its own shutdown, raise them again, which
 killed `mcpfed serve` on SIGTERM before it had said goodbye or flushed its
 ledger.
+
+Every server runs with `ConnectionLimits` (a header timeout and a cap on
+connections per address, see `federation.connections`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import anyio
 import uvicorn
 from anyio.abc import TaskGroup
 
+from federation.connections import ConnectionLimits, protocol_for
 from federation.errors import ConfigError, PortInUseError
 
 __all__ = ["KEEP_ALIVE_SECONDS", "bind_socket", "serve_app", "start_uvicorn"]
@@ -67,8 +71,10 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def start_uvicorn(task_group: TaskGroup, app: Any, sock: socket.socket, **config: Any) -> uvicorn.Server:
-    """Serve `app` on `sock` in `task_group`; returns once it accepts connections.
+async def start_uvicorn(
+    task_group: TaskGroup, app: Any, sock: socket.socket, *, limits: ConnectionLimits | None = None, **config: Any
+) -> uvicorn.Server:
+    """Serve `app` on `sock` in `task_group` under `limits` (the defaults if None); returns once it accepts connections.
 
     Stop it with `server.should_exit = True` (the task group then waits for it).
     """
@@ -78,6 +84,7 @@ async def start_uvicorn(task_group: TaskGroup, app: Any, sock: socket.socket, **
         "timeout_graceful_shutdown": 1,
         "access_log": False,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "http": protocol_for(limits or ConnectionLimits()),
     }
     server = _Server(uvicorn.Config(app, **(options | config)))
     task_group.start_soon(server.serve, [sock])

@@ -8,8 +8,10 @@ async with Node(PeerSettings(port=0)) as node:
 
 Routes on one port: `/mcp` (Streamable HTTP MCP), `/peer` (signed card,
 JSON), `/peer.md` (the card for people), `/health`, `/peers` (the peer
-table), `/events` (Server-Sent Events), `/metrics` (Prometheus). In a mesh every route but `/health`
-needs the mesh credential (`federation.membership.MeshGuard`). Everything the node starts it stops on exit,
+table), `/events` (Server-Sent Events), `/metrics` (Prometheus). Every route answers only requests
+addressed to this peer (`federation.hostguard.HostGuard`); in a mesh every route but `/health` needs the
+mesh credential (`federation.membership.MeshGuard`); `/mcp` is rate-limited per caller
+(`federation.ratelimit`). Everything the node starts it stops on exit,
 in reverse order; the node's lifetime is one task group. The router, discovery
 (mDNS, static peers, health pings, the stored peer table) and relay links run
 as services chosen from the settings.
@@ -29,6 +31,7 @@ from typing import Any, TypeVar
 import anyio
 import uvicorn
 from anyio.abc import TaskGroup
+from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -45,10 +48,12 @@ from federation.discovery.interfaces import advertised_hosts
 from federation.errors import ConfigError, ModelFileError, PeerError
 from federation.events import EventBus
 from federation.home import state_dir
+from federation.hostguard import HostGuard, machine_names
 from federation.identity import Identity
 from federation.listen import bind_socket, start_uvicorn
 from federation.membership import MeshGuard
 from federation.peers import Peer, PeerTable
+from federation.ratelimit import RateLimit
 from federation.routing import FastForward, Forwarder, Router
 from federation.settings import PeerSettings
 from federation.store import Store, database_url
@@ -67,6 +72,8 @@ SOFTWARE = "mcp-federation/0.1.0"
 logger = logging.getLogger(__name__)
 
 _SSE_HEARTBEAT_SECONDS = 15.0
+_SDK_HOST_CHECK_OFF = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+"""`HostGuard` checks Host and Origin on every route, `/mcp` included; the SDK's own check would refuse names it allows."""
 
 _S = TypeVar("_S")
 
@@ -194,7 +201,7 @@ class Node:
     async def _start_http(self, sock: socket.socket) -> None:
         app = self.tools.server.streamable_http_app(
             streamable_http_path=MCP_PATH,
-            host=self.settings.host,
+            transport_security=_SDK_HOST_CHECK_OFF,
             max_request_body_size=self.settings.max_request_bytes,
             custom_starlette_routes=self._routes(),
         )
@@ -209,9 +216,11 @@ class Node:
             mcp_path=MCP_PATH,
         )
         within_mesh = BodyLimit(fast_forward, limit=self.settings.max_request_bytes, path=MCP_PATH)
-        self.app = MeshGuard(within_mesh, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
+        limited = RateLimit(within_mesh, rate=self.settings.rate(), path=MCP_PATH)
+        members = MeshGuard(limited, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
+        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *self.settings.allowed_hosts])
         assert self._task_group is not None
-        self._server = await start_uvicorn(self._task_group, self.app, sock)
+        self._server = await start_uvicorn(self._task_group, self.app, sock, limits=self.settings.connection_limits())
 
     def _remote_tool(self, name: str) -> tuple[str, str] | None:
         """(peer id, tool) behind a `<peer>__<tool>` name, once the router runs."""

@@ -28,15 +28,27 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from federation.const import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT, HEALTH_INTERVAL_SECONDS, MAX_REQUEST_BYTES
+from federation.connections import ConnectionLimits
+from federation.const import (
+    DEFAULT_CONTEXT,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_RATE_LIMIT,
+    HEADER_TIMEOUT_SECONDS,
+    HEALTH_INTERVAL_SECONDS,
+    MAX_CONNECTIONS_PER_ADDRESS,
+    MAX_REQUEST_BYTES,
+)
 from federation.errors import ConfigError
 from federation.home import state_path
 from federation.membership import load_mesh, normalize_relay_url
+from federation.ratelimit import Rate
 from servers.fair_queue import DEFAULT_QUEUE_LIMIT
 
 __all__ = ["MeshSettings", "PeerSettings", "is_loopback", "parse_allow", "parse_share"]
 
 _SHARE_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_HOST_NAME = re.compile(r"\*|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
 def is_loopback(host: str) -> bool:
@@ -132,7 +144,7 @@ class MeshSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MCPFED_", extra="forbid")
 
-    flag_names: ClassVar[dict[str, str]] = {}
+    flag_names: ClassVar[dict[str, str]] = {"allowed_hosts": "allowed_host"}
     """Fields whose CLI flag (and so environment variable) is spelt differently: field -> flag."""
 
     host: str = DEFAULT_HOST
@@ -142,6 +154,11 @@ class MeshSettings(BaseSettings):
     mesh_name: str | None = None
     mesh_secret: str | None = Field(default=None, repr=False)
     max_request_bytes: int = Field(default=MAX_REQUEST_BYTES, ge=1024)
+    allowed_hosts: list[str] = Field(default_factory=list, description="extra host names requests may be addressed to ('*': any); see federation.hostguard")
+    header_timeout: float = Field(default=HEADER_TIMEOUT_SECONDS, gt=0, le=600, description="seconds a client has to send a request's headers")
+    max_connections_per_address: int = Field(
+        default=MAX_CONNECTIONS_PER_ADDRESS, ge=0, description="open connections one client address may hold; 0 = no cap"
+    )
 
     def __init__(self, **values: Any) -> None:
         """Validate flags, environment and code values alike; a bad one is a ConfigError saying which."""
@@ -196,6 +213,18 @@ class MeshSettings(BaseSettings):
                 values[name] = "***"
         return values
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _HOST_NAME.fullmatch(name.strip()):
+                raise ValueError(f"{name!r} is not a host name; give a bare name like peer.example.com (no scheme, port or path), or '*' for any")
+        return [name.strip().lower() for name in names]
+
+    def connection_limits(self) -> ConnectionLimits:
+        """The header timeout and per-address cap every connection to this server is held to."""
+        return ConnectionLimits(header_timeout=self.header_timeout, max_per_address=self.max_connections_per_address)
+
     @model_validator(mode="after")
     def _stored_mesh(self) -> MeshSettings:
         stored = load_mesh(state_path(self.home))
@@ -220,7 +249,7 @@ class MeshSettings(BaseSettings):
 class PeerSettings(MeshSettings):
     """Everything `mcpfed serve` can be told."""
 
-    flag_names: ClassVar[dict[str, str]] = {"n_ctx": "ctx", "peers": "peer", "relays": "relay"}
+    flag_names: ClassVar[dict[str, str]] = {**MeshSettings.flag_names, "n_ctx": "ctx", "peers": "peer", "relays": "relay"}
 
     name: str | None = Field(default=None, description="display name; defaults to the host name")
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
@@ -238,6 +267,18 @@ class PeerSettings(MeshSettings):
     mdns: str = Field(default="auto", description="'auto' (follow --host), 'off', or a comma list of interfaces/IPv4 addresses")
     peers: list[str] = Field(default_factory=list, description="static peer URLs, for networks where multicast is blocked")
     health_interval: float = Field(default=HEALTH_INTERVAL_SECONDS, gt=0, le=60, description="seconds between health pings")
+    rate_limit: str = Field(default=DEFAULT_RATE_LIMIT, description="requests per caller to /mcp, e.g. 20/s, 600/m, or 'off'; see federation.ratelimit")
+    rate_burst: int | None = Field(default=None, ge=1, description="requests a caller may send at once; two seconds' worth by default")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_is_readable(cls, value: str) -> str:
+        Rate.parse(value)
+        return value.strip()
+
+    def rate(self) -> Rate | None:
+        """The per-caller rate limit on /mcp, None when off."""
+        return Rate.parse(self.rate_limit, self.rate_burst)
 
     @field_validator("model")
     @classmethod

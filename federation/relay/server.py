@@ -7,7 +7,9 @@ async with Relay(RelaySettings(port=0)) as relay:
 
 Routes: `/tunnel` (WebSocket; peers attach here), `/p/<peer id>/<path>`
 (forwarded over that peer's tunnel, e.g. `/p/<id>/mcp`), `/peers` (the
-mesh's signed cards), `/health` (open, for liveness probes). With a mesh
+mesh's signed cards), `/health` (open, for liveness probes). Every route
+answers only requests addressed to the relay (`federation.hostguard`: its
+addresses, loopback, its public URL's name, `--allowed-host`). With a mesh
 secret every route but `/health` needs `Authorization: Bearer <secret>`.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 from contextlib import AsyncExitStack
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
@@ -30,6 +33,7 @@ from federation.card import PeerCard
 from federation.const import HEALTH_PATH, PEERS_PATH, RELAY_PRESENCE_SECONDS, RELAYED_PREFIX, TUNNEL_PATH
 from federation.errors import ConfigError
 from federation.home import state_dir
+from federation.hostguard import HostGuard, machine_names
 from federation.listen import bind_socket, start_uvicorn
 from federation.membership import MeshGuard
 from federation.relay.directory import Directory
@@ -66,7 +70,9 @@ class Relay:
                 Route(HEALTH_PATH, self._get_health, methods=["GET"]),
             ]
         )
-        self.app = MeshGuard(self._dispatch, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
+        members = MeshGuard(self._dispatch, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
+        public_name = urlsplit(self.settings.public_url or "").hostname
+        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *([public_name] if public_name else []), *self.settings.allowed_hosts])
 
     # -- lifecycle -------------------------------------------------------
     async def __aenter__(self) -> Relay:
@@ -83,6 +89,7 @@ class Relay:
                 group,
                 self.app,
                 sock,
+                limits=self.settings.connection_limits(),
                 ws_max_size=2 * self.settings.max_frame_bytes,  # past our own limit, so ours names it first
                 ws_per_message_deflate=False,
             )

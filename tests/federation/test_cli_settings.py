@@ -43,6 +43,11 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("serve", "--mdns"): ("off", "off"),
     ("serve", "--peer"): ("http://127.0.0.1:9", ["http://127.0.0.1:9"]),
     ("serve", "--relay"): ('["http://127.0.0.1:8800", "http://127.0.0.1:8900"]', ["http://127.0.0.1:8800", "http://127.0.0.1:8900"]),
+    ("serve", "--allowed-host"): ('["peer.example.com", "Box"]', ["peer.example.com", "box"]),
+    ("serve", "--header-timeout"): ("2.5", 2.5),
+    ("serve", "--max-connections-per-address"): ("64", 64),
+    ("serve", "--rate-limit"): ("20/s", "20/s"),
+    ("serve", "--rate-burst"): ("5", 5),
     ("gateway", "--mesh"): ("m1", "m1"),
     ("gateway", "--name"): ("desk", "desk"),
     ("gateway", "--peer"): ("http://127.0.0.1:9", ["http://127.0.0.1:9"]),
@@ -55,6 +60,9 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("relay", "--max-streams"): ("7", 7),
     ("relay", "--max-request-bytes"): ("4096", 4096),
     ("relay", "--home"): ("{tmp}", "{tmp}"),
+    ("relay", "--allowed-host"): ("relay", ["relay"]),
+    ("relay", "--header-timeout"): ("3", 3.0),
+    ("relay", "--max-connections-per-address"): ("0", 0),
 }
 """(command, flag) -> (the variable's value, the setting it must produce); `{tmp}` is the test's folder."""
 
@@ -119,6 +127,8 @@ def test_serve_help_shows_the_defaults_the_peer_runs_with(tmp_path: Path) -> Non
         ("MCPFED_PORT", "abc", "port='abc' (from MCPFED_PORT) is not allowed: input should be a valid integer"),
         ("MCPFED_SHARE", '["a=x"', "MCPFED_SHARE starts with '[' but is not a JSON list"),
         ("MCPFED_GPU_LAYERS", "lots", "--gpu-layers takes 'auto', -1 (all) or a number of layers, not 'lots'"),
+        ("MCPFED_RATE_LIMIT", "fast", "a rate limit looks like 20/s, 600/m or 5000/h (or 'off'), not 'fast'"),
+        ("MCPFED_ALLOWED_HOST", "http://peer.example.com", "is not a host name; give a bare name like peer.example.com"),
     ],
 )
 async def test_a_bad_variable_is_one_line_naming_it(env: dict[str, str], variable: str, value: str, says: str) -> None:
