@@ -8,7 +8,9 @@ async with Relay(RelaySettings(port=0)) as relay:
 Routes: `/tunnel` (WebSocket; peers attach here), `/p/<peer id>/<path>`
 (forwarded over that peer's tunnel, e.g. `/p/<id>/mcp`), `/peers` (the
 mesh's signed cards), `/health` (open, for liveness probes). With a mesh
-secret every route but `/health` needs `Authorization: Bearer <secret>`.
+secret every route but `/health` needs `Authorization: Bearer <secret>`;
+`/p/<peer id>/...` also takes a peer token addressed to that peer
+(`federation.proof`), which the peer checks again.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ class Relay:
                 Route(HEALTH_PATH, self._get_health, methods=["GET"]),
             ]
         )
-        self.app = MeshGuard(self._dispatch, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
+        self.app = MeshGuard(
+            self._dispatch, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH], audience=_relayed_peer
+        )
 
     # -- lifecycle -------------------------------------------------------
     async def __aenter__(self) -> Relay:
@@ -231,6 +235,12 @@ class Relay:
     async def _leave(self, peer_id: str) -> None:
         assert self._directory is not None
         await self._directory.leave(peer_id)
+
+
+def _relayed_peer(scope: Scope) -> str | None:
+    """The peer a `/p/<peer id>/...` request is for: peer tokens addressed to it may pass."""
+    path: str = scope["path"]
+    return path[len(RELAYED_PREFIX) :].partition("/")[0] if path.startswith(RELAYED_PREFIX) else None
 
 
 async def _close(websocket: WebSocket, refusal: Refusal | None) -> None:
