@@ -9,16 +9,19 @@ The proof (`POST /mesh/proof`, open like `/health`), caller C, responder R:
 
 1. C sends `{"step": "challenge", "caller": C, "nonce": Nc, "to": URL}` (URL:
    the base URL C dialed). R answers `{"responder": R, "nonce": Nr,
-   "addressed": bool, "proof": MAC("responder", R, C, Nc, Nr, URL, addressed)}`,
+   "addressed": bool, "proof": MAC("responder", kind, R, C, Nc, Nr, URL, addressed)}`,
    `addressed` saying whether URL is one of R's own addresses. C checks the MAC,
    that R is the peer it expected (the id in the TXT record) and, for an
    address it did not choose itself (mDNS), that R was addressed: a stranger
    that forwards C's challenge to a real member gets an answer that names the
    stranger's address, not the member's, and C stops there.
 2. C sends `{"step": "confirm", "caller": C, "nonce": Nr, "proof":
-   MAC("caller", C, R, Nc, Nr, URL)}`. R takes Nr out of its pending table
+   MAC("caller", kind, C, R, Nc, Nr, URL)}`. R takes Nr out of its pending table
    (single use, `PROOF_TTL_SECONDS`, at most `PROOF_PENDING_LIMIT`), checks
-   the MAC and answers with its signed card.
+   the MAC and answers with its signed card (a relay: its id and URL).
+
+`kind` is "peer" or "relay": what C set out to reach, so a member peer's
+answer forwarded by someone posing as a relay does not verify.
 
 MAC is HMAC-SHA256 under a key derived from the secret (HKDF, label
 `mcpfed proof v1`); the role word ("responder"/"caller") keeps one side's
@@ -158,8 +161,12 @@ class Tokens:
             self._minted[audience] = (token, now + TOKEN_SECONDS / 2)
         return token
 
+    def bearer(self, audience: str) -> str:
+        """The Authorization header value for a request to `audience`."""
+        return f"Bearer {self.for_peer(audience)}"
+
     def headers(self, audience: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.for_peer(audience)}"}
+        return {"Authorization": self.bearer(audience)}
 
 
 class TokenAuth(httpx2.Auth):
@@ -170,7 +177,7 @@ class TokenAuth(httpx2.Auth):
         self._audience = audience
 
     def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._tokens.for_peer(self._audience)}"
+        request.headers["Authorization"] = self._tokens.bearer(self._audience)
         yield request
 
 
@@ -210,8 +217,9 @@ class ProofDesk:
     `card()` the signed card handed to a caller that proved itself.
     """
 
-    def __init__(self, keys: MeshKeys, peer_id: str, addresses: Callable[[], list[str]], card: Callable[[], bytes]) -> None:
+    def __init__(self, keys: MeshKeys, peer_id: str, addresses: Callable[[], list[str]], card: Callable[[], bytes], *, kind: str = "peer") -> None:
         self._keys = keys
+        self._kind = kind
         self._peer_id = peer_id
         self._addresses = addresses
         self._card = card
@@ -242,7 +250,7 @@ class ProofDesk:
         nonce = secrets.token_hex(16)
         self._pending[nonce] = _Pending(caller, caller_nonce, to, now + PROOF_TTL_SECONDS)
         addressed = any(serves_at(address, to) for address in self._addresses())
-        proof = self._keys.proof("responder", self._peer_id, caller, caller_nonce, nonce, to, str(addressed))
+        proof = self._keys.proof("responder", self._kind, self._peer_id, caller, caller_nonce, nonce, to, str(addressed))
         return {"responder": self._peer_id, "nonce": nonce, "addressed": addressed, "proof": proof}
 
     def _confirm(self, body: dict[str, Any]) -> None:
@@ -250,7 +258,7 @@ class ProofDesk:
         pending = self._pending.pop(nonce, None)
         if pending is None or pending.expires < time.monotonic():
             raise ProofError("stale", "this proof answers no challenge pending here (unknown, used or expired nonce): start again")
-        expected = self._keys.proof("caller", pending.caller, self._peer_id, pending.caller_nonce, nonce, pending.to)
+        expected = self._keys.proof("caller", self._kind, pending.caller, self._peer_id, pending.caller_nonce, nonce, pending.to)
         if caller != pending.caller or not hmac.compare_digest(proof, expected):
             raise ProofError("wrong-proof", "the caller's proof does not verify: it does not hold this mesh's secret")
 
@@ -286,9 +294,17 @@ async def _post(http: httpx.AsyncClient, url: str, message: dict[str, Any], limi
 
 
 async def prove(
-    http: httpx.AsyncClient, url: str, *, keys: MeshKeys, own_id: str, expected_id: str | None, check_address: bool, card_limit: int
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    keys: MeshKeys,
+    own_id: str,
+    expected_id: str | None,
+    check_address: bool,
+    card_limit: int,
+    kind: str = "peer",
 ) -> tuple[str, bytes]:
-    """Run the proof with the peer at `url`: (its proven id, its card body); ProofError if it is no member.
+    """Run the proof with the `kind` ("peer" or "relay") at `url`: (its proven id, its card body); ProofError if it is no member.
 
     Nothing here carries a credential: the caller's own proof goes out only
     after the responder's has verified (and named `expected_id`, and for
@@ -299,12 +315,12 @@ async def prove(
     answer = _parse(await _post(http, target, {"step": "challenge", "caller": own_id, "nonce": nonce, "to": to}, MAX_PROOF_BODY))
     responder, their_nonce, proof = _field(answer, "responder", _ID), _field(answer, "nonce", _NONCE), _field(answer, "proof", _MAC)
     addressed = answer.get("addressed") is True
-    if not hmac.compare_digest(proof, keys.proof("responder", responder, own_id, nonce, their_nonce, to, str(addressed))):
-        raise ProofError("wrong-proof", f"{url} could not prove it holds this mesh's secret")
+    if not hmac.compare_digest(proof, keys.proof("responder", kind, responder, own_id, nonce, their_nonce, to, str(addressed))):
+        raise ProofError("wrong-proof", f"{url} could not prove it is a {kind} holding this mesh's secret")
     if expected_id is not None and responder != expected_id:
         raise ProofError("spoofed-id", f"announced as peer {expected_id!r} but the member answering at {url} is {responder!r}")
     if check_address and not addressed:
         raise ProofError("address-mismatch", f"member {responder!r} answered through {url}, an address that is not its own (a forwarded challenge)")
-    mine = keys.proof("caller", own_id, responder, nonce, their_nonce, to)
+    mine = keys.proof("caller", kind, own_id, responder, nonce, their_nonce, to)
     card = await _post(http, target, {"step": "confirm", "caller": own_id, "nonce": their_nonce, "proof": mine}, card_limit)
     return responder, card

@@ -139,7 +139,7 @@ class MessageTransport:
         return deliver
 
     def _credential(self, peer: Peer) -> list[tuple[bytes, bytes]]:
-        return [(b"authorization", f"Bearer {self._tokens.for_peer(peer.id)}".encode())] if self._tokens else []
+        return [(b"authorization", self._tokens.bearer(peer.id).encode())] if self._tokens else []
 
     async def _stream(
         self, url: str, headers: list[tuple[bytes, bytes]], payload: bytes, timeouts: dict[str, float], stamp: MetaStamp, reply: Reply

@@ -210,7 +210,7 @@ def test_the_pending_table_is_bounded_and_nonces_are_single_use(monkeypatch: pyt
     answers = [json.loads(desk.answer(json.dumps({"step": "challenge", "caller": caller, "nonce": f"{i:032x}", "to": "http://127.0.0.1:1"}).encode())) for i in range(50)]
     assert desk.pending == 8
     last = answers[-1]
-    confirm = {"step": "confirm", "caller": caller, "nonce": last["nonce"], "proof": keys.proof("caller", caller, me, f"{49:032x}", last["nonce"], "http://127.0.0.1:1")}
+    confirm = {"step": "confirm", "caller": caller, "nonce": last["nonce"], "proof": keys.proof("caller", "peer", caller, me, f"{49:032x}", last["nonce"], "http://127.0.0.1:1")}
     assert desk.answer(json.dumps(confirm).encode()) == b"{}"
     with pytest.raises(ProofError, match="no challenge pending"):
         desk.answer(json.dumps(confirm).encode())
