@@ -55,7 +55,6 @@ import httpx
 import httpx2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 

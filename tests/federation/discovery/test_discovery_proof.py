@@ -128,36 +128,35 @@ async def test_a_validly_signed_card_naming_our_mesh_is_not_membership(member: S
 
 
 async def test_a_replayed_proof_fails_both_ways(member: StartNode, announcer: Announcer, caplog: pytest.LogCaptureFixture) -> None:
-    async with member(name="guard") as guard, member(name="victim", mdns="off") as victim:
-        async with httpx.AsyncClient() as http:
-            # An old answer of the victim's, recorded by a stranger who challenged it in the guard's name...
-            challenge = {"step": "challenge", "caller": guard.peer_id, "nonce": "0" * 32, "to": victim.url}
-            recorded = (await http.post(victim.url + PROOF_PATH, json=challenge)).content
+    async with member(name="guard") as guard, member(name="victim", mdns="off") as victim, httpx.AsyncClient() as http:
+        # An old answer of the victim's, recorded by a stranger who challenged it in the guard's name...
+        challenge = {"step": "challenge", "caller": guard.peer_id, "nonce": "0" * 32, "to": victim.url}
+        recorded = (await http.post(victim.url + PROOF_PATH, json=challenge)).content
 
-            async def replay(received: Received) -> Response:
-                return Response(recorded, media_type="application/json")
+        async def replay(received: Received) -> Response:
+            return Response(recorded, media_type="application/json")
 
-            # ...replayed to the guard by a stranger posing as the victim (its address is the stranger's).
-            async with attacker(replay) as stranger:
-                name = await announcer.announce("replayer", stranger.port, txt_record(victim.card(), "/mcp"))
-                await wait_until(lambda: (name, "wrong-proof") in rejections(caplog), "the replayed proof refused")
-                assert ids(guard.peers) == set()
-            stranger.assert_got_no_credential(SECRET)
+        # ...replayed to the guard by a stranger posing as the victim (its address is the stranger's).
+        async with attacker(replay) as stranger:
+            name = await announcer.announce("replayer", stranger.port, txt_record(victim.card(), "/mcp"))
+            await wait_until(lambda: (name, "wrong-proof") in rejections(caplog), "the replayed proof refused")
+            assert ids(guard.peers) == set()
+        stranger.assert_got_no_credential(SECRET)
 
-            # A genuine caller proof, replayed to the member it was made for, is refused: its nonce was used.
-            confirms: list[bytes] = []
+        # A genuine caller proof, replayed to the member it was made for, is refused: its nonce was used.
+        confirms: list[bytes] = []
 
-            async def keep_confirm(request: httpx.Request) -> None:
-                if b'"confirm"' in request.content:
-                    confirms.append(request.content)
+        async def keep_confirm(request: httpx.Request) -> None:
+            if b'"confirm"' in request.content:
+                confirms.append(request.content)
 
-            async with httpx.AsyncClient(event_hooks={"request": [keep_confirm]}) as recording:
-                proven, _ = await prove(
-                    recording, victim.url, keys=MeshKeys(SECRET), own_id=guard.peer_id, expected_id=victim.peer_id, check_address=True, card_limit=1 << 20
-                )
-            assert proven == victim.peer_id and len(confirms) == 1
-            again = await http.post(victim.url + PROOF_PATH, content=confirms[0], headers={"content-type": "application/json"})
-            assert again.status_code == 401 and again.json()["error"]["data"]["reason"] == "stale"
+        async with httpx.AsyncClient(event_hooks={"request": [keep_confirm]}) as recording:
+            proven, _ = await prove(
+                recording, victim.url, keys=MeshKeys(SECRET), own_id=guard.peer_id, expected_id=victim.peer_id, check_address=True, card_limit=1 << 20
+            )
+        assert proven == victim.peer_id and len(confirms) == 1
+        again = await http.post(victim.url + PROOF_PATH, content=confirms[0], headers={"content-type": "application/json"})
+        assert again.status_code == 401 and again.json()["error"]["data"]["reason"] == "stale"
 
 
 async def test_a_forwarded_or_reflected_challenge_admits_nobody(member: StartNode, announcer: Announcer, caplog: pytest.LogCaptureFixture) -> None:
