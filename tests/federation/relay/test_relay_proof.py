@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from federation.client import connect
 from federation.const import PEERS_PATH, PROOF_PATH
@@ -23,7 +24,8 @@ from federation.relay.server import Relay
 from federation.relay.settings import RelaySettings
 from federation.settings import PeerSettings
 from tests.support.hostile import Received, attacker
-from tests.support.relay import MESH, MESH_FIELDS, wait_attached
+from tests.support.paths import NOTES
+from tests.support.relay import AUTH, MESH, MESH_FIELDS, wait_attached
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -53,6 +55,33 @@ async def test_peers_reach_each_other_through_a_relay_with_tokens_addressed_to_e
             assert (await http.get(through, headers=bearer(keys.token(outsider, relay.relay_id)))).status_code == 401
         async with connect(relayed_url(relay.url, behind.peer_id), headers=bearer(keys.token(outsider, behind.peer_id))) as client:
             await client.list_tools()
+
+
+async def test_peers_show_the_relay_tokens_never_the_secret(make_settings: Callable[..., PeerSettings], tmp_path: Path) -> None:
+    relay = Relay(RelaySettings(port=0, home=tmp_path / "recording-relay", **MESH_FIELDS))
+    presented: list[str] = []
+    guarded = relay.app
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:  # what reaches the relay's guard
+        presented.extend(value.decode() for key, value in scope.get("headers", []) if key == b"authorization")
+        await guarded(scope, receive, send)
+
+    relay.app = recording
+    async with (
+        relay,
+        Node(make_settings(name="caller", relays=[relay.url], **MESH_FIELDS)) as caller,
+        Node(make_settings(name="notes", notes=NOTES, relays=[relay.url], **MESH_FIELDS)) as notes,
+        connect(caller.mcp_url, headers=AUTH) as client,  # the user, straight to the caller with the raw secret
+    ):
+        await wait_until(lambda: notes.peer_id in caller.peers, "the caller learned the other peer from the relay")
+
+        async def listed() -> bool:
+            return "notes__search_notes" in {tool.name for tool in (await client.list_tools()).tools}
+
+        await wait_until(listed, "the other peer's tools listed through the relay")
+        found = await client.call_tool("notes__search_notes", {"query": "relay"})
+        assert not found.is_error
+    assert presented and all(value.startswith("Bearer mcpfed-t1.") for value in presented), presented
 
 
 async def test_a_stranger_where_the_relay_should_be_gets_no_credential(
