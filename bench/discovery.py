@@ -125,7 +125,7 @@ class Bench:
         """CPU seconds per health ping, both ends in this process: (httpx, HealthProbe)."""
         async with Node(self.settings(name="pinged", mdns="off")) as pinged, httpx.AsyncClient(trust_env=False) as http:
             url = pinged.url + "/health"
-            probe = HealthProbe(url, {})
+            probe = HealthProbe(url)
 
             async def cost(ping: Callable[[], Awaitable[object]]) -> float:
                 for _ in range(50):

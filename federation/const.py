@@ -12,6 +12,8 @@ HEALTH_PATH = "/health"
 PEERS_PATH = "/peers"
 EVENTS_PATH = "/events"
 METRICS_PATH = "/metrics"
+PROOF_PATH = "/mesh/proof"
+"""Open, like /health: where peers prove mesh membership to each other (federation.proof)."""
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8801

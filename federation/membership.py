@@ -9,14 +9,14 @@ Join token: `mcpfed1.` followed by the base64url (no padding) of the JSON
 object `{"v": 1, "id": ..., "name": ..., "secret": ..., "relays": [...]}`.
 Anyone holding it is a member: send it like a password.
 
-Credential: every request to a member peer or relay carries
-`Authorization: Bearer <mesh secret>`. A static bearer header is what stock
-MCP clients (the Inspector, Claude through a header config, curl) can send,
-so any of them can reach a mesh peer; request signing would shut them out.
-Relays are members too (they check the same header), and TLS on a public
-relay keeps the secret off the wire. `MeshGuard` answers anything without it
-with 401 and a JSON-RPC error body, which the MCP SDK shows to its user
-instead of a bare "401".
+Credentials `MeshGuard` accepts: `Authorization: Bearer <mesh secret>`, the
+one stock MCP clients (the Inspector, Claude through a header config, curl,
+`--token`) can send and only people hand out; or a per-pair peer token
+(`federation.proof`) naming this peer (or, at a relay, the peer a `/p/<id>/`
+path goes to) as its audience, which is all peers ever send each other. The
+raw secret never goes from peer to peer: they prove they hold it instead.
+Anything else gets 401 and a JSON-RPC error body, which the MCP SDK shows to
+its user instead of a bare "401".
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from federation.const import JOIN_TOKEN_PREFIX, MESH_FILE
 from federation.errors import ConfigError
+from federation.proof import MeshKeys
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -188,30 +189,41 @@ def join(home: Path, token: str, *, force: bool = False) -> MeshCredentials:
 
 # -- the credential ------------------------------------------------------------
 def auth_headers(settings: PeerSettings) -> dict[str, str]:
-    """Headers proving mesh membership on requests to other peers; empty outside a mesh."""
+    """The raw mesh credential, for this machine's own client commands (a user's); empty outside a mesh.
+
+    Peers never send it to each other (see `federation.proof`).
+    """
     if not settings.mesh_secret:
         return {}
     return {"Authorization": f"Bearer {settings.mesh_secret}"}
 
 
-def credential_problem(authorization: str | None, secret: str | None) -> str | None:
-    """Why `authorization` (an Authorization header value) does not prove membership, or None if it does."""
+def credential_problem(authorization: str | None, secret: str | None, *, keys: MeshKeys | None = None, audience: str | None = None) -> str | None:
+    """Why `authorization` (an Authorization header value) does not prove membership, or None if it does.
+
+    The raw secret passes; with `keys`, so does a peer token addressed to `audience`.
+    """
     if not secret:
         return None
     if not authorization:
         return "missing"
     scheme, _, presented = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented:
         return "malformed"
-    if not hmac.compare_digest(presented.strip().encode("utf-8"), secret.encode("utf-8")):
-        return "wrong"
-    return None
+    if hmac.compare_digest(presented.encode("utf-8"), secret.encode("utf-8")):
+        return None
+    problem = keys.token_problem(presented, audience) if keys is not None else "not_a_token"
+    return "wrong" if problem == "not_a_token" else problem
 
 
 _PROBLEMS = {
     "missing": "no mesh credential was sent",
     "malformed": "the Authorization header is not 'Bearer <mesh secret>'",
     "wrong": "the mesh credential sent is not this mesh's",
+    "token_forged": "the peer token sent was not made with this mesh's secret",
+    "token_other_audience": "the peer token sent is addressed to another peer",
+    "token_expired": "the peer token sent has expired",
 }
 
 
@@ -228,20 +240,32 @@ class MeshGuard:
 
     Without a secret it lets everything through: a node outside any mesh
     stays open on loopback, as `PeerSettings.bind_problem` insists.
+    `audience(scope)` names the peer a request is for (a peer's own id; at a
+    relay the peer of a `/p/<id>/` path): peer tokens for it pass too.
     """
 
-    def __init__(self, app: ASGIApp, *, secret: str | None, mesh_name: str | None, open_paths: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret: str | None,
+        mesh_name: str | None,
+        open_paths: Iterable[str] = (),
+        audience: Callable[[Scope], str | None] = lambda scope: None,
+    ) -> None:
         self.app = app
         self._secret = secret
+        self._keys = MeshKeys(secret) if secret else None
         self._mesh_name = mesh_name
         self._open_paths = frozenset(open_paths)
+        self._audience = audience
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not self._secret or scope["path"] in self._open_paths:
             await self.app(scope, receive, send)
             return
         authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
-        problem = credential_problem(authorization, self._secret)
+        problem = credential_problem(authorization, self._secret, keys=self._keys, audience=self._audience(scope))
         if problem is None:
             await self.app(scope, receive, send)
             return

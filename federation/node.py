@@ -7,10 +7,12 @@ async with Node(PeerSettings(port=0)) as node:
 ```
 
 Routes on one port: `/mcp` (Streamable HTTP MCP), `/peer` (signed card,
-JSON), `/peer.md` (the card for people), `/health`, `/peers` (the peer
-table), `/events` (Server-Sent Events), `/metrics` (Prometheus). Every route answers only requests
-addressed to this peer (`federation.hostguard.HostGuard`); in a mesh every route but `/health` needs the
-mesh credential (`federation.membership.MeshGuard`); `/mcp` is rate-limited per caller
+JSON), `/peer.md` (the card for people), `/health`, `/mesh/proof` (membership
+proof between peers, `federation.proof`), `/peers` (the peer table), `/events`
+(Server-Sent Events), `/metrics` (Prometheus). Every route answers only requests
+addressed to this peer (`federation.hostguard.HostGuard`); in a mesh every route but
+`/health` and `/mesh/proof` needs the mesh credential or a peer token addressed to
+this peer (`federation.membership.MeshGuard`); `/mcp` is rate-limited per caller
 (`federation.ratelimit`). Everything the node starts it stops on exit,
 in reverse order; the node's lifetime is one task group. The router, discovery
 (mDNS, static peers, health pings, the stored peer table) and relay links run
@@ -41,9 +43,20 @@ from starlette.types import ASGIApp
 from federation.bodylimit import BodyLimit
 from federation.callers import mesh_caller
 from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card
-from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, EVENTS_PATH, HEALTH_PATH, MCP_PATH, METRICS_PATH, PEERS_PATH, STOP_GRACE_SECONDS
+from federation.const import (
+    CARD_MARKDOWN_PATH,
+    CARD_PATH,
+    EVENTS_PATH,
+    HEALTH_PATH,
+    MCP_PATH,
+    METRICS_PATH,
+    PEERS_PATH,
+    PROOF_PATH,
+    STOP_GRACE_SECONDS,
+)
 from federation.contract import EventModel, Hello
 from federation.discovery import discovery_services
+from federation.discovery.admission import Member
 from federation.discovery.interfaces import advertised_hosts
 from federation.errors import ConfigError, ModelFileError, PeerError
 from federation.events import EventBus
@@ -53,6 +66,7 @@ from federation.identity import Identity
 from federation.listen import bind_socket, start_uvicorn
 from federation.membership import MeshGuard
 from federation.peers import Peer, PeerTable
+from federation.proof import MeshKeys, ProofDesk
 from federation.ratelimit import RateLimit
 from federation.routing import FastForward, Forwarder, Router
 from federation.settings import PeerSettings
@@ -103,6 +117,10 @@ class Node:
             raise ConfigError(problem)
         self.home = state_dir(self.settings.home)
         self.identity = Identity.load_or_create(self.home)
+        keys = MeshKeys(self.settings.mesh_secret) if self.settings.mesh_secret else None
+        self.member = Member(self.identity.peer_id, keys) if keys else None
+        """How this peer proves its membership to others (None outside a mesh with a secret)."""
+        self._proofs = ProofDesk(keys, self.identity.peer_id, lambda: self.urls, lambda: self.card().model_dump_json().encode()) if keys else None
         self.name = self.settings.name or socket.gethostname().split(".")[0]
         self.events = EventBus()
         self.peers = PeerTable(self.events, self.identity.peer_id)
@@ -217,7 +235,13 @@ class Node:
         )
         within_mesh = BodyLimit(fast_forward, limit=self.settings.max_request_bytes, path=MCP_PATH)
         limited = RateLimit(within_mesh, rate=self.settings.rate(), path=MCP_PATH)
-        members = MeshGuard(limited, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
+        members = MeshGuard(
+            limited,
+            secret=self.settings.mesh_secret,
+            mesh_name=self.settings.mesh_name,
+            open_paths=[HEALTH_PATH, PROOF_PATH],
+            audience=lambda scope: self.peer_id,
+        )
         self.app = HostGuard(members, names=[*machine_names(self.settings.host), *self.settings.allowed_hosts])
         assert self._task_group is not None
         self._server = await start_uvicorn(self._task_group, self.app, sock, limits=self.settings.connection_limits())
@@ -247,8 +271,8 @@ class Node:
         from federation.discovery.admission import discovery_client, fetch_card
         from federation.urls import mcp_url
 
-        async with discovery_client(self.settings) as http:
-            card = await fetch_card(http, url, mesh=self.settings.mesh)
+        async with discovery_client() as http:
+            card = await fetch_card(http, url, mesh=self.settings.mesh, member=self.member)
         peer = self.peers.admit(card, "static", mcp_url(url))
         if peer is None:
             raise PeerError(f"{url} is this peer itself")
@@ -349,7 +373,9 @@ class Node:
 
     # -- HTTP routes -------------------------------------------------------
     def _routes(self) -> list[Route]:
+        proof = [Route(PROOF_PATH, self._proofs.endpoint, methods=["POST"])] if self._proofs else []
         return [
+            *proof,
             Route(CARD_PATH, self._get_card, methods=["GET"]),
             Route(CARD_MARKDOWN_PATH, self._get_card_markdown, methods=["GET"]),
             Route(HEALTH_PATH, self._get_health, methods=["GET"]),

@@ -8,11 +8,12 @@ is `http://127.0.0.1:8801/mcp`.
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from federation.const import MCP_PATH
 
-__all__ = ["address_of", "base_url", "http_url", "mcp_url", "user_url"]
+__all__ = ["address_of", "base_url", "http_url", "mcp_url", "serves_at", "user_url"]
 
 
 def base_url(url: str) -> str:
@@ -52,3 +53,16 @@ def http_url(host: str, port: int, path: str = "") -> str:
 def address_of(url: str) -> str:
     """`host:port` of a URL, for tables."""
     return urlsplit(url).netloc
+
+
+def serves_at(endpoint: str, url: str) -> bool:
+    """`endpoint` (a signed card's) names `url`: same port and path, same host or an unspecified bind address."""
+    signed, wanted = urlsplit(endpoint), urlsplit(url)
+    if (signed.port, base_url(signed.path)) != (wanted.port, base_url(wanted.path)):
+        return False
+    if signed.hostname == wanted.hostname:
+        return True
+    try:
+        return bool(signed.hostname) and ipaddress.ip_address(signed.hostname or "").is_unspecified
+    except ValueError:
+        return False

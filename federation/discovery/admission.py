@@ -10,10 +10,9 @@ announced, in our mesh, at the address we fetched it from. Each failure is a
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import OrderedDict
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 import anyio
 import httpx
@@ -21,11 +20,10 @@ import httpx
 from federation.card import PeerCard, verify_card
 from federation.const import CARD_FETCH_TIMEOUT_SECONDS, CARD_PATH, MAX_CARD_BYTES
 from federation.errors import CardError, PeerError
-from federation.membership import auth_headers
-from federation.settings import PeerSettings
-from federation.urls import base_url
+from federation.proof import MeshKeys, ProofError, prove
+from federation.urls import base_url, serves_at
 
-__all__ = ["RejectionLog", "Rejected", "discovery_client", "fetch_card"]
+__all__ = ["Member", "RejectionLog", "Rejected", "discovery_client", "fetch_card"]
 
 logger = logging.getLogger("federation.discovery")
 
@@ -41,10 +39,9 @@ class Rejected(PeerError):
         self.retry = retry
 
 
-def discovery_client(settings: PeerSettings) -> httpx.AsyncClient:
-    """The HTTP client discovery uses: keep-alive, bounded timeouts, no proxies, the mesh credential."""
+def discovery_client() -> httpx.AsyncClient:
+    """The HTTP client discovery uses: keep-alive, bounded timeouts, no proxies, and no credential (see `federation.proof`)."""
     return httpx.AsyncClient(
-        headers=auth_headers(settings),
         timeout=httpx.Timeout(CARD_FETCH_TIMEOUT_SECONDS),
         limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
         trust_env=False,  # a LAN peer must never be fetched through an HTTP proxy
@@ -53,40 +50,43 @@ def discovery_client(settings: PeerSettings) -> httpx.AsyncClient:
 
 
 async def _get_body(http: httpx.AsyncClient, url: str) -> bytes:
+    """The card of a peer outside any mesh secret (open on loopback): a plain GET."""
+    async with http.stream("GET", url) as response:
+        if response.status_code != 200:
+            raise Rejected("bad-response", f"GET {url} answered HTTP {response.status_code}", retry=True)
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_CARD_BYTES:
+                raise Rejected("bad-response", f"GET {url} sent more than {MAX_CARD_BYTES} bytes; not a card")
+        return bytes(body)
+
+
+@dataclass(frozen=True)
+class Member:
+    """What a member needs to prove itself to others: its id and the keys derived from the mesh secret."""
+
+    peer_id: str
+    keys: MeshKeys
+
+
+async def _card_body(http: httpx.AsyncClient, url: str, member: Member | None, expected_id: str | None, check_address: bool) -> tuple[str | None, bytes]:
+    """(the proven responder id or None outside a secret mesh, the card body), within the fetch deadline."""
     try:
         with anyio.fail_after(CARD_FETCH_TIMEOUT_SECONDS):
-            async with http.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise Rejected("bad-response", f"GET {url} answered HTTP {response.status_code}", retry=True)
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_CARD_BYTES:
-                        raise Rejected("bad-response", f"GET {url} sent more than {MAX_CARD_BYTES} bytes; not a card")
-                return bytes(body)
+            if member is None:
+                return None, await _get_body(http, base_url(url) + CARD_PATH)
+            return await prove(
+                http, url, keys=member.keys, own_id=member.peer_id, expected_id=expected_id, check_address=check_address, card_limit=MAX_CARD_BYTES
+            )
+    except ProofError as exc:
+        raise Rejected("bad-response" if exc.reason == "malformed" else exc.reason, str(exc), retry=exc.reason == "no-proof") from exc
     except TimeoutError as exc:
-        raise Rejected("timeout", f"GET {url} did not answer within {CARD_FETCH_TIMEOUT_SECONDS:g} s", retry=True) from exc
+        raise Rejected("timeout", f"{url} did not answer within {CARD_FETCH_TIMEOUT_SECONDS:g} s", retry=True) from exc
     except httpx.TimeoutException as exc:
-        raise Rejected("timeout", f"GET {url} timed out ({exc.__class__.__name__})", retry=True) from exc
+        raise Rejected("timeout", f"{url} timed out ({exc.__class__.__name__})", retry=True) from exc
     except httpx.HTTPError as exc:
         raise Rejected("unreachable", f"cannot fetch {url}: {exc.__class__.__name__} {exc}".strip(), retry=True) from exc
-
-
-def _serves_at(card: PeerCard, url: str) -> bool:
-    """The signed endpoints name `url` (an unspecified bind address matches any host on its port and path)."""
-    wanted = urlsplit(url)
-    for endpoint in card.endpoints:
-        signed = urlsplit(endpoint)
-        if (signed.port, signed.path.rstrip("/")) != (wanted.port, wanted.path.rstrip("/")):
-            continue
-        if signed.hostname == wanted.hostname:
-            return True
-        try:
-            if signed.hostname and ipaddress.ip_address(signed.hostname).is_unspecified:
-                return True
-        except ValueError:
-            continue
-    return False
 
 
 async def fetch_card(
@@ -94,24 +94,29 @@ async def fetch_card(
     url: str,
     *,
     mesh: str | None,
+    member: Member | None = None,
     expected_id: str | None = None,
     check_address: bool = False,
 ) -> PeerCard:
-    """Fetch `url`'s card and check it: signature, id, mesh, and (`check_address`) that it is served where signed.
+    """Get `url`'s card and check it: membership proof, signature, id, mesh, and (`check_address`) that it is served where signed.
 
-    `check_address` stops a neighbour from replaying a real peer's card from
-    its own address to draw that peer's calls.
+    In a mesh with a secret (`member`) the card comes only at the end of the
+    membership proof (`federation.proof`), and must carry the id that proved
+    itself. `check_address` stops a neighbour from replaying a real peer's
+    card, or forwarding its proof, from its own address to draw that peer's calls.
     """
-    body = await _get_body(http, base_url(url) + CARD_PATH)
+    proven, body = await _card_body(http, url, member, expected_id, check_address)
     try:
         card = verify_card(body)
     except CardError as exc:
         raise Rejected("bad-card", str(exc)) from exc
+    if proven is not None and card.id != proven:
+        raise Rejected("spoofed-id", f"member {proven!r} proved itself at {url} but handed over the card of {card.id!r}")
     if expected_id is not None and card.id != expected_id:
         raise Rejected("spoofed-id", f"announced as peer {expected_id!r} but {url} serves the card of {card.id!r}")
     if card.mesh != mesh:
         raise Rejected("other-mesh", f"peer {card.id!r} belongs to mesh {card.mesh!r}, not ours ({mesh!r})")
-    if check_address and not _serves_at(card, url):
+    if check_address and not any(serves_at(endpoint, url) for endpoint in card.endpoints):
         raise Rejected("address-mismatch", f"peer {card.id!r} card is served from {url}, which its signed endpoints {card.endpoints} do not name")
     return card
 

@@ -7,9 +7,9 @@ brings it back up with fresh latency and load. Dead peers keep being pinged,
 so one that returns comes back by itself; one dead for `DEAD_FORGET_SECONDS`
 is dropped. Peers known only through a relay are the relay link's business.
 
-Each peer gets one kept-alive connection carrying the mesh credential
-(`membership.auth_headers`): a `HealthProbe` for plain HTTP (the cheap path,
-see probe.py), httpx for HTTPS. A round pings all peers at once (bounded)
+Each peer gets one kept-alive connection: a `HealthProbe` for plain HTTP
+(the cheap path, see probe.py), httpx for HTTPS. `/health` is open, so pings
+carry no credential: whoever answers at a peer's old address learns nothing. A round pings all peers at once (bounded)
 and the next round starts one interval after the last began.
 """
 
@@ -27,7 +27,6 @@ from federation.const import DEAD_FORGET_SECONDS, HEALTH_PATH, HEALTH_TIMEOUT_SE
 from federation.contract import Via
 from federation.discovery.admission import discovery_client
 from federation.discovery.probe import HealthProbe, ProbeError
-from federation.membership import auth_headers
 from federation.peers import Peer, PeerTable
 from federation.urls import base_url
 
@@ -50,12 +49,11 @@ def _direct_url(peer: Peer) -> str | None:
 class HealthMonitor:
     """Pings peers on a schedule and feeds the results to the peer table."""
 
-    def __init__(self, peers: PeerTable, http: httpx.AsyncClient, *, interval: float, headers: dict[str, str]) -> None:
+    def __init__(self, peers: PeerTable, http: httpx.AsyncClient, *, interval: float) -> None:
         self._peers = peers
         self._http = http
         self._interval = interval
         self._timeout = max(interval, HEALTH_TIMEOUT_SECONDS)
-        self._headers = headers
         self._limiter = anyio.CapacityLimiter(_PARALLEL_PINGS)
         self._probes: dict[str, HealthProbe] = {}  # health URL -> its kept-alive connection
 
@@ -92,9 +90,9 @@ class HealthMonitor:
         if url.startswith("http://"):
             probe = self._probes.get(url)
             if probe is None:
-                probe = self._probes[url] = HealthProbe(url, self._headers)
+                probe = self._probes[url] = HealthProbe(url)
             return await probe.get()
-        response = await self._http.get(url, headers=self._headers)
+        response = await self._http.get(url)
         response.raise_for_status()
         return response.json()
 
@@ -127,8 +125,8 @@ def _count(value: object) -> int:
 @asynccontextmanager
 async def health_monitor(node: Node) -> AsyncIterator[HealthMonitor]:
     """Node service: health pings for the node's lifetime."""
-    async with discovery_client(node.settings) as http, anyio.create_task_group() as task_group:
-        monitor = HealthMonitor(node.peers, http, interval=node.settings.health_interval, headers=auth_headers(node.settings))
+    async with discovery_client() as http, anyio.create_task_group() as task_group:
+        monitor = HealthMonitor(node.peers, http, interval=node.settings.health_interval)
         task_group.start_soon(monitor.run)
         yield monitor
         task_group.cancel_scope.cancel()

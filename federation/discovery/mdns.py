@@ -308,7 +308,7 @@ class MdnsDiscovery:
         failures: list[Rejected] = []
         for url in hint.urls:
             try:
-                card = await fetch_card(self._http, url, mesh=self._node.settings.mesh, expected_id=hint.peer_id, check_address=True)
+                card = await fetch_card(self._http, url, mesh=self._node.settings.mesh, member=self._node.member, expected_id=hint.peer_id, check_address=True)
             except Rejected as rejected:
                 failures.append(rejected)
                 continue
@@ -364,7 +364,7 @@ async def mdns_discovery(node: Node) -> AsyncIterator[MdnsDiscovery | None]:
     zc = AsyncZeroconf(interfaces=plan.interfaces, ip_version=IPVersion.V4Only)
     if plan.device is not None:
         _hear_only_on(zc, plan.device)
-    async with discovery_client(node.settings) as http:
+    async with discovery_client() as http:
         discovery = MdnsDiscovery(node, zc, http, plan)
         try:
             async with anyio.create_task_group() as task_group:

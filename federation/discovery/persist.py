@@ -138,7 +138,7 @@ class Recollection:
     async def verify(self, http: httpx.AsyncClient, recalled: RecalledPeer) -> None:
         """Fetch the card where the peer was last reached; admit it if it is still that peer, in our mesh."""
         try:
-            card = await fetch_card(http, recalled.url, mesh=self._node.settings.mesh, expected_id=recalled.id, check_address=recalled.via == "mdns")
+            card = await fetch_card(http, recalled.url, mesh=self._node.settings.mesh, member=self._node.member, expected_id=recalled.id, check_address=recalled.via == "mdns")
         except Rejected as rejected:
             logger.info("stored peer %s (%s) not admitted again: %s", recalled.name, recalled.id, rejected)
         else:
@@ -157,7 +157,7 @@ async def recall_peers(node: Node) -> AsyncIterator[Recollection]:
         logger.warning("could not read the stored peer table: %s", exc)
         rows = []
     recollection = Recollection(node, rows)
-    async with discovery_client(node.settings) as http, anyio.create_task_group() as task_group:
+    async with discovery_client() as http, anyio.create_task_group() as task_group:
         for recalled in recollection.peers:
             if recalled.via in _DIRECT:
                 task_group.start_soon(recollection.verify, http, recalled)

@@ -37,13 +37,13 @@ class ProbeError(Exception):
 class HealthProbe:
     """One kept-alive connection to one peer's `/health`; `await probe.get()` returns the JSON."""
 
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
+    def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or parts.hostname is None:
             raise ValueError(f"HealthProbe speaks plain http only, not {url!r}")
         self._host = parts.hostname
         self._port = parts.port or 80
-        lines = [f"GET {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}", *(f"{k}: {v}" for k, v in headers.items())]
+        lines = [f"GET {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}"]
         self._request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self._stream: SocketStream | None = None
         self._reader: BufferedByteReceiveStream | None = None

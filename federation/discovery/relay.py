@@ -1,8 +1,10 @@
 """A peer's links to relays: reachable from anywhere, and seeing the mesh beyond the LAN.
 
 `RelayLinks(node)` is a node service. For each relay in
-`settings.relays` it keeps one outbound WebSocket (the tunnel): dial, prove
-the key, publish the card, then serve relayed requests with the node's own
+`settings.relays` it keeps one outbound WebSocket (the tunnel): check that
+the relay is a member (`federation.proof`, before it is sent anything that
+carries a credential), dial with a peer token addressed to it, prove the
+key, publish the card, then serve relayed requests with the node's own
 app (`federation.relay.peer_end`). A lost or refused link is retried with
 jittered backoff (0.1 s doubling to 1.5 s), so a restarted relay has its
 peers back within about 2 s; the first failure is logged, repeats are not,
@@ -42,9 +44,10 @@ from federation.const import (
     RELAYED_PREFIX,
     TUNNEL_PATH,
 )
+from federation.discovery.admission import discovery_client
 from federation.errors import CardError
-from federation.membership import auth_headers
 from federation.peers import PeerTable
+from federation.proof import ProofError, Tokens, prove
 from federation.relay.frames import FrameError
 from federation.relay.peer_end import PeerEnd, TunnelRefused, handshake
 
@@ -56,6 +59,7 @@ __all__ = ["RelayDirectory", "RelayLinks", "relayed_url"]
 logger = logging.getLogger(__name__)
 
 _SLACK_BYTES = 64 * 1024
+_PROVEN_ANSWER_BYTES = 4096
 
 
 def relayed_url(relay: str, peer_id: str) -> str:
@@ -130,12 +134,29 @@ class _RelayLink:
         self._directory = directory
         self._failing = False
         self._attempt = 0
+        self._tokens = Tokens(node.member.keys, node.member.peer_id) if node.member else None
+        self._relay_id = ""  # proven at each attach
+
+    async def _prove_relay(self) -> None:
+        """Learn the relay's id by its membership proof; ProofError if it cannot give one."""
+        member = self._node.member
+        if member is None:
+            return
+        async with discovery_client() as http:
+            with anyio.fail_after(RELAY_CONNECT_SECONDS):
+                self._relay_id, _ = await prove(
+                    http, self._relay, keys=member.keys, own_id=member.peer_id, expected_id=None, check_address=False, card_limit=_PROVEN_ANSWER_BYTES, kind="relay"
+                )
+
+    def _credential(self) -> dict[str, str]:
+        """A peer token for the relay (never the raw secret), once it proved itself."""
+        return self._tokens.headers(self._relay_id) if self._tokens and self._relay_id else {}
 
     async def run(self) -> None:
         while True:
             try:
                 await self._attach()
-            except (OSError, TimeoutError, WebSocketException, FrameError, TunnelRefused) as exc:
+            except (OSError, TimeoutError, WebSocketException, FrameError, TunnelRefused, ProofError, httpx.HTTPError) as exc:
                 self._report(exc)
             except Exception:  # a bug in one link must not stop the node; it retries like any failure
                 logger.exception("relay link to %s failed unexpectedly", self._relay)
@@ -151,6 +172,8 @@ class _RelayLink:
             reason = f"HTTP {exc.response.status_code}: {_relay_message(exc.response.body)}"
         elif isinstance(exc, TunnelRefused):
             reason = f"refused: {exc}"
+        elif isinstance(exc, ProofError):
+            reason = f"not a member of this mesh: {exc}"
         else:
             reason = str(exc) or type(exc).__name__
         if self._failing:
@@ -163,10 +186,11 @@ class _RelayLink:
         node = self._node
         settings = node.settings
         assert node.app is not None, "relay links start after the node's HTTP app"
+        await self._prove_relay()
         with anyio.fail_after(RELAY_CONNECT_SECONDS):
             connection = await connect(
                 _tunnel_url(self._relay),
-                additional_headers=auth_headers(settings),
+                additional_headers=self._credential(),
                 open_timeout=RELAY_CONNECT_SECONDS,
                 max_size=settings.max_request_bytes + _SLACK_BYTES,
                 compression=None,
@@ -201,10 +225,10 @@ class _RelayLink:
 
     async def _sync_directory(self) -> None:
         settings = self._node.settings
-        async with httpx.AsyncClient(headers=auth_headers(settings), timeout=RELAY_CONNECT_SECONDS) as http:
+        async with httpx.AsyncClient(timeout=RELAY_CONNECT_SECONDS) as http:
             while True:
                 try:
-                    response = await http.get(self._relay + PEERS_PATH)
+                    response = await http.get(self._relay + PEERS_PATH, headers=self._credential())
                     response.raise_for_status()
                     self._directory.update(self._relay, _verified_cards(response.json(), settings.mesh))
                 except (httpx.HTTPError, ValueError) as exc:

@@ -66,7 +66,7 @@ class StaticPeers:
         delay = first
         while True:
             try:
-                card = await fetch_card(self._http, named.url, mesh=self._node.settings.mesh)
+                card = await fetch_card(self._http, named.url, mesh=self._node.settings.mesh, member=self._node.member)
                 if card.id == self._node.peer_id:
                     raise Rejected("itself", f"{named.url} is this peer itself ({card.name}, {card.id})")
             except Rejected as rejected:
@@ -85,7 +85,7 @@ class StaticPeers:
 @asynccontextmanager
 async def static_peers(node: Node) -> AsyncIterator[StaticPeers]:
     """Node service: keep every `settings.peers` URL admitted while it answers."""
-    async with discovery_client(node.settings) as http, anyio.create_task_group() as task_group:
+    async with discovery_client() as http, anyio.create_task_group() as task_group:
         static = StaticPeers(node, http)
         for named in static.named:
             task_group.start_soon(static.keep, named)

@@ -7,14 +7,19 @@ async with Relay(RelaySettings(port=0)) as relay:
 
 Routes: `/tunnel` (WebSocket; peers attach here), `/p/<peer id>/<path>`
 (forwarded over that peer's tunnel, e.g. `/p/<id>/mcp`), `/peers` (the
-mesh's signed cards), `/health` (open, for liveness probes). Every route
+mesh's signed cards), `/health` (open, for liveness probes), `/mesh/proof`
+(open: members prove themselves to each other, `federation.proof`). Every route
 answers only requests addressed to the relay (`federation.hostguard`: its
-addresses, loopback, its public URL's name, `--allowed-host`). With a mesh
-secret every route but `/health` needs `Authorization: Bearer <secret>`.
+addresses, loopback, its public URL's name, `--allowed-host`). With a
+mesh secret every other route needs `Authorization: Bearer <secret>` (stock
+clients) or a peer token (`federation.proof`): addressed to this relay for
+`/tunnel` and `/peers`, to the peer for `/p/<peer id>/...` (the peer checks
+it again). Peers prove the relay is a member before they send it any token.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -30,12 +35,14 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from federation.card import PeerCard
-from federation.const import HEALTH_PATH, PEERS_PATH, RELAY_PRESENCE_SECONDS, RELAYED_PREFIX, TUNNEL_PATH
+from federation.const import HEALTH_PATH, PEERS_PATH, PROOF_PATH, RELAY_PRESENCE_SECONDS, RELAYED_PREFIX, TUNNEL_PATH
 from federation.errors import ConfigError
 from federation.home import state_dir
 from federation.hostguard import HostGuard, machine_names
+from federation.identity import Identity
 from federation.listen import bind_socket, start_uvicorn
 from federation.membership import MeshGuard
+from federation.proof import MeshKeys, ProofDesk
 from federation.relay.directory import Directory
 from federation.relay.frames import FrameError, Limits, Publish, Refused, Welcome, encode_control, parse_control
 from federation.relay.handshake import Refusal, admit, check_card, receive_frame
@@ -63,14 +70,25 @@ class Relay:
         self._server: uvicorn.Server | None = None
         self._presence = anyio.CancelScope()
         self._stack = AsyncExitStack()
+        self.relay_id = Identity.generate().peer_id
+        """Names this relay in membership proofs and peer tokens; new at each start (peers prove it again as they re-attach)."""
+        keys = MeshKeys(self.settings.mesh_secret) if self.settings.mesh_secret else None
+        proofs = ProofDesk(keys, self.relay_id, lambda: [self.public_url, self.url], self._proven_answer, kind="relay") if keys else None
         self._routes = Starlette(
             routes=[
                 WebSocketRoute(TUNNEL_PATH, self._tunnel_endpoint),
                 Route(PEERS_PATH, self._get_peers, methods=["GET"]),
                 Route(HEALTH_PATH, self._get_health, methods=["GET"]),
+                *([Route(PROOF_PATH, proofs.endpoint, methods=["POST"])] if proofs else []),
             ]
         )
-        members = MeshGuard(self._dispatch, secret=self.settings.mesh_secret, mesh_name=self.settings.mesh_name, open_paths=[HEALTH_PATH])
+        members = MeshGuard(
+            self._dispatch,
+            secret=self.settings.mesh_secret,
+            mesh_name=self.settings.mesh_name,
+            open_paths=[HEALTH_PATH, PROOF_PATH],
+            audience=lambda scope: _relayed_peer(scope) or self.relay_id,
+        )
         public_name = urlsplit(self.settings.public_url or "").hostname
         self.app = HostGuard(members, names=[*machine_names(self.settings.host), *([public_name] if public_name else []), *self.settings.allowed_hosts])
 
@@ -133,6 +151,10 @@ class Relay:
             while True:
                 await anyio.sleep(RELAY_PRESENCE_SECONDS)
                 await self._directory.touch(self._tunnels)
+
+    def _proven_answer(self) -> bytes:
+        """What a member that proved itself gets at the end of the proof: this relay's id and URL."""
+        return json.dumps({"relay": self.relay_id, "url": self.public_url}).encode()
 
     # -- HTTP --------------------------------------------------------------
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -238,6 +260,12 @@ class Relay:
     async def _leave(self, peer_id: str) -> None:
         assert self._directory is not None
         await self._directory.leave(peer_id)
+
+
+def _relayed_peer(scope: Scope) -> str | None:
+    """The peer a `/p/<peer id>/...` request is for: peer tokens addressed to it may pass."""
+    path: str = scope["path"]
+    return path[len(RELAYED_PREFIX) :].partition("/")[0] if path.startswith(RELAYED_PREFIX) else None
 
 
 async def _close(websocket: WebSocket, refusal: Refusal | None) -> None:

@@ -26,8 +26,8 @@ from federation.errors import PeerError
 from federation.events import EventBus
 from federation.hopstamp import MetaStamp
 from federation.identity import Identity
-from federation.membership import auth_headers
 from federation.peers import Peer, PeerTable
+from federation.proof import MeshKeys, Tokens
 from federation.receipt import RECEIPT_META_KEY, served_by
 from federation.routing.sessions import PeerGone, SessionPool
 from federation.routing.transports import Delivery, Failure, MessageTransport, ProgressRelay, Reply, SessionTransport, TransportFailure
@@ -53,10 +53,10 @@ class Forwarder:
         self._store = store
         self._peer_id = identity.peer_id
         self._max_hops = settings.max_hops
-        membership = auth_headers(settings)
-        self.sessions = SessionPool(membership)
+        tokens = Tokens(MeshKeys(settings.mesh_secret), self._peer_id) if settings.mesh_secret else None  # never the raw secret
+        self.sessions = SessionPool(tokens)
         self._session_transport = SessionTransport(self.sessions)
-        self._message_transport = MessageTransport(membership)
+        self._message_transport = MessageTransport(tokens)
         self.outstanding: Counter[str] = Counter()
         """Calls this peer has sent to each peer and not yet seen answered."""
 

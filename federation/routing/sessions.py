@@ -1,7 +1,8 @@
 """The per-peer pool of long-lived SDK sessions (never one session per call).
 
 Listing a peer's tools and every SDK-carried call borrow the same session.
-A transport failure drops it; the next borrow opens a new one.
+A transport failure drops it; the next borrow opens a new one. In a mesh each
+request carries a peer token addressed to that peer (`federation.proof`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from federation.errors import PeerError
 from federation.peers import Peer
+from federation.proof import TokenAuth, Tokens
 
 __all__ = ["PeerGone", "SessionPool", "root_cause"]
 
@@ -40,9 +42,9 @@ class _PeerLink:
     session lives in `run()`; callers borrow `client` while it is open.
     """
 
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
+    def __init__(self, url: str, auth: TokenAuth | None) -> None:
         self.url = url
-        self._headers = headers
+        self._auth = auth
         self.client: Client | None = None
         self.failure: str | None = None
         self._ready = anyio.Event()
@@ -52,7 +54,7 @@ class _PeerLink:
     async def run(self) -> None:
         try:
             timeout = httpx2.Timeout(CONNECT_SECONDS, read=None)
-            async with httpx2.AsyncClient(headers=self._headers, timeout=timeout) as http:
+            async with httpx2.AsyncClient(auth=self._auth, timeout=timeout) as http:
                 async with Client(streamable_http_client(self.url, http_client=http)) as client:
                     self.client = client
                     self._ready.set()
@@ -76,10 +78,10 @@ class _PeerLink:
 
 
 class SessionPool:
-    """One session per peer, each run by a task of the pool's own task group (`async with SessionPool(headers)`)."""
+    """One session per peer, each run by a task of the pool's own task group (`async with SessionPool(tokens)`)."""
 
-    def __init__(self, headers: dict[str, str]) -> None:
-        self._headers = headers
+    def __init__(self, tokens: Tokens | None) -> None:
+        self._tokens = tokens
         self._links: dict[str, _PeerLink] = {}
         self._task_group: TaskGroup | None = None
 
@@ -104,7 +106,7 @@ class SessionPool:
         if link is None or link.closed or link.url != peer.url:
             if link is not None:
                 link.close()
-            link = _PeerLink(peer.url, self._headers)
+            link = _PeerLink(peer.url, TokenAuth(self._tokens, peer.id) if self._tokens else None)
             self._links[peer.id] = link
             assert self._task_group is not None, "the pool is not running"
             self._task_group.start_soon(link.run)

@@ -31,6 +31,7 @@ from mcp.shared.exceptions import MCPError
 from federation.hopstamp import MetaStamp, ResultStamper
 from federation.listen import KEEP_ALIVE_SECONDS
 from federation.peers import Peer
+from federation.proof import Tokens
 from federation.routing.sessions import CONNECT_SECONDS, PeerGone, SessionPool, root_cause
 
 __all__ = ["Delivery", "Failure", "MessageTransport", "ProgressRelay", "Reply", "Send", "SessionTransport", "TransportFailure"]
@@ -109,10 +110,10 @@ class Reply:
 
 
 class MessageTransport:
-    """JSON-RPC messages over a pooled keep-alive HTTP connection per peer, with `headers` (mesh membership) added; `aclose` when done."""
+    """JSON-RPC messages over a pooled keep-alive HTTP connection per peer, each with a peer token for it (in a mesh); `aclose` when done."""
 
-    def __init__(self, headers: dict[str, str]) -> None:
-        self._headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    def __init__(self, tokens: Tokens | None) -> None:
+        self._tokens = tokens
         # httpcore, not httpx: the forwarding path needs a pooled keep-alive
         # connection and nothing else, and httpx's request/response models cost
         # ~0.3 ms a hop on top (measured in bench/hops.py).
@@ -129,7 +130,7 @@ class MessageTransport:
             params["name"] = tool
             params["_meta"] = {**(params.get("_meta") or {}), **meta}
             payload = json.dumps(request, separators=(",", ":")).encode()
-            sent = [*headers, *self._headers, (b"mcp-name", tool.encode()), (b"host", urlsplit(peer.url).netloc.encode()), (b"content-length", str(len(payload)).encode())]
+            sent = [*headers, *self._credential(peer), (b"mcp-name", tool.encode()), (b"host", urlsplit(peer.url).netloc.encode()), (b"content-length", str(len(payload)).encode())]
             # A call waiting for a pooled connection is queued work, not a failure: it may wait as long as the caller does.
             timeouts = {"connect": CONNECT_SECONDS, "read": remaining, "write": CONNECT_SECONDS, "pool": remaining}
             try:
@@ -142,6 +143,9 @@ class MessageTransport:
                 raise TransportFailure(Failure.UNREACHABLE, repr(exc)) from exc
 
         return deliver
+
+    def _credential(self, peer: Peer) -> list[tuple[bytes, bytes]]:
+        return [(b"authorization", self._tokens.bearer(peer.id).encode())] if self._tokens else []
 
     async def _stream(
         self, url: str, headers: list[tuple[bytes, bytes]], payload: bytes, timeouts: dict[str, float], stamp: MetaStamp, reply: Reply

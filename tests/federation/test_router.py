@@ -267,7 +267,7 @@ async def test_peers_joining_together_bring_one_tools_list_changed(start_node: A
     async with AsyncExitStack() as stack:
         watcher = await stack.enter_async_context(start_node(name="watcher"))
         joiners = [await stack.enter_async_context(start_node(name=f"notes{i}", notes=NOTES)) for i in range(5)]
-        async with discovery_client(watcher.settings) as http:
+        async with discovery_client() as http:
             cards = [await fetch_card(http, j.mcp_url, mesh=None) for j in joiners]
         async with Client(watcher.tools.server, mode="legacy", message_handler=on_message) as client:
             await client.list_tools()  # a legacy session is notified once it has listed

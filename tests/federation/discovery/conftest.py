@@ -20,10 +20,13 @@ from typing import Any
 
 import anyio
 import pytest
+from zeroconf import IPVersion
+from zeroconf.asyncio import AsyncZeroconf
 
 from federation.node import Node
 from federation.settings import PeerSettings
 from tests.support.discovery import FAST_HEALTH_INTERVAL, PeerProcess, SpawnPeer
+from tests.support.hostile import Announcer
 from tests.support.paths import REPO
 
 
@@ -75,3 +78,13 @@ async def spawn_peer(tmp_path: Path, mesh: str) -> AsyncIterator[SpawnPeer]:
                 await peer.stop(signal.SIGKILL)
 
 
+
+
+@pytest.fixture
+async def announcer() -> AsyncIterator[Announcer]:
+    """Announces crafted mDNS instances on loopback, as anyone on a LAN can."""
+    zc = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    try:
+        yield Announcer(zc)
+    finally:
+        await zc.async_close()

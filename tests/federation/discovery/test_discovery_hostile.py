@@ -20,16 +20,16 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from zeroconf import IPVersion
-from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+from zeroconf.asyncio import AsyncServiceInfo
 
-from federation.card import PeerCard, sign_card
+from federation.card import PeerCard
 from federation.const import SERVICE_TYPE
 from federation.discovery import MdnsDiscovery
 from federation.discovery.hint import mesh_tag, txt_record
 from federation.identity import Identity
 from federation.listen import serve_app
 from federation.node import Node
+from tests.support.hostile import Announcer, rejections, signed_card
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -70,46 +70,6 @@ async def fake_peer(delay: float = 0.0) -> AsyncIterator[FakePeer]:
             yield fake
         finally:
             fake.released.set()
-
-
-def signed_card(identity: Identity, *, mesh: str | None, endpoint: str, name: str = "mallory") -> PeerCard:
-    return sign_card(PeerCard(id="", name=name, pubkey="", mesh=mesh, endpoints=[endpoint]), identity)
-
-
-@dataclass
-class Announcer:
-    """Announces arbitrary instances on loopback, as anyone on a LAN can."""
-
-    zc: AsyncZeroconf
-    infos: dict[str, AsyncServiceInfo] = field(default_factory=dict)
-
-    async def announce(self, instance: str, port: int, txt: dict[str, str | bytes]) -> str:
-        name = f"{instance}.{SERVICE_TYPE}"
-        info = AsyncServiceInfo(SERVICE_TYPE, name, addresses=[socket.inet_aton("127.0.0.1")], port=port, properties=txt, server=f"{instance}.local.")
-        if name in self.infos:
-            await self.zc.async_update_service(info)
-        else:
-            await self.zc.async_register_service(info, cooperating_responders=True)
-        self.infos[name] = info
-        return name
-
-
-@pytest.fixture
-async def announcer() -> AsyncIterator[Announcer]:
-    zc = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
-    try:
-        yield Announcer(zc)
-    finally:
-        await zc.async_close()
-
-
-def rejections(caplog: pytest.LogCaptureFixture, observer: str = "guard") -> list[tuple[str, str]]:
-    """(instance, reason) of every 'not admitting' line the observer's discovery logged."""
-    return [
-        (str(r.args[1]), str(r.args[2]))
-        for r in caplog.records
-        if r.name == "federation.discovery" and isinstance(r.args, tuple) and len(r.args) == 4 and r.args[0] == observer
-    ]
 
 
 def discovery_of(node: Node) -> MdnsDiscovery:
