@@ -130,7 +130,8 @@ def _hop_records(meta: dict[str, Any]) -> list[dict[str, Any]]:
 def _walk_hops(receipt: dict[str, Any], hops: list[dict[str, Any]], called: str) -> tuple[str | None, str | None]:
     """Follow the hop records from `called` to the receipt's signer, checking each: (signer, None) or (None, why)."""
     by_peer = {h.get("peer"): h for h in hops}
-    at, steps = called, 0
+    at: Any = called
+    steps = 0
     while at != receipt.get("peer"):
         hop = by_peer.get(at)
         if hop is None or steps > _MAX_HOPS_KEPT:

@@ -154,6 +154,11 @@ def _add_missing_columns(engine: Engine) -> None:
                 index.create(connection, checkfirst=True)
 
 
+def _all_rows(connection: Connection) -> list[dict[str, Any]]:
+    table = CallRecord.__table__  # type: ignore[attr-defined]
+    return [dict(row) for row in connection.execute(select(table).order_by(table.c.id)).mappings()]
+
+
 def _save_head(connection: Connection, chain: Chain, head: Head) -> None:
     signed = chain.signed_head(head)
     connection.execute(delete(LedgerHead).where(LedgerHead.ledger_peer == signed["ledger_peer"]))  # type: ignore[arg-type]
@@ -162,7 +167,7 @@ def _save_head(connection: Connection, chain: Chain, head: Head) -> None:
 
 def _chain_legacy(connection: Connection, chain: Chain) -> None:
     """Sign the rows of a ledger written before the chain existed onto `chain`, marked legacy (only while nothing is chained yet)."""
-    rows = [dict(row) for row in connection.execute(select(CallRecord.__table__).order_by(CallRecord.id)).mappings()]  # type: ignore[attr-defined]
+    rows = _all_rows(connection)
     if not rows:
         return
     head = chain.link(rows, legacy=True)
@@ -302,7 +307,7 @@ class Store:
     def rows(self) -> list[dict[str, Any]]:
         """Every call row with all its columns, oldest first (what `verify` and an export read)."""
         with self._engine.connect() as connection:
-            return [dict(row) for row in connection.execute(select(CallRecord.__table__).order_by(CallRecord.id)).mappings()]  # type: ignore[attr-defined]
+            return _all_rows(connection)
 
     def heads(self) -> list[dict[str, Any]]:
         """The signed head of each writer's chain."""
