@@ -58,6 +58,11 @@ FACTS = (
 """The columns of a call that the chain signs (everything but the database's own `id` and the chain columns)."""
 
 _LINK = ("ledger_peer", "seq", "previous_hash")
+
+_UNCHAINED = (
+    "none of its {rows} rows is signed: a ledger from before the hash chain; run its peer once "
+    "(`mcpfed serve`, or the script or gateway that owns it) to sign them onto the chain as legacy"
+)
 """Chain columns that are also inside the signed event."""
 
 
@@ -309,6 +314,10 @@ def verify(rows: Iterable[dict[str, Any]], heads: Iterable[dict[str, Any]], *, e
                 previous = link
         if problem := _head_problem(peer, heads_by_peer.get(peer), previous):
             report.findings.append(Finding(None, None, problem))
+    if report.rows and not chains and not heads_by_peer:  # a ledger from before the chain, not yet upgraded by its writer
+        report.findings.append(Finding(None, None, _UNCHAINED.format(rows=report.rows)))
+        report.failed = report.rows
+        return report
     bad = {row for row, found in problems.items() if found}
     report.findings += [Finding(row, events[row][1] if row in events else None, "; ".join(problems[row])) for row in sorted(bad)]
     report.failed = len(bad)

@@ -271,3 +271,13 @@ async def test_the_chain_holds_on_postgresql_too(tmp_path: Path) -> None:
         finally:
             reader.close()
     assert "changed fields: tokens_in (signed 3, stored 999999)" in findings(report)[1]
+
+
+async def test_a_ledger_from_before_the_chain_says_how_to_upgrade_it_until_its_peer_runs(tmp_path: Path) -> None:
+    path = tmp_path / "mcpfed.db"
+    tamper(path, "CREATE TABLE callrecord (id INTEGER PRIMARY KEY, callee VARCHAR NOT NULL, tool VARCHAR NOT NULL, "
+                 "started DATETIME NOT NULL, ms FLOAT NOT NULL, outcome VARCHAR NOT NULL)",
+           "INSERT INTO callrecord (callee, tool, started, ms, outcome) VALUES ('old-peer', 'generate', '2026-01-02 03:04:05', 9.0, 'ok')")  # fmt: skip
+    report = check(path)
+    assert (report.failed, report.facts) == (1, [])
+    assert "none of its 1 rows is signed: a ledger from before the hash chain; run its peer once" in findings(report)[None]
