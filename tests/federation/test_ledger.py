@@ -172,12 +172,17 @@ async def test_a_ledger_from_before_the_chain_is_chained_as_legacy_when_its_peer
                    "receipt_problem VARCHAR)")  # fmt: skip
         db.execute("INSERT INTO callrecord (role, callee, tool, started, ms, outcome, tokens_in, tokens_out) "
                    "VALUES ('served', 'old-peer', 'generate', '2026-01-02 03:04:05.000000', 9.0, 'ok', 1, 2)")  # fmt: skip
+        forwarded = sign_receipt(CALLEE, trace_id="t9", span_id="s-inner", tool="generate", tokens_in=5, tokens_out=9, result=RESULT)
+        db.execute("INSERT INTO callrecord (role, trace_id, span_id, callee, tool, started, ms, outcome, tokens_in, tokens_out, receipt, receipt_ok) "
+                   "VALUES ('made', 't9', 's-outer', ?, 'b__generate', '2026-01-02 03:04:06.000000', 9.0, 'ok', 5, 9, ?, 1)",
+                   (CALLEE.peer_id, json.dumps(forwarded)))  # fmt: skip  # hop records were not kept then
     async with Store(database_url(tmp_path), WRITER) as store:
         store.record(**served("new"))
     report = check(path)
     assert report.ok, [str(f) for f in report.findings]
     assert {(t["key"], t["role"], t["tokens_out"]) for t in summarize(report.facts)} == {
         ("old-peer", "served (legacy)", 2),
+        (CALLEE.peer_id, "made (legacy)", 9),
         (WRITER.peer_id, "served", 7),
     }
 
