@@ -393,50 +393,108 @@ def _parse_since(value: str | None) -> Any:
         _fail(f"--since takes a duration like 30m, 2h or 7d, not {value!r}.", 2)
 
 
+LedgerSource = tuple[str, list[dict[str, Any]], list[dict[str, Any]], str | None]
+"""One ledger to check: its label, rows, signed heads, and the peer that must have signed it (when known)."""
+
+
+def _ledger_sources(home: Path | None, db: str | None, file: Path | None) -> list[LedgerSource]:
+    """The ledgers a `ledger` command reads: an export file, one database URL, or the state dir's own and its light members'."""
+    from federation.home import state_dir
+    from federation.identity import Identity
+    from federation.ledger import read_export
+    from federation.store import Store, ledger_databases
+
+    if file is not None:
+        try:
+            with file.open(encoding="utf-8") as lines:
+                return [(label, rows, heads, None) for label, rows, heads in read_export(lines)]
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            _fail(f"{file} is not a ledger export: {exc}. Make one with `mcpfed ledger export --out FILE`.", 2)
+    sources: list[LedgerSource] = []
+    for label, url, directory in [("this peer", db, None)] if db else ledger_databases(state_dir(home)):
+        store = Store(url)
+        try:
+            rows, heads = store.rows(), store.heads()
+        finally:
+            store.close()
+        # the state dir's own key anchors its ledger: a chain re-signed under another key does not pass for it
+        expected = Identity.load_or_create(directory).peer_id if directory is not None and (directory / "identity.pem").exists() else None
+        sources.append((label, rows, heads, expected))
+    return sources
+
+
 @app.command()
 def ledger(
-    action: Annotated[str, typer.Argument(help="'show' (default) or 'verify' (re-check every stored receipt's signature).")] = "show",
+    action: Annotated[
+        str,
+        typer.Argument(help="'show' (default: totals of verified rows), 'verify' (check the hash chain, signatures and receipts) or 'export'."),
+    ] = "show",
     by: Annotated[str, typer.Option(help="Group by 'peer' (who served) or 'tool'.")] = "peer",
     since: Annotated[str | None, typer.Option(help="Only calls newer than this, e.g. 30m, 2h, 7d.")] = None,
     home: Annotated[Path | None, typer.Option(help="State directory whose ledger to read.", envvar="MCPFED_HOME")] = None,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of one store to read instead of the state dir's.", envvar="MCPFED_DB")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read a ledger export (from `ledger export`) instead of a database.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="export: write to this file instead of standard output.")] = None,
 ) -> None:
-    """Who served how many calls and tokens, from the signed receipts stored on this machine.
+    """Who served how many calls and tokens, from this machine's hash-chained, signed ledger.
 
     The state dir's own ledger and those of its light members (`Mesh` scripts,
     the gateway: `<state>/clients/<name>`) are read together; the `ledger`
-    column says which recorded each row.
+    column says which recorded each row. Only rows that verify are counted;
+    `verify` names every row that does not and exits 1; `export` writes the
+    ledger as JSON lines that `verify --file` checks on any machine.
     """
-    from rich.table import Table
+    from federation.ledger import export_lines, verify
 
-    from federation.home import state_dir
-    from federation.receipt import verify_receipt
-    from federation.store import Store, ledger_databases
-
-    if action not in ("show", "verify"):
-        _fail(f"ledger has no action {action!r}; use `mcpfed ledger show` or `mcpfed ledger verify`.", 2)
+    if action not in ("show", "verify", "export"):
+        _fail(f"ledger has no action {action!r}; use `mcpfed ledger show`, `mcpfed ledger verify` or `mcpfed ledger export`.", 2)
     if by not in ("peer", "tool"):
         _fail(f"--by takes 'peer' or 'tool', not {by!r}.", 2)
     after = _parse_since(since)
-    stores = [(label, Store(url)) for label, url in ([("this peer", db)] if db else ledger_databases(state_dir(home)))]
-    try:
-        if action == "verify":
-            receipts = [(label, *receipt) for label, store in stores for receipt in store.receipts()]
-            bad = [(label, row, callee, problem) for label, row, callee, raw in receipts if (problem := verify_receipt(json.loads(raw), expected_peer=callee))]
-            for label, row, callee, problem in bad:
-                err.print(f"[red]row {row}[/] of {escape(label)}'s ledger, from {callee}: {escape(problem)}")
-            out.print(f"{len(receipts) - len(bad)} of {len(receipts)} receipts verify")
-            raise typer.Exit(1 if bad else 0)
-        table = Table(by, "ledger", "role", "calls", "ok", "tokens in", "tokens out", "avg ms", "receipts ✓", "receipts ✗", box=None)
-        for label, store in stores:
-            for totals in store.ledger(by=by, since=after):
-                cells = (totals[k] for k in ("key", "role", "calls", "ok", "tokens_in", "tokens_out", "avg_ms", "receipts_ok", "receipts_bad"))
-                key, *rest = (escape(str(cell)) for cell in cells)
-                table.add_row(key, escape(label), *rest)
-        out.print(table)
-    finally:
-        for _, store in stores:
-            store.close()
+    sources = _ledger_sources(home, db, file)
+    if action == "export":
+        lines = [line for label, rows, heads, _ in sources for line in export_lines(label, rows, heads)]
+        if out_file is None:
+            sys.stdout.write("\n".join(lines) + "\n")
+            return
+        try:
+            out_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot write {out_file}: {exc.strerror or exc}; choose a writable path for --out.")
+        err.print(f"wrote {sum(len(rows) for _, rows, _, _ in sources)} rows of {len(sources)} ledger(s) to {escape(str(out_file))}")
+        return
+    reports = [(label, verify(rows, heads, expected_peer=expected)) for label, rows, heads, expected in sources]
+    if action == "verify":
+        for label, report in reports:
+            for finding in report.findings:
+                err.print(f"[red]{escape(label)}[/], {escape(str(finding))}", highlight=False, soft_wrap=True)
+            signers = ", ".join(report.peers) or "nobody yet"
+            out.print(f"{escape(label)}: {report.rows - report.failed} of {report.rows} rows verify (chain signed by {signers})", highlight=False)
+        receipts = sum(report.receipts for _, report in reports)
+        held = sum(fact.get("receipt_ok") is True for _, report in reports for fact in report.facts)
+        out.print(f"{held} of {receipts} receipts verify", highlight=False)
+        raise typer.Exit(1 if any(not report.ok for _, report in reports) else 0)
+    out.print(_ledger_table(reports, by, after))
+    for label, report in reports:
+        if not report.ok:
+            err.print(f"{escape(label)}'s ledger does not verify ({report.failed} rows, {len(report.findings)} findings): their claims are not counted; `mcpfed ledger verify` names them")
+
+
+def _ledger_table(reports: list[tuple[str, Any]], by: str, after: Any) -> Any:
+    """Totals of each ledger's verified rows, and one line per ledger for the rows that failed (counted, never their claims)."""
+    from rich.table import Table
+
+    from federation.ledger import summarize
+
+    table = Table(by, "ledger", "role", "calls", "ok", "tokens in", "tokens out", "avg ms", "receipts ✓", "receipts ✗", box=None)
+    for label, report in reports:
+        for row in summarize(report.facts, by=by, since=after):
+            cells = (row[k] for k in ("key", "role", "calls", "ok", "tokens_in", "tokens_out", "avg_ms", "receipts_ok", "receipts_bad"))
+            key, *rest = (escape(str(cell)) for cell in cells)
+            table.add_row(key, escape(label), *rest)
+        if report.failed:
+            table.add_row("[red](fails verification)[/]", escape(label), "-", str(report.failed), *["-"] * 6)
+    return table
 
 
 @app.command()

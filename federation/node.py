@@ -133,7 +133,7 @@ class Node:
             observer=self.observe_call,
             max_hops=self.settings.max_hops,
         )
-        self.store = Store(self.settings.db or database_url(self.home))
+        self.store = Store(self.settings.db or database_url(self.home), self.identity)
         self.forwarder = Forwarder(peers=self.peers, events=self.events, store=self.store, identity=self.identity, settings=self.settings)
         """Every call this peer passes on to another peer goes through it (see `federation.routing`)."""
         self._metrics = _Metrics()

@@ -25,26 +25,38 @@ import mcp.types as types
 
 from federation.identity import Identity, peer_id_for, verify_signature
 
-__all__ = ["HOPS_META_KEY", "RECEIPT_META_KEY", "add_hop", "result_digest", "served_by", "sign_receipt", "verify_receipt"]
+__all__ = [
+    "HOPS_META_KEY",
+    "RECEIPT_META_KEY",
+    "add_hop",
+    "canonical_json",
+    "check_stored",
+    "ledger_fields",
+    "result_digest",
+    "served_by",
+    "sign_receipt",
+    "verify_receipt",
+]
 
 RECEIPT_META_KEY = "mcpfed/receipt"
 HOPS_META_KEY = "mcpfed/hops"
 _MAX_HOPS_KEPT = 16
 
 
-def _canonical(data: Any) -> bytes:
+def canonical_json(data: Any) -> bytes:
+    """The bytes that are hashed and signed: sorted keys, no whitespace, UTF-8 (as the MCP audit-record draft)."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def result_digest(result: types.CallToolResult) -> str:
     """sha256 of what the caller sees: content and structured content, not `_meta`."""
     body = result.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"meta"})
-    return hashlib.sha256(_canonical(body)).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def _signed(identity: Identity, claim: dict[str, Any]) -> dict[str, Any]:
     claim = claim | {"peer": identity.peer_id, "pubkey": base64.b64encode(identity.public_key).decode("ascii")}
-    return claim | {"sig": base64.b64encode(identity.sign(_canonical(claim))).decode("ascii")}
+    return claim | {"sig": base64.b64encode(identity.sign(canonical_json(claim))).decode("ascii")}
 
 
 def _check_signed(record: dict[str, Any]) -> str | None:
@@ -57,7 +69,7 @@ def _check_signed(record: dict[str, Any]) -> str | None:
         return "malformed receipt"
     if peer_id_for(public_key) != claim.get("peer"):
         return "receipt key does not match its peer id"
-    if not verify_signature(public_key, signature, _canonical(claim)):
+    if not verify_signature(public_key, signature, canonical_json(claim)):
         return "bad receipt signature"
     return None
 
@@ -91,7 +103,7 @@ def add_hop(identity: Identity, meta: dict[str, Any], *, trace_id: str, span_id:
     was added last, or the receipt's signer when the call went straight there.
     """
     receipt = meta[RECEIPT_META_KEY]
-    hops = [h for h in meta.get(HOPS_META_KEY) or [] if isinstance(h, dict)][-_MAX_HOPS_KEPT:]
+    hops = _hop_records(meta)[-_MAX_HOPS_KEPT:]
     forwarded_to = hops[-1].get("peer") if hops else receipt.get("peer")
     hop = _signed(identity, {"trace_id": trace_id, "span_id": span_id, "tool": tool, "forwarded_to": forwarded_to, "result_digest": receipt.get("result_digest")})
     return {**meta, HOPS_META_KEY: [*hops, hop]}
@@ -108,11 +120,20 @@ def served_by(meta: dict[str, Any], result: types.CallToolResult, called: str) -
         return None, "no receipt"
     if problem := verify_receipt(receipt, result=result):
         return None, problem
-    hops = {h.get("peer"): h for h in meta.get(HOPS_META_KEY) or [] if isinstance(h, dict)}
-    at: str | None = called  # then each hop's forwarded_to, which a bad record may lack
+    return _walk_hops(receipt, _hop_records(meta), called)
+
+
+def _hop_records(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    return [h for h in meta.get(HOPS_META_KEY) or [] if isinstance(h, dict)]
+
+
+def _walk_hops(receipt: dict[str, Any], hops: list[dict[str, Any]], called: str) -> tuple[str | None, str | None]:
+    """Follow the hop records from `called` to the receipt's signer, checking each: (signer, None) or (None, why)."""
+    by_peer = {h.get("peer"): h for h in hops}
+    at: Any = called
     steps = 0
     while at != receipt.get("peer"):
-        hop = hops.get(at)
+        hop = by_peer.get(at)
         if hop is None or steps > _MAX_HOPS_KEPT:
             return None, f"receipt is signed by {receipt.get('peer')}, not the peer called ({called}), and no hop record links them"
         if problem := _check_signed(hop):
@@ -121,3 +142,34 @@ def served_by(meta: dict[str, Any], result: types.CallToolResult, called: str) -
             return None, f"hop record of {at} is for another result"
         at, steps = hop.get("forwarded_to"), steps + 1
     return str(at), None
+
+
+def ledger_fields(meta: dict[str, Any], result: types.CallToolResult, called: str) -> dict[str, Any]:
+    """The ledger columns of a call made to `called` whose result carried `meta`: the whole receipt chain and its verdict.
+
+    Kept whole (the callee's receipt and every forwarding peer's hop record)
+    so that anyone can re-check it later without the result: `check_stored`.
+    A receipt that holds credits the peer that served (`callee`), which a
+    forwarded call's hop records name.
+    """
+    receipt = meta.get(RECEIPT_META_KEY)
+    if not isinstance(receipt, dict):
+        return {}
+    server, problem = served_by(meta, result, called)
+    hops = _hop_records(meta)
+    fields: dict[str, Any] = {"receipt": json.dumps(receipt), "hops": json.dumps(hops) if hops else None}
+    return fields | {"receipt_ok": problem is None, "receipt_problem": problem} | ({"callee": server} if server else {})
+
+
+def check_stored(receipt: dict[str, Any], hops: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
+    """Re-check a stored receipt chain without the result: (the record of the peer that was called, None) or (None, why).
+
+    The peer called is the one whose hop record was added last (or the
+    receipt's signer when there are none); every signature on the way must
+    hold and every hop must be for the receipt's result.
+    """
+    if problem := verify_receipt(receipt):
+        return None, problem
+    first = hops[-1] if hops else receipt
+    _, problem = _walk_hops(receipt, hops, str(first.get("peer")))
+    return (None, problem) if problem else (first, None)

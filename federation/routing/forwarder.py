@@ -12,7 +12,6 @@ the callee's signed receipt.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from federation.hopstamp import MetaStamp
 from federation.identity import Identity
 from federation.peers import Peer, PeerTable
 from federation.proof import MeshKeys, Tokens
-from federation.receipt import RECEIPT_META_KEY, served_by
+from federation.receipt import RECEIPT_META_KEY, ledger_fields
 from federation.routing.sessions import PeerGone, SessionPool
 from federation.routing.transports import Delivery, Failure, MessageTransport, ProgressRelay, Reply, SessionTransport, TransportFailure
 from federation.settings import PeerSettings
@@ -134,14 +133,9 @@ class Forwarder:
         usage = receipt if isinstance(receipt, dict) else {}
 
         def check_receipt(fields: dict[str, Any]) -> None:
-            if not isinstance(receipt, dict):
-                return
-            server, problem = served_by(result.meta or {}, result, peer.id)
-            if problem:
-                logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, problem)
-            else:  # the ledger credits the peer that served, which a forwarded call's hop records name
-                fields["callee"] = server
-            fields.update(receipt=json.dumps(receipt), receipt_ok=problem is None, receipt_problem=problem)
+            fields.update(ledger_fields(result.meta or {}, result, peer.id))
+            if fields.get("receipt_problem"):
+                logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, fields["receipt_problem"])
 
         tokens_in, tokens_out = int(usage.get("tokens_in", 0) or 0), int(usage.get("tokens_out", 0) or 0)
         outcome = "error" if result.is_error else "ok"

@@ -213,12 +213,14 @@ async def test_ledger_counts_calls_and_shows_what_scripts_on_this_machine_called
     assert (made[2], made[3], made[4], made[8]) == ("made", "2", "2", "2"), done.stdout  # role, calls, ok, receipts ✓
     assert (served[2], served[3], served[4]) == ("served", "2", "2"), done.stdout
     verified = await mcpfed("ledger", "verify", "--home", str(home), env=env)
-    assert verified.stdout.strip() == "2 of 2 receipts verify"
+    assert verified.returncode == 0, verified.stderr
+    lines = verified.stdout.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["this peer: 2 of 2 rows verify", "client script: 2 of 2 rows verify", "2 of 2 receipts verify"]
 
 
 async def test_ledger_with_an_unknown_action_names_the_actions_there_are(env: dict[str, str]) -> None:
     done = await mcpfed("ledger", "list", env=env)
-    assert_one_line_error(done, 2, "ledger has no action 'list'; use `mcpfed ledger show` or `mcpfed ledger verify`.")
+    assert_one_line_error(done, 2, "ledger has no action 'list'; use `mcpfed ledger show`, `mcpfed ledger verify` or `mcpfed ledger export`.")
 
 
 async def test_two_shares_offering_the_same_tools_are_reported_at_start_up(env: dict[str, str]) -> None:

@@ -10,9 +10,13 @@ import pytest
 
 import federation.store
 from federation.errors import ConfigError
+from federation.identity import Identity
+from federation.ledger import summarize
 from federation.store import Store, database_url
 
 pytestmark = pytest.mark.anyio
+
+WRITER = Identity.generate()
 
 
 def row(tool: str = "generate", callee: str = "peer-a", **fields: Any) -> dict[str, Any]:
@@ -29,7 +33,7 @@ def row(tool: str = "generate", callee: str = "peer-a", **fields: Any) -> dict[s
 
 
 async def test_recorded_calls_are_written_by_the_background_writer(tmp_path: Path) -> None:
-    async with Store(database_url(tmp_path)) as store:
+    async with Store(database_url(tmp_path), WRITER) as store:
         store.record(**row(trace_id="t1"))
         assert store.count_calls() == 0, "record() only queues; the request path never waits for SQLite"
         await store.flush()
@@ -39,7 +43,7 @@ async def test_recorded_calls_are_written_by_the_background_writer(tmp_path: Pat
 
 
 async def test_a_clean_stop_writes_everything_still_queued(tmp_path: Path) -> None:
-    async with Store(database_url(tmp_path)) as store:
+    async with Store(database_url(tmp_path), WRITER) as store:
         for index in range(50):
             store.record(**row(trace_id=f"t{index}"))
     reopened = Store(database_url(tmp_path))
@@ -48,7 +52,7 @@ async def test_a_clean_stop_writes_everything_still_queued(tmp_path: Path) -> No
 
 
 async def test_served_and_made_calls_are_written_in_one_batch(tmp_path: Path) -> None:
-    async with Store(database_url(tmp_path)) as store:
+    async with Store(database_url(tmp_path), WRITER) as store:
         store.record(**row())
         store.record(**row(role="made", caller="me", receipt='{"sig": "x"}', receipt_ok=True))
     written = {(r.role, r.caller, r.receipt_ok, r.tokens_in) for r in Store(database_url(tmp_path)).calls()}
@@ -57,7 +61,7 @@ async def test_served_and_made_calls_are_written_in_one_batch(tmp_path: Path) ->
 
 async def test_a_full_queue_drops_and_counts_instead_of_slowing_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(federation.store, "LEDGER_QUEUE_LIMIT", 3)
-    async with Store(database_url(tmp_path)) as store:
+    async with Store(database_url(tmp_path), WRITER) as store:
         for _ in range(5):
             store.record(**row())
         assert store.dropped == 2
@@ -65,14 +69,14 @@ async def test_a_full_queue_drops_and_counts_instead_of_slowing_calls(tmp_path: 
 
 
 async def test_ledger_sums_calls_and_tokens_per_peer_and_per_tool(tmp_path: Path) -> None:
-    async with Store(database_url(tmp_path)) as store:
+    async with Store(database_url(tmp_path), WRITER) as store:
         store.record(**row("generate", "peer-a"))
         store.record(**row("generate", "peer-a", outcome="error"))
         store.record(**row("embed", "peer-b", tokens_in=10, tokens_out=0))
-    reopened = Store(database_url(tmp_path))
-    by_peer = {entry["key"]: entry for entry in reopened.ledger(by="peer")}
+    facts = Store(database_url(tmp_path)).verify().facts
+    by_peer = {entry["key"]: entry for entry in summarize(facts, by="peer")}
     assert (by_peer["peer-a"]["calls"], by_peer["peer-a"]["ok"], by_peer["peer-a"]["tokens_out"]) == (2, 1, 14)
-    by_tool = {entry["key"]: entry for entry in reopened.ledger(by="tool")}
+    by_tool = {entry["key"]: entry for entry in summarize(facts, by="tool")}
     assert (by_tool["embed"]["calls"], by_tool["embed"]["tokens_in"]) == (1, 10)
 
 
