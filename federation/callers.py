@@ -2,13 +2,12 @@
 
 What reaches a tool call today, and so what this uses, best first:
 
-1. The peer that passed the call on: the `caller` of the trace in the
-   request's `_meta` (set by the forwarding peer, from its own id). Every call
-   that crossed the mesh has one, so two peers asking through the mesh get
-   turns of their own even when they share an address (a relay, one host).
-   It is the forwarding peer's claim, not a proof: in a mesh only members get
-   in at all (the mesh credential), but a member could claim other ids. Once
-   membership proof authenticates peer ids, the proven id belongs here.
+1. The peer that passed the call on. In a mesh with a secret, the issuer of
+   the peer token the request carried (`membership.proven_peer`): proven, as
+   only a member can mint one. Otherwise (no secret, or a stock client that
+   sent the raw secret) the `caller` of the trace in the request's `_meta`,
+   the forwarding peer's own claim. Either way two peers asking through the
+   mesh get turns of their own even when they share an address (a relay, one host).
 2. Otherwise the caller's own connection, as the model server tells it
    (`servers.llama.connection_caller`): its MCP session, else its address.
 
@@ -22,6 +21,7 @@ from collections.abc import Hashable
 
 from mcp.server.mcpserver import Context
 
+from federation.membership import proven_peer
 from federation.trace import Trace
 from servers.llama import connection_caller
 
@@ -29,6 +29,7 @@ __all__ = ["mesh_caller"]
 
 
 def mesh_caller(ctx: Context) -> Hashable:
-    """The peer id that passed this call on, else the connection (see the module docstring)."""
-    peer = Trace.from_meta(dict(ctx.request_context.meta or {})).caller
+    """The peer that passed this call on, proven if it could be, else the connection (see the module docstring)."""
+    scope = getattr(ctx.request_context.request, "scope", None)
+    peer = (proven_peer(scope) if isinstance(scope, dict) else None) or Trace.from_meta(dict(ctx.request_context.meta or {})).caller
     return f"peer {peer}" if peer else connection_caller(ctx)

@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from federation.const import JOIN_TOKEN_PREFIX, MESH_FILE
 from federation.errors import ConfigError
-from federation.proof import MeshKeys
+from federation.proof import MeshKeys, token_issuer
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -56,6 +56,7 @@ __all__ = [
     "load_mesh",
     "normalize_relay_url",
     "parse_token",
+    "proven_peer",
 ]
 
 UNAUTHORIZED_CODE = -32041
@@ -235,6 +236,15 @@ def error_body(message: str, *, code: int, data: dict[str, Any] | None = None) -
     return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode("utf-8")
 
 
+_PROVEN_PEER = "mcpfed.proven_peer"
+
+
+def proven_peer(scope: Scope) -> str | None:
+    """The peer whose valid token this request carried (set by `MeshGuard`), or None (a stock client, no mesh)."""
+    peer = scope.get("state", {}).get(_PROVEN_PEER)
+    return peer if isinstance(peer, str) else None
+
+
 class MeshGuard:
     """ASGI middleware: only mesh members get past it (HTTP and WebSocket), except `open_paths`.
 
@@ -267,6 +277,8 @@ class MeshGuard:
         authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
         problem = credential_problem(authorization, self._secret, keys=self._keys, audience=self._audience(scope))
         if problem is None:
+            if authorization and (issuer := token_issuer(authorization.partition(" ")[2].strip())):
+                scope.setdefault("state", {})[_PROVEN_PEER] = issuer  # what rate limits and model turns count by
             await self.app(scope, receive, send)
             return
         await self._deny(scope, send, problem)

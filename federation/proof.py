@@ -144,6 +144,14 @@ class MeshKeys:
         return None
 
 
+def token_issuer(presented: str) -> str | None:
+    """The issuer named in a peer token, or None for anything else; meaningful only once `token_problem` passed it."""
+    if not presented.startswith(_TOKEN_PREFIX):
+        return None
+    issuer = presented[len(_TOKEN_PREFIX) :].split(".", 1)[0]
+    return issuer if _ID.fullmatch(issuer) else None
+
+
 class Tokens:
     """The tokens one peer (`issuer`) sends: one per audience, minted again when half its life is gone."""
 

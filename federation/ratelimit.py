@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from federation.membership import proven_peer
 from federation.refusal import refuse
 
 __all__ = ["RATE_LIMITED_CODE", "Rate", "RateLimit", "caller_of"]
@@ -76,7 +77,9 @@ class _Bucket:
 
 
 def caller_of(scope: Scope) -> str:
-    """Who a request counts against: its socket address, or for a relayed request the address the relay saw."""
+    """Who a request counts against: the peer its token proves, else its socket address, or for a relayed request the address the relay saw."""
+    if peer := proven_peer(scope):
+        return f"peer {peer}"
     if client := scope.get("client"):
         return str(client[0])
     forwarded = [value for key, value in scope["headers"] if key == b"x-forwarded-for"]

@@ -104,3 +104,17 @@ async def test_a_burst_forwarded_inside_the_mesh_stays_under_the_default_limit(m
                 for _ in range(calls):
                     group.start_soon(one)
     assert not refused, f"{len(refused)} of {calls} refused; first: {refused[0]}"
+
+
+async def test_peers_sharing_one_address_are_counted_by_the_peer_their_token_proves(make_settings: Callable[..., PeerSettings]) -> None:
+    """Two members behind one address (a NAT, one host) each get a bucket; a stock client with the raw secret counts by address."""
+    from federation.proof import MeshKeys
+
+    async with Node(make_settings(rate_limit="1/h", rate_burst=BURST, **MESH_FIELDS)) as node:
+        keys = MeshKeys(MESH_FIELDS["mesh_secret"])
+        first, second = ("a" * 16, "b" * 16)  # peer ids are 16 base32 letters
+        token_of = {peer: {"Authorization": f"Bearer {keys.token(peer, node.peer_id)}"} for peer in (first, second)}
+        async with _from("127.0.0.1", token_of[first]) as one, _from("127.0.0.1", token_of[second]) as other, _from("127.0.0.1", AUTH) as stock:
+            _assert_limited(await _spend_burst(one, node.mcp_url), f"peer {first}")
+            assert (await other.post(node.mcp_url, json=PING)).status_code != 429
+            _assert_limited(await _spend_burst(stock, node.mcp_url), "127.0.0.1")
