@@ -84,6 +84,12 @@ def verify_receipt(receipt: dict[str, Any], *, result: types.CallToolResult | No
     return None
 
 
+def _hop_records(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hop records in `meta`: the dicts of its list; anything else a peer put there is ignored, not trusted."""
+    hops = meta.get(HOPS_META_KEY)
+    return [h for h in hops if isinstance(h, dict)] if isinstance(hops, list) else []
+
+
 def add_hop(identity: Identity, meta: dict[str, Any], *, trace_id: str, span_id: str, tool: str) -> dict[str, Any]:
     """`meta` of a result this peer forwarded, with its own signed hop record added beside the receipt.
 
@@ -91,7 +97,7 @@ def add_hop(identity: Identity, meta: dict[str, Any], *, trace_id: str, span_id:
     was added last, or the receipt's signer when the call went straight there.
     """
     receipt = meta[RECEIPT_META_KEY]
-    hops = [h for h in meta.get(HOPS_META_KEY) or [] if isinstance(h, dict)][-_MAX_HOPS_KEPT:]
+    hops = _hop_records(meta)[-_MAX_HOPS_KEPT:]
     forwarded_to = hops[-1].get("peer") if hops else receipt.get("peer")
     hop = _signed(identity, {"trace_id": trace_id, "span_id": span_id, "tool": tool, "forwarded_to": forwarded_to, "result_digest": receipt.get("result_digest")})
     return {**meta, HOPS_META_KEY: [*hops, hop]}
@@ -108,10 +114,10 @@ def served_by(meta: dict[str, Any], result: types.CallToolResult, called: str) -
         return None, "no receipt"
     if problem := verify_receipt(receipt, result=result):
         return None, problem
-    hops = {h.get("peer"): h for h in meta.get(HOPS_META_KEY) or [] if isinstance(h, dict)}
+    hops = {h["peer"]: h for h in _hop_records(meta) if isinstance(h.get("peer"), str)}
     at, steps = called, 0
     while at != receipt.get("peer"):
-        hop = hops.get(at)
+        hop = hops.get(at) if isinstance(at, str) else None
         if hop is None or steps > _MAX_HOPS_KEPT:
             return None, f"receipt is signed by {receipt.get('peer')}, not the peer called ({called}), and no hop record links them"
         if problem := _check_signed(hop):
