@@ -6,7 +6,6 @@ A transport failure drops it; the next borrow opens a new one.
 
 from __future__ import annotations
 
-from functools import partial
 from types import TracebackType
 
 import anyio
@@ -53,9 +52,7 @@ class _PeerLink:
     async def run(self) -> None:
         try:
             timeout = httpx2.Timeout(CONNECT_SECONDS, read=None)
-            # The client reads the CA bundle as it is made: off the event loop, which every other session shares.
-            http = await anyio.to_thread.run_sync(partial(httpx2.AsyncClient, headers=self._headers, timeout=timeout))
-            async with http:
+            async with httpx2.AsyncClient(headers=self._headers, timeout=timeout) as http:
                 async with Client(streamable_http_client(self.url, http_client=http)) as client:
                     self.client = client
                     self._ready.set()

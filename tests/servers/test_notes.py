@@ -35,7 +35,8 @@ def notes(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def client(notes: Path) -> AsyncIterator[Client]:
-    async with Client(build_server(notes)) as connected:
+    server = await anyio.to_thread.run_sync(build_server, notes)  # it checks the folder on disk
+    async with Client(server) as connected:
         yield connected
 
 

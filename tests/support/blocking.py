@@ -24,6 +24,12 @@ _SCANNED = ["federation", "servers", "tui"]
 
 _INTENDED: list[tuple[str, set[str], str]] = [
     (
+        "<frozen importlib._bootstrap>",
+        {"_find_and_load"},
+        "A library importing a module on first use (httpx2 imports httpcore2, which reads its package metadata, when "
+        "the first client is made): once per process, like any import.",
+    ),
+    (
         "federation/node.py",
         {"__init__"},
         "Node's constructor is synchronous by design: bad settings, a missing model or an unreadable key fail at "
@@ -40,6 +46,27 @@ _INTENDED: list[tuple[str, set[str], str]] = [
         {"__init__", "calls", "ledger", "count_calls"},
         "The store's constructor and readers are synchronous for the CLI (`mcpfed ledger`, `mcpfed peers`), which runs no "
         "loop; tests read the ledger from async tests. The running peer writes through its worker thread (not allowed here).",
+    ),
+    (
+        "servers/llama_engine.py",
+        {"__init__"},
+        "LlamaEngine's constructor reads the GGUF header (a few KB) so a bad file fails at once, like Node's.",
+    ),
+    (
+        "servers/embedded_models.py",
+        {"model_path"},
+        "Locating the embedded Gemma verifies its assembled file by hash (253 MB, each call). Node's constructor and "
+        "model fixtures call it before their peer runs. Known cost, left for a decision: memoize, or look up in __aenter__.",
+    ),
+    (
+        "tui/observer.py",
+        {"observer_settings"},
+        "The TUI makes its observer's settings (state folder created) before it starts its loop; tests do it in async tests.",
+    ),
+    (
+        "textual/app.py",
+        {"__init__"},
+        "Textual's App constructor resolves its CSS paths (stat), once per app.",
     ),
     (
         "federation/membership.py",
