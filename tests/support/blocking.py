@@ -7,8 +7,8 @@ and a frame of `federation`, `servers` or `tui` is on the stack. It is on for
 the setup, call and teardown of every async (AnyIO) test, async fixtures
 included; sync tests run without it.
 
-A blocking call that is intended and harmless is allowed below, narrowly (one
-function of one file), with the reason.
+A blocking call that is intended and harmless is allowed below, narrowly (the
+named functions of one file, and whatever they call), each with its reason.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
 _SCANNED = ["federation", "servers", "tui"]
-
 
 _INTENDED: list[tuple[str, set[str], str]] = [
     (
@@ -78,6 +77,7 @@ _INTENDED: list[tuple[str, set[str], str]] = [
 
 
 def _allow(buster: BlockBuster) -> None:
+    """Let every wrapped call block below the functions of `_INTENDED`."""
     for function in buster.functions.values():
         for path, names, _why in _INTENDED:
             function.can_block_in(path, names)

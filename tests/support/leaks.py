@@ -124,7 +124,7 @@ def _threads(include_loop_workers: bool) -> set[_Thing]:
         if not include_loop_workers and thread.name.startswith(_LOOP_WORKER_NAMES):
             continue
         kind = "daemon thread" if thread.daemon else "non-daemon thread"
-        things.add(_Thing("thread", thread.ident, f"{kind} {thread.name!r}"))
+        things.add(_Thing("thread", (thread.ident, thread.name), f"{kind} {thread.name!r}"))
     return things
 
 
