@@ -36,6 +36,11 @@ _INTENDED: list[tuple[str, set[str], str]] = [
         "database and checks the model file (the embedded Gemma is verified by hash), once per node.",
     ),
     (
+        "federation/relay/server.py",
+        {"__init__"},
+        "Relay's constructor, like Node's, makes its state folder before anything starts.",
+    ),
+    (
         "federation/settings.py",
         {"__init__"},
         "Settings are checked when made (pydantic validators are synchronous): the notes folder exists, the stored mesh is read.",
