@@ -11,7 +11,6 @@ from federation.relay.frames import (
     Frame,
     FrameError,
     Kind,
-    RequestHead,
     Reset,
     ResponseHead,
     decode,
