@@ -26,11 +26,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.from_thread
+import anyio.to_thread
 import mcp.types as types
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
@@ -135,7 +137,9 @@ class Mesh:
         """
         if peers:
             settings["peers"] = list(peers)
-        async with Node(member_settings(name, home, mesh, **settings)) as node:
+        # Reading the stored mesh and making the state folder is file I/O: off the loop the caller may share.
+        chosen = await anyio.to_thread.run_sync(partial(member_settings, name, home, mesh, **settings))
+        async with Node(chosen) as node:
             member = cls(node)
             (await first_look(node)).raise_for_named()
             if wait_for:

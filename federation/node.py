@@ -198,7 +198,8 @@ class Node:
     async def _host_shared_tools(self, stack: AsyncExitStack) -> None:
         """`--notes` and each `--share` child; a child that fails to start offers nothing (see `shares[i].error`)."""
         if self.settings.notes is not None:
-            await self.tools.add_provider(HostedServer(build_notes_server(self.settings.notes)))
+            notes = await anyio.to_thread.run_sync(build_notes_server, self.settings.notes)  # it checks the folder on disk
+            await self.tools.add_provider(HostedServer(notes))
         allowed = self.settings.allowed_tools()
         for share_name, command in self.settings.shares():
             share = SharedStdioServer(share_name, command, on_change=self.tools.refresh, allow=allowed.get(share_name))

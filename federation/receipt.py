@@ -96,6 +96,12 @@ def verify_receipt(receipt: dict[str, Any], *, result: types.CallToolResult | No
     return None
 
 
+def _hop_records(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hop records in `meta`: the dicts of its list; anything else a peer put there is ignored, not trusted."""
+    hops = meta.get(HOPS_META_KEY)
+    return [h for h in hops if isinstance(h, dict)] if isinstance(hops, list) else []
+
+
 def add_hop(identity: Identity, meta: dict[str, Any], *, trace_id: str, span_id: str, tool: str) -> dict[str, Any]:
     """`meta` of a result this peer forwarded, with its own signed hop record added beside the receipt.
 
@@ -123,17 +129,13 @@ def served_by(meta: dict[str, Any], result: types.CallToolResult, called: str) -
     return _walk_hops(receipt, _hop_records(meta), called)
 
 
-def _hop_records(meta: dict[str, Any]) -> list[dict[str, Any]]:
-    return [h for h in meta.get(HOPS_META_KEY) or [] if isinstance(h, dict)]
-
-
 def _walk_hops(receipt: dict[str, Any], hops: list[dict[str, Any]], called: str) -> tuple[str | None, str | None]:
     """Follow the hop records from `called` to the receipt's signer, checking each: (signer, None) or (None, why)."""
-    by_peer = {h.get("peer"): h for h in hops}
+    by_peer = {h["peer"]: h for h in hops if isinstance(h.get("peer"), str)}
     at: Any = called
     steps = 0
     while at != receipt.get("peer"):
-        hop = by_peer.get(at)
+        hop = by_peer.get(at) if isinstance(at, str) else None
         if hop is None or steps > _MAX_HOPS_KEPT:
             return None, f"receipt is signed by {receipt.get('peer')}, not the peer called ({called}), and no hop record links them"
         if problem := _check_signed(hop):

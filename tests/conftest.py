@@ -14,6 +14,8 @@ from federation.settings import PeerSettings
 from servers.embedded_models import model_path
 from tests.support.models import BASE_MODEL
 
+pytest_plugins = ["pytester", "tests.support.leaks", "tests.support.blocking"]
+
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:

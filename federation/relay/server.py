@@ -99,7 +99,8 @@ class Relay:
             stack.callback(sock.close)
             self.port = sock.getsockname()[1]
             self.public_url = self.settings.resolved_public_url(self.port)
-            self._directory = Directory(self.settings.db or f"sqlite:///{self.home / 'relay.db'}", self.public_url)
+            # Opening the database creates its tables: SQLite file I/O, kept off the event loop.
+            self._directory = await anyio.to_thread.run_sync(Directory, self.settings.db or f"sqlite:///{self.home / 'relay.db'}", self.public_url)
             stack.callback(self._directory.close)
             group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._stop)

@@ -158,7 +158,7 @@ async def test_models_lists_the_embedded_model_with_size_quantization_and_full_s
     assert "Gemma 3 270m" in done.stdout
     assert "253 MB" in done.stdout
     assert "Q4_K_M" in done.stdout
-    assert sha256_of(default_model_path()) in done.stdout
+    assert await anyio.to_thread.run_sync(lambda: sha256_of(default_model_path())) in done.stdout
 
 
 async def test_models_marks_an_unusable_file_and_says_why(env: dict[str, str], tmp_path: Path) -> None:

@@ -142,7 +142,7 @@ async def test_model_info_names_the_model_and_its_load(node: Node) -> None:
         info = (await client.call_tool("model_info", {})).structured_content
     assert info is not None
     assert info["quantization"] == "Q4_K_M"
-    assert info["sha256"] == sha256_of(model_path(BASE_MODEL))
+    assert info["sha256"] == await anyio.to_thread.run_sync(lambda: sha256_of(model_path(BASE_MODEL)))
     assert info["n_ctx"] == N_CTX
     assert info["state"] == "ready"
     assert (info["in_flight"], info["queued"]) == (0, 0)
@@ -245,7 +245,7 @@ async def test_card_at_peer_verifies_and_describes_the_model(node: Node, http: h
     card = verify_card(response.content, expected_id=node.peer_id)
     assert card.name == "model"
     assert card.endpoints == [node.mcp_url]
-    assert card.models[0].sha256 == sha256_of(model_path(BASE_MODEL))
+    assert card.models[0].sha256 == await anyio.to_thread.run_sync(lambda: sha256_of(model_path(BASE_MODEL)))
     assert card.models[0].quantization == "Q4_K_M"
     assert {"generate", "chat", "embed", "model_info"} <= {tool.name for tool in card.tools}
 

@@ -204,7 +204,7 @@ async def test_embedding_nothing_is_refused(engine: LlamaEngine) -> None:
 
 async def test_describe_names_the_file_its_hash_and_how_it_runs(engine: LlamaEngine) -> None:
     described = engine.describe()
-    assert described["sha256"] == sha256_of(model_path(BASE_MODEL))
+    assert described["sha256"] == await anyio.to_thread.run_sync(lambda: sha256_of(model_path(BASE_MODEL)))
     assert described["quantization"] == "Q4_K_M"
     assert described["n_ctx"] == N_CTX
     assert described["n_threads"] == default_threads()

@@ -35,7 +35,8 @@ def notes(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def client(notes: Path) -> AsyncIterator[Client]:
-    async with Client(build_server(notes)) as connected:
+    server = await anyio.to_thread.run_sync(build_server, notes)  # it checks the folder on disk
+    async with Client(server) as connected:
         yield connected
 
 
@@ -130,7 +131,7 @@ async def test_missing_note_lists_close_matches(client: Client) -> None:
 
 
 async def test_bundled_demo_notes_answer_their_topics() -> None:
-    async with Client(build_server(BUNDLED)) as client:
+    async with Client(await anyio.to_thread.run_sync(build_server, BUNDLED)) as client:
         for query, expected in [("mDNS", "mdns.md"), ("relay", "relays.md"), ("GGUF", "llama-cpp.md"), ("transports", "mcp.md")]:
             assert (await search(client, query))[0]["path"] == expected
 

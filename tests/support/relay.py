@@ -85,9 +85,10 @@ async def wait_healthy(url: str, timeout: float = 15.0) -> None:
         await wait_until(healthy, f"{url} healthy", timeout)
 
 
-def kill(process: subprocess.Popen[bytes]) -> None:
+async def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL, then reap it off the event loop (the loop may be serving the call that asked for the kill)."""
     process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
+    await anyio.to_thread.run_sync(process.wait, 10)
 
 
 def card_for(identity: Identity, name: str = "raw", mesh: str | None = MESH.id) -> PeerCard:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
@@ -33,15 +32,13 @@ def watch() -> Callable[..., AbstractAsyncContextManager[Pilot]]:
 
 
 @pytest.fixture
-def signed_cards(tmp_path: Path) -> Callable[[int], list[PeerCard]]:
+def signed_cards() -> Callable[[int], list[PeerCard]]:
     """Real signed cards of `n` peers that are not running (each with its own key)."""
 
     def make(n: int) -> list[PeerCard]:
         cards = []
         for i in range(n):
-            home = tmp_path / f"card{i}"
-            home.mkdir()
-            identity = Identity.load_or_create(home)
+            identity = Identity.generate()
             blank = PeerCard(id=identity.peer_id, name=f"peer{i:03d}", pubkey="", endpoints=[f"http://127.0.0.1:{20000 + i}/mcp"])
             cards.append(sign_card(blank, identity))
         return cards

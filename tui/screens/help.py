@@ -14,6 +14,9 @@ from textual.widgets import Markdown
 
 __all__ = ["HelpScreen", "keys_markdown"]
 
+_GUIDE = files("tui").joinpath("help.md").read_text(encoding="utf-8")
+"""Read once at import: compose runs on the event loop, where a file read would block the app."""
+
 KeySection = tuple[str, Sequence[BindingType]]
 
 
@@ -41,6 +44,5 @@ class HelpScreen(ModalScreen[None]):
         self._sections = sections
 
     def compose(self) -> ComposeResult:
-        guide = files("tui").joinpath("help.md").read_text(encoding="utf-8")
         with VerticalScroll(id="help-body"):
-            yield Markdown(guide + "\n\n" + keys_markdown(self._sections, self.app.get_key_display))
+            yield Markdown(_GUIDE + "\n\n" + keys_markdown(self._sections, self.app.get_key_display))

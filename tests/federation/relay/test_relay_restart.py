@@ -35,7 +35,7 @@ async def test_sigkilled_relay_fails_calls_in_flight_and_gets_its_peer_back_afte
             async def killed_on_first_token(text: str) -> None:
                 if not first_token.is_set():
                     first_token.set()
-                    kill(relay)
+                    await kill(relay)
 
             with pytest.raises(PeerError) as failed, anyio.fail_after(30):  # fails, and does not hang
                 async with connect(url, headers=AUTH) as client:
@@ -62,7 +62,7 @@ async def test_a_peer_stays_reachable_through_the_other_relay_when_one_dies(
         async with Node(make_settings(relays=both, **MESH_FIELDS)) as target, Node(make_settings(relays=both, **MESH_FIELDS)) as watcher:
             for relay_url in both:
                 await wait_attached(relay_url, target.peer_id)
-            kill(first)
+            await kill(first)
             async with connect(relayed_url(second_url, target.peer_id), headers=AUTH) as client:
                 await client.list_tools()
             with anyio.fail_after(15):  # the watcher's table moves the relayed route to the surviving relay
