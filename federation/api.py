@@ -87,6 +87,10 @@ class ToolResult(BaseModel):
     tool: str
     data: Any = Field(description="structured content when the tool gives it, else the text")
     ms: float = 0.0
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the result's `_meta` as received: the serving peer's signed receipt and any forwarding peers' hop records (federation.receipt)",
+    )
 
 
 def member_settings(name: str, home: Path | None = None, mesh: str | None = None, **options: Any) -> PeerSettings:
@@ -216,15 +220,15 @@ class Mesh:
         return [Answer.from_ask(a, sum(attempt.ms for attempt in a.attempts)) for a in result.answers]
 
     async def call(self, peer: str, tool: str, arguments: dict[str, Any] | None = None, *, trace: Trace | None = None) -> ToolResult:
-        """Call `tool` on the named peer; ToolCallError carries the peer's own error text."""
+        """Call `tool` on the named peer; ToolCallError carries the peer's own error text, as every other path gives it."""
         forwarder = self._node.forwarder
         target = forwarder.peer(peer)
         clock = time.perf_counter()
         result = await forwarder.call(target, tool, arguments or {}, trace or Trace(caller=self._node.peer_id), None)
         if result.is_error:
-            raise ToolCallError(f"{tool} on {target.name}: {_text(result)}")
+            raise ToolCallError(_text(result))
         data = result.structured_content if result.structured_content is not None else _text(result)
-        return ToolResult(peer=target.id, peer_name=target.name, tool=tool, data=data, ms=round((time.perf_counter() - clock) * 1000, 1))
+        return ToolResult(peer=target.id, peer_name=target.name, tool=tool, data=data, ms=round((time.perf_counter() - clock) * 1000, 1), meta=result.meta or {})
 
 
 class SyncMesh:

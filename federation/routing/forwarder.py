@@ -79,8 +79,7 @@ class Forwarder:
             known = ", ".join(sorted(f"{p.name} ({p.id})" for p in self._peers)) or "none"
             raise PeerError(f"unknown peer {name_or_id!r}; known peers: {known}. See mesh_peers.")
         if peer.status == "dead":
-            ago = time.time() - peer.last_seen
-            raise PeerError(f"peer {peer.name} ({peer.id}) is unreachable (last seen {ago:.0f} s ago).")
+            raise PeerError(_unreachable(peer))
         return peer
 
     async def call(self, peer: Peer, tool: str, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None) -> types.CallToolResult:
@@ -115,6 +114,8 @@ class Forwarder:
         except TransportFailure as exc:
             if exc.kind is Failure.UNREACHABLE:
                 self._lost(peer)
+            if exc.kind is Failure.UNREACHABLE:
+                logger.info("%s (%s) failed during %s: %s", peer.name, peer.id, tool, exc.detail)
             raise PeerGone(_failure_text(exc, peer, tool, remaining)) from exc
         finally:
             self.outstanding[peer.id] -= 1
@@ -164,9 +165,16 @@ class Forwarder:
 
 def _failure_text(failure: TransportFailure, peer: Peer, tool: str, remaining: float) -> str:
     """The caller's error for a delivery that failed: the same text whichever transport carried the call."""
-    who = f"peer {peer.name} ({peer.id})"
     if failure.kind is Failure.OVERLOADED:
         return f"this peer had no free connection to {peer.name} ({peer.id}) for {tool} within the caller's deadline ({remaining:.1f} s); it is overloaded, retry later"
     if failure.kind is Failure.TIMEOUT:
-        return f"{who} did not answer {tool} within {remaining:.1f} s (the caller's deadline)"
-    return f"{who} is unreachable or stopped answering during {tool}: {failure.detail}"
+        return f"peer {peer.name} ({peer.id}) did not answer {tool} within {remaining:.1f} s (the caller's deadline)"
+    return _unreachable(peer)
+
+
+def _unreachable(peer: Peer) -> str:
+    """One text for a peer that cannot be reached, whether a call just failed or it was already known dead.
+
+    The transport's own words (which differ by transport) go to the log.
+    """
+    return f"peer {peer.name} ({peer.id}) is unreachable (last seen {time.time() - peer.last_seen:.0f} s ago); see mesh_peers."

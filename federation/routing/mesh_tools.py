@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from federation.errors import PeerError
 from federation.peers import Peer
 from federation.routing.transports import ProgressRelay
+from federation.toolhost import error_result
 from federation.trace import Trace
 
 __all__ = ["AskResult", "Attempt", "FanOutResult", "MeshRouting", "PeerInfo", "build_mesh_server"]
@@ -144,7 +145,7 @@ def build_mesh_server(router: MeshRouting) -> MCPServer:
         """Call any tool on a named peer; its result (or error) comes back unchanged."""
         try:
             return await router.call_peer(ctx.request_context, peer, tool, arguments or {}, _trace_of(ctx))
-        except PeerError as exc:
-            raise ToolError(str(exc)) from exc
+        except PeerError as exc:  # the text as `<peer>__<tool>` and `Mesh.call` give it, without the SDK's "Error executing tool" prefix
+            return error_result(str(exc))
 
     return server

@@ -44,7 +44,7 @@ async def test_call_returns_structured_data_and_peer_errors_are_clear(notes_node
     async with connect(tmp_path, notes_node) as mesh:
         found = await mesh.call("notes", "search_notes", {"query": "relay"})
         assert found.data["hits"] and found.peer_name == "notes"
-        with pytest.raises(ToolCallError, match="read_note on notes"):
+        with pytest.raises(ToolCallError, match="passwd"):  # the peer's own text, unchanged
             await mesh.call("notes", "read_note", {"path": "../../etc/passwd"})
         with pytest.raises(PeerError, match="unknown peer 'ghost'"):
             await mesh.call("ghost", "anything")
