@@ -6,33 +6,30 @@ Whether a call arrives as a modern-era HTTP request (message level, see
 here: the loop guard and the caller's deadline before sending, the calls
 outstanding per peer (the chooser's load), a liveness miss when the
 transport fails, one error text per failure, and once the answer is in the
-made-call ledger row, the caller's `call_finished` event and the check of
-the callee's signed receipt.
+made call's books (`federation.routing.ledger`: its ledger row, the
+caller's `call_finished` event and the check of the callee's signed
+receipt).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
 import mcp.types as types
 
 from federation.errors import PeerError
-from federation.events import EventBus
 from federation.hopstamp import MetaStamp
 from federation.identity import Identity
 from federation.membership import auth_headers
 from federation.peers import Peer, PeerTable
-from federation.receipt import RECEIPT_META_KEY, served_by
+from federation.routing.ledger import CallLedger
 from federation.routing.sessions import PeerGone, SessionPool
 from federation.routing.transports import Delivery, Failure, MessageTransport, ProgressRelay, Reply, SessionTransport, TransportFailure
 from federation.settings import PeerSettings
-from federation.store import Store
 from federation.trace import LoopError, Trace
 
 __all__ = ["CallRefused", "Forwarder"]
@@ -47,10 +44,9 @@ class CallRefused(PeerError):
 class Forwarder:
     """Forwards calls to other peers and keeps their books; `async with` runs its session pool and connection pool."""
 
-    def __init__(self, *, peers: PeerTable, events: EventBus, store: Store, identity: Identity, settings: PeerSettings) -> None:
+    def __init__(self, *, peers: PeerTable, ledger: CallLedger, identity: Identity, settings: PeerSettings) -> None:
         self._peers = peers
-        self._events = events
-        self._store = store
+        self._ledger = ledger
         self._peer_id = identity.peer_id
         self._max_hops = settings.max_hops
         membership = auth_headers(settings)
@@ -120,47 +116,13 @@ class Forwarder:
         finally:
             self.outstanding[peer.id] -= 1
         if result is not None:
-            self._record_made(peer, tool, meta, result, started, (time.perf_counter() - clock) * 1000)
+            self._ledger.made(peer, tool, meta, result, started, (time.perf_counter() - clock) * 1000)
         return result
 
     def _lost(self, peer: Peer) -> None:
         """A call failed in transport: new session next time, and one liveness miss."""
         self.sessions.drop(peer.id)
         self._peers.miss(peer.id)
-
-    def _record_made(self, peer: Peer, tool: str, meta: dict[str, Any], result: types.CallToolResult, started: float, ms: float) -> None:
-        """Ledger row and `call_finished` event for a call this peer made; the receipt is checked in the store's writer thread."""
-        span = next(iter(meta.values()))
-        receipt = (result.meta or {}).get(RECEIPT_META_KEY)
-        usage = receipt if isinstance(receipt, dict) else {}
-
-        def check_receipt(fields: dict[str, Any]) -> None:
-            if not isinstance(receipt, dict):
-                return
-            server, problem = served_by(result.meta or {}, result, peer.id)
-            if problem:
-                logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, problem)
-            else:  # the ledger credits the peer that served, which a forwarded call's hop records name
-                fields["callee"] = server
-            fields.update(receipt=json.dumps(receipt), receipt_ok=problem is None, receipt_problem=problem)
-
-        tokens_in, tokens_out = int(usage.get("tokens_in", 0) or 0), int(usage.get("tokens_out", 0) or 0)
-        outcome = "error" if result.is_error else "ok"
-        ids = {"trace_id": span["trace_id"], "span_id": span["span_id"], "caller": self._peer_id, "callee": peer.id, "tool": tool}
-        self._events.publish(  # the caller's side of the edge, for the TUI's topology and call log
-            "call_finished", **ids, parent=span["parent"], ms=round(ms, 2), outcome=outcome, error=None, tokens_in=tokens_in, tokens_out=tokens_out
-        )
-        self._store.record(
-            on_write=check_receipt,
-            role="made",
-            **ids,
-            parent_span=span["parent"],
-            started=datetime.fromtimestamp(started, timezone.utc),
-            ms=round(ms, 3),
-            outcome=outcome,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-        )
 
 
 def _failure_text(failure: TransportFailure, peer: Peer, tool: str, remaining: float) -> str:
