@@ -15,8 +15,8 @@ from federation.routing.asgi import FastForward
 from federation.routing.catalog import namespaced
 from federation.routing.forwarder import CallRefused, Forwarder
 from federation.routing.ledger import CallLedger
-from federation.routing.mesh_tools import AskResult, Attempt, FanOutResult, PeerInfo
+from federation.routing.mesh_tools import AskResult, Attempt, FanOutResult
 from federation.routing.router import Router
 from federation.routing.sessions import PeerGone
 
-__all__ = ["AskResult", "Attempt", "CallLedger", "CallRefused", "FanOutResult", "FastForward", "Forwarder", "PeerGone", "PeerInfo", "Router", "namespaced"]
+__all__ = ["AskResult", "Attempt", "CallLedger", "CallRefused", "FanOutResult", "FastForward", "Forwarder", "PeerGone", "Router", "namespaced"]
