@@ -98,9 +98,16 @@ def member_settings(name: str, home: Path | None = None, mesh: str | None = None
 
     Its own identity lives under `<state>/clients/<name>`; without `mesh` it
     joins the mesh stored in `<state>` by `mcpfed init`/`join` (or `MCPFED_MESH`).
+    It reads every other `MCPFED_*` variable (relays, peers, mDNS, timings)
+    except those that give a peer something to serve (`MCPFED_MODEL`,
+    `MCPFED_SHARE`, `MCPFED_NOTES`): they describe this machine's
+    `mcpfed serve`, and the gateway a client starts, or a script, must not
+    start a second copy of each shared server. Code may still give them
+    (`Mesh.connect(share=[…])`).
     """
     root = state_dir(home)
-    values: dict[str, Any] = {"name": name, "port": 0, "model": None, "home": root / "clients" / name}
+    serves_nothing = {"model": None, "share": [], "notes": None}
+    values: dict[str, Any] = {"name": name, "port": 0, "home": root / "clients" / name, **serves_nothing}
     if mesh is not None:
         values["mesh"] = mesh
     settings = PeerSettings(**(values | options))
