@@ -181,7 +181,7 @@ class Node:
         """What every peer runs (the router), then what the settings ask for: discovery, relay links."""
         from federation.discovery.relay import RelayLinks
 
-        return [Router, *discovery_services(self.settings), *([RelayLinks] if self.settings.relays else [])]
+        return [_router, *discovery_services(self.settings), *([RelayLinks] if self.settings.relays else [])]
 
     async def _start_http(self, sock: socket.socket) -> None:
         app = self.tools.server.streamable_http_app(
@@ -371,6 +371,13 @@ class Node:
                     return
                 else:
                     yield _sse(event.seq, event.payload)
+
+
+def _router(node: Node) -> Router:
+    """The router, handed the parts of the node it uses."""
+    return Router(
+        peer_id=node.peer_id, name=node.name, peers=node.peers, events=node.events, forwarder=node.forwarder, tools=node.tools, engine=node.engine
+    )
 
 
 def _sse(seq: int, payload: EventModel) -> str:

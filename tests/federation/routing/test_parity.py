@@ -37,12 +37,7 @@ from federation.client import result_text
 from federation.discovery.relay import relayed_url
 from federation.identity import Identity
 from federation.node import Node
-from federation.receipt import (
-    HOPS_META_KEY,
-    RECEIPT_META_KEY,
-    served_by,
-    verify_receipt,
-)
+from federation.receipt import HOPS_META_KEY, RECEIPT_META_KEY, served_by, verify_receipt
 from federation.relay.server import Relay
 from federation.relay.settings import RelaySettings
 from federation.routing import Router
