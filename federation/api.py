@@ -106,7 +106,7 @@ def member_settings(name: str, home: Path | None = None, mesh: str | None = None
     (`Mesh.connect(share=[…])`).
     """
     root = state_dir(home)
-    serves_nothing = {"model": None, "share": [], "notes": None}
+    serves_nothing: dict[str, Any] = {"model": None, "share": [], "notes": None}
     values: dict[str, Any] = {"name": name, "port": 0, "home": root / "clients" / name, **serves_nothing}
     if mesh is not None:
         values["mesh"] = mesh

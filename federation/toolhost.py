@@ -316,7 +316,7 @@ class ToolHost:
     ) -> types.CallToolResult:
         outcome = CallOutcome(tool=name, arguments=arguments, trace=Trace.from_meta(meta), started=time.time())
         if not isinstance(meta.get(TRACE_META_KEY), dict):  # a client's call starts a trace here: the provider must see this one, not mint another
-            ctx = replace(ctx, meta={**meta, **outcome.trace.as_meta()})  # type: ignore[typeddict-item]
+            ctx = replace(ctx, meta={**meta, **outcome.trace.as_meta()})  # type: ignore[arg-type]
         try:  # the loop guard: a call that comes back to a peer it passed, or hops too far, stops here
             outcome.trace.check(self._identity.peer_id, self._max_hops)
         except LoopError as exc:

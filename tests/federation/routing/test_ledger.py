@@ -9,12 +9,13 @@ import mcp.types as types
 import pytest
 
 from federation.card import PeerCard, sign_card
-from federation.events import Event, EventBus
+from federation.contract import CallFinished
+from federation.events import EventBus
 from federation.identity import Identity
 from federation.peers import Peer
 from federation.receipt import RECEIPT_META_KEY, sign_receipt
 from federation.routing.ledger import CallLedger
-from federation.store import CallRecord, Store, database_url
+from federation.store import Store, database_url
 from federation.toolhost import CallOutcome
 from federation.trace import Trace
 
@@ -37,6 +38,7 @@ async def test_a_served_call_leaves_an_event_and_a_row_that_agree(tmp_path: Path
         event = (await anext(finished)).payload
         await store.flush()
         (row,) = store.calls()
+    assert isinstance(event, CallFinished)
     assert (row.role, row.trace_id, row.span_id, row.parent_span, row.caller, row.callee) == ("served", trace.trace_id, trace.span_id, "p1", "someone", ME.peer_id)
     assert (event.trace_id, event.span_id, event.parent, event.caller, event.callee) == (row.trace_id, row.span_id, row.parent_span, row.caller, row.callee)
     assert (row.tool, row.outcome, row.error, row.tokens_in, row.tokens_out) == ("echo", "error", "bad", 2, 5)
@@ -58,6 +60,7 @@ async def test_a_made_call_checks_the_callees_receipt_and_credits_its_signer(tmp
         event = (await anext(finished)).payload
         await store.flush()
         (row,) = store.calls()
+    assert isinstance(event, CallFinished)
     assert (row.role, row.caller, row.callee, row.trace_id, row.span_id) == ("made", ME.peer_id, CALLEE.peer_id, span["trace_id"], span["span_id"])
     assert (event.caller, event.callee, event.trace_id, event.span_id, event.tokens_out) == (ME.peer_id, CALLEE.peer_id, span["trace_id"], span["span_id"], 4)
     assert row.receipt_ok is honest

@@ -54,7 +54,7 @@ pytestmark = pytest.mark.anyio
 
 ENTRIES = ["modern", "legacy", "gateway", "mesh_call", "api"]
 ROUTES = ["one_hop", "two_hops", "relay"]
-QUIET = {"health_interval": 60.0}
+QUIET: dict[str, Any] = {"health_interval": 60.0}
 """No health ping during the module: a stopped peer stays known as up until a call fails, on every path alike."""
 
 
@@ -141,7 +141,7 @@ async def entries(stack: AsyncExitStack, home: Path, tag: str, peers: list[str])
     stack.callback(gateway_store.close)
     member = await stack.enter_async_context(Mesh.connect(peers=peers, name=f"script{tag}", home=home / f"script{tag}", **MESH_FIELDS, **QUIET))
     modern, legacy = [await stack.enter_async_context(_http(front.mcp_url, mode)) for mode in ("auto", "legacy")]
-    at_front = {"a": front.peer_id, "serves_client": True, "store": front.store, "flush": front.store.flush}
+    at_front: dict[str, Any] = {"a": front.peer_id, "serves_client": True, "store": front.store, "flush": front.store.flush}
     return {
         "modern": Entry(call=_client_call(modern), **at_front),
         "legacy": Entry(call=_client_call(legacy), **at_front),
