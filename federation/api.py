@@ -89,6 +89,10 @@ class ToolResult(BaseModel):
     tool: str
     data: Any = Field(description="structured content when the tool gives it, else the text")
     ms: float = 0.0
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the result's `_meta` as received: the serving peer's signed receipt and any forwarding peers' hop records (federation.receipt)",
+    )
 
 
 def member_settings(name: str, home: Path | None = None, mesh: str | None = None, **options: Any) -> PeerSettings:
@@ -96,9 +100,16 @@ def member_settings(name: str, home: Path | None = None, mesh: str | None = None
 
     Its own identity lives under `<state>/clients/<name>`; without `mesh` it
     joins the mesh stored in `<state>` by `mcpfed init`/`join` (or `MCPFED_MESH`).
+    It reads every other `MCPFED_*` variable (relays, peers, mDNS, timings)
+    except those that give a peer something to serve (`MCPFED_MODEL`,
+    `MCPFED_SHARE`, `MCPFED_NOTES`): they describe this machine's
+    `mcpfed serve`, and the gateway a client starts, or a script, must not
+    start a second copy of each shared server. Code may still give them
+    (`Mesh.connect(share=[…])`).
     """
     root = state_dir(home)
-    values: dict[str, Any] = {"name": name, "port": 0, "model": None, "home": root / "clients" / name}
+    serves_nothing: dict[str, Any] = {"model": None, "share": [], "notes": None}
+    values: dict[str, Any] = {"name": name, "port": 0, "home": root / "clients" / name, **serves_nothing}
     if mesh is not None:
         values["mesh"] = mesh
     settings = PeerSettings(**(values | options))
@@ -220,15 +231,15 @@ class Mesh:
         return [Answer.from_ask(a, sum(attempt.ms for attempt in a.attempts)) for a in result.answers]
 
     async def call(self, peer: str, tool: str, arguments: dict[str, Any] | None = None, *, trace: Trace | None = None) -> ToolResult:
-        """Call `tool` on the named peer; ToolCallError carries the peer's own error text."""
+        """Call `tool` on the named peer; ToolCallError carries the peer's own error text, as every other path gives it."""
         forwarder = self._node.forwarder
         target = forwarder.peer(peer)
         clock = time.perf_counter()
         result = await forwarder.call(target, tool, arguments or {}, trace or Trace(caller=self._node.peer_id), None)
         if result.is_error:
-            raise ToolCallError(f"{tool} on {target.name}: {_text(result)}")
+            raise ToolCallError(_text(result))
         data = result.structured_content if result.structured_content is not None else _text(result)
-        return ToolResult(peer=target.id, peer_name=target.name, tool=tool, data=data, ms=round((time.perf_counter() - clock) * 1000, 1))
+        return ToolResult(peer=target.id, peer_name=target.name, tool=tool, data=data, ms=round((time.perf_counter() - clock) * 1000, 1), meta=result.meta or {})
 
 
 class SyncMesh:

@@ -26,7 +26,6 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -68,7 +67,7 @@ from federation.membership import MeshGuard
 from federation.peers import Peer, PeerTable
 from federation.proof import MeshKeys, ProofDesk
 from federation.ratelimit import RateLimit
-from federation.routing import FastForward, Forwarder, Router
+from federation.routing import CallLedger, FastForward, Forwarder, Router
 from federation.settings import PeerSettings
 from federation.store import Store, database_url
 from federation.toolhost import CallOutcome, HostedServer, ToolHost
@@ -134,7 +133,9 @@ class Node:
             max_hops=self.settings.max_hops,
         )
         self.store = Store(self.settings.db or database_url(self.home), self.identity)
-        self.forwarder = Forwarder(peers=self.peers, events=self.events, store=self.store, identity=self.identity, settings=self.settings)
+        self.ledger = CallLedger(store=self.store, events=self.events, peer_id=self.identity.peer_id)
+        """Events and ledger rows of every call this peer serves or makes."""
+        self.forwarder = Forwarder(peers=self.peers, ledger=self.ledger, identity=self.identity, settings=self.settings)
         """Every call this peer passes on to another peer goes through it (see `federation.routing`)."""
         self._metrics = _Metrics()
         self._server: uvicorn.Server | None = None
@@ -215,7 +216,7 @@ class Node:
         """What every peer runs (the router), then what the settings ask for: discovery, relay links."""
         from federation.discovery.relay import RelayLinks
 
-        return [Router, *discovery_services(self.settings), *([RelayLinks] if self.settings.relays else [])]
+        return [_router, *discovery_services(self.settings), *([RelayLinks] if self.settings.relays else [])]
 
     async def _start_http(self, sock: socket.socket) -> None:
         app = self.tools.server.streamable_http_app(
@@ -342,35 +343,16 @@ class Node:
 
     # -- calls -------------------------------------------------------------
     def observe_call(self, call: CallOutcome, finished: bool) -> None:
-        """Events, metrics and a ledger row for a call this peer served."""
-        trace = call.trace
-        ids = {"tool": call.tool, "trace_id": trace.trace_id, "span_id": trace.span_id, "parent": trace.parent, "caller": trace.caller, "callee": self.peer_id}
+        """Metrics, events and a ledger row for a call this peer served."""
         if not finished:
-            self.events.publish("call_started", **ids)
+            self.ledger.served_started(call)
             return
         self.calls_served += 1
         self._metrics.calls.labels(call.tool, call.outcome).inc()
         self._metrics.seconds.labels(call.tool).observe(call.ms / 1000)
         self._metrics.tokens.labels("in").inc(call.tokens_in)
         self._metrics.tokens.labels("out").inc(call.tokens_out)
-        self.events.publish(
-            "call_finished", **ids, ms=round(call.ms, 2), outcome=call.outcome, error=call.error, tokens_in=call.tokens_in, tokens_out=call.tokens_out
-        )
-        self.store.record(
-            role="served",
-            trace_id=trace.trace_id,
-            span_id=trace.span_id,
-            parent_span=trace.parent,
-            caller=trace.caller,
-            callee=self.peer_id,
-            tool=call.tool,
-            started=datetime.fromtimestamp(call.started, UTC),
-            ms=round(call.ms, 3),
-            outcome=call.outcome,
-            error=call.error,
-            tokens_in=call.tokens_in,
-            tokens_out=call.tokens_out,
-        )
+        self.ledger.served(call)
 
     # -- HTTP routes -------------------------------------------------------
     def _routes(self) -> list[Route]:
@@ -434,6 +416,13 @@ class Node:
                     return
                 else:
                     yield _sse(event.seq, event.payload)
+
+
+def _router(node: Node) -> Router:
+    """The router, handed the parts of the node it uses."""
+    return Router(
+        peer_id=node.peer_id, name=node.name, peers=node.peers, events=node.events, forwarder=node.forwarder, tools=node.tools, engine=node.engine
+    )
 
 
 def _sse(seq: int, payload: EventModel) -> str:

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
@@ -35,6 +35,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.subscriptions import ToolsListChanged
 from pydantic import ValidationError
 
+from federation.const import TRACE_META_KEY
 from federation.identity import Identity
 from federation.receipt import RECEIPT_META_KEY, add_hop, sign_receipt
 from federation.trace import DEFAULT_MAX_HOPS, LoopError, Trace
@@ -316,6 +317,8 @@ class ToolHost:
         self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any], meta: dict[str, Any], *, only_local: bool
     ) -> types.CallToolResult:
         outcome = CallOutcome(tool=name, arguments=arguments, trace=Trace.from_meta(meta), started=time.time())
+        if not isinstance(meta.get(TRACE_META_KEY), dict):  # a client's call starts a trace here: the provider must see this one, not mint another
+            ctx = replace(ctx, meta={**meta, **outcome.trace.as_meta()})  # type: ignore[arg-type]
         try:  # the loop guard: a call that comes back to a peer it passed, or hops too far, stops here
             outcome.trace.check(self._identity.peer_id, self._max_hops)
         except LoopError as exc:

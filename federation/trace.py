@@ -69,6 +69,11 @@ class Trace:
         if self.hop > max_hops:
             raise LoopError(f"refused: the call has made {self.hop} hops, over the limit of {max_hops}.")
 
+    def as_meta(self) -> dict[str, Any]:
+        """This span as request `_meta`: `from_meta` reads it back as the same trace."""
+        fields = {"trace_id": self.trace_id, "span_id": self.span_id, "parent": self.parent, "hop": self.hop, "visited": list(self.visited)}
+        return {TRACE_META_KEY: fields | {"caller": self.caller, "deadline_s": max(0.0, self.remaining_s())}}
+
     def child_meta(self, self_id: str, *, local: bool = False) -> dict[str, Any]:
         """`_meta` for a call this peer makes on behalf of this one.
 

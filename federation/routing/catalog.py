@@ -36,7 +36,7 @@ Refresh = Callable[[bool], Awaitable[None]]
 
 def namespaced(peer_label: str, tool: str) -> str:
     """`<peer>__<tool>` within 64 chars of [A-Za-z0-9_-]; a stable hash keeps shortened names unique."""
-    peer_part = _FORBIDDEN.sub("_", peer_label).strip("_") or "peer"
+    peer_part = _peer_part(peer_label)
     tool_part = _FORBIDDEN.sub("_", tool) or "tool"
     name = f"{peer_part}{_SEPARATOR}{tool_part}"
     if len(name) <= NAME_LIMIT and tool_part == tool:
@@ -45,6 +45,10 @@ def namespaced(peer_label: str, tool: str) -> str:
     budget = NAME_LIMIT - len(_SEPARATOR) - len(tag) - 1
     peer_part = peer_part[: max(8, budget // 3)]
     return f"{peer_part}{_SEPARATOR}{tool_part[: budget - len(peer_part)]}_{tag}"
+
+
+def _peer_part(peer_label: str) -> str:
+    return _FORBIDDEN.sub("_", peer_label).strip("_") or "peer"
 
 
 class Catalog:
@@ -56,6 +60,7 @@ class Catalog:
         self._refresh = refresh
         self._remote_tools: dict[str, list[types.Tool]] = {}
         self._names: dict[str, tuple[str, str]] = {}  # namespaced -> (peer id, tool)
+        self._labels: dict[str, str] = {}  # the `<peer>` part of the names -> peer id
         self.exposed: list[types.Tool] = []
         """The live peers' tools as clients see them (renamed, described as on which peer)."""
         self._listing: set[str] = set()  # peers whose tools are being listed right now
@@ -99,10 +104,12 @@ class Catalog:
         live = [p for p in known if p.status != "dead"]
         name_counts = Counter(p.name for p in live)
         names: dict[str, tuple[str, str]] = {}
+        labels: dict[str, str] = {}
         exposed: list[types.Tool] = []
         for peer in [*live, *(p for p in known if p.status == "dead")]:
             clash = name_counts[peer.name] > (0 if peer.status == "dead" else 1)
             label = f"{peer.name}-{peer.id[:6]}" if clash else peer.name
+            labels.setdefault(_peer_part(label), peer.id)
             for tool in self._remote_tools[peer.id]:
                 name = namespaced(label, tool.name)
                 if name in names:
@@ -111,9 +118,17 @@ class Catalog:
                 if peer.status != "dead":
                     description = f"[on peer {peer.name} ({peer.id})] {tool.description or ''}".strip()
                     exposed.append(tool.model_copy(update={"name": name, "description": description}))
-        self._names, self.exposed = names, exposed
+        self._names, self._labels, self.exposed = names, labels, exposed
         await self._refresh(not self._listing)
 
     def remote_tool(self, name: str) -> tuple[str, str] | None:
-        """(peer id, tool) behind a `<peer>__<tool>` name (a dead peer's too), or None."""
-        return self._names.get(name)
+        """(peer id, tool) behind a `<peer>__<tool>` name (a dead peer's too), or None.
+
+        A name of a known peer's that it does not offer still resolves, so that
+        peer answers it ("Unknown tool …"), as it does through `mesh_call`.
+        """
+        if (known := self._names.get(name)) is not None:
+            return known
+        label, separator, tool = name.partition(_SEPARATOR)
+        peer_id = self._labels.get(label) if separator and tool else None
+        return None if peer_id is None else (peer_id, tool)

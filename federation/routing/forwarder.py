@@ -6,8 +6,9 @@ Whether a call arrives as a modern-era HTTP request (message level, see
 here: the loop guard and the caller's deadline before sending, the calls
 outstanding per peer (the chooser's load), a liveness miss when the
 transport fails, one error text per failure, and once the answer is in the
-made-call ledger row, the caller's `call_finished` event and the check of
-the callee's signed receipt.
+made call's books (`federation.routing.ledger`: its ledger row, the
+caller's `call_finished` event and the check of the callee's signed
+receipt).
 """
 
 from __future__ import annotations
@@ -15,23 +16,20 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import mcp.types as types
 
 from federation.errors import PeerError
-from federation.events import EventBus
 from federation.hopstamp import MetaStamp
 from federation.identity import Identity
 from federation.peers import Peer, PeerTable
 from federation.proof import MeshKeys, Tokens
-from federation.receipt import RECEIPT_META_KEY, ledger_fields
+from federation.routing.ledger import CallLedger
 from federation.routing.sessions import PeerGone, SessionPool
 from federation.routing.transports import Delivery, Failure, MessageTransport, ProgressRelay, Reply, SessionTransport, TransportFailure
 from federation.settings import PeerSettings
-from federation.store import Store
 from federation.trace import LoopError, Trace
 
 __all__ = ["CallRefused", "Forwarder"]
@@ -46,10 +44,9 @@ class CallRefused(PeerError):
 class Forwarder:
     """Forwards calls to other peers and keeps their books; `async with` runs its session pool and connection pool."""
 
-    def __init__(self, *, peers: PeerTable, events: EventBus, store: Store, identity: Identity, settings: PeerSettings) -> None:
+    def __init__(self, *, peers: PeerTable, ledger: CallLedger, identity: Identity, settings: PeerSettings) -> None:
         self._peers = peers
-        self._events = events
-        self._store = store
+        self._ledger = ledger
         self._peer_id = identity.peer_id
         self._max_hops = settings.max_hops
         tokens = Tokens(MeshKeys(settings.mesh_secret), self._peer_id) if settings.mesh_secret else None  # never the raw secret
@@ -78,8 +75,7 @@ class Forwarder:
             known = ", ".join(sorted(f"{p.name} ({p.id})" for p in self._peers)) or "none"
             raise PeerError(f"unknown peer {name_or_id!r}; known peers: {known}. See mesh_peers.")
         if peer.status == "dead":
-            ago = time.time() - peer.last_seen
-            raise PeerError(f"peer {peer.name} ({peer.id}) is unreachable (last seen {ago:.0f} s ago).")
+            raise PeerError(_unreachable(peer))
         return peer
 
     async def call(self, peer: Peer, tool: str, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None) -> types.CallToolResult:
@@ -114,11 +110,13 @@ class Forwarder:
         except TransportFailure as exc:
             if exc.kind is Failure.UNREACHABLE:
                 self._lost(peer)
+            if exc.kind is Failure.UNREACHABLE:
+                logger.info("%s (%s) failed during %s: %s", peer.name, peer.id, tool, exc.detail)
             raise PeerGone(_failure_text(exc, peer, tool, remaining)) from exc
         finally:
             self.outstanding[peer.id] -= 1
         if result is not None:
-            self._record_made(peer, tool, meta, result, started, (time.perf_counter() - clock) * 1000)
+            self._ledger.made(peer, tool, meta, result, started, (time.perf_counter() - clock) * 1000)
         return result
 
     def _lost(self, peer: Peer) -> None:
@@ -126,41 +124,19 @@ class Forwarder:
         self.sessions.drop(peer.id)
         self._peers.miss(peer.id)
 
-    def _record_made(self, peer: Peer, tool: str, meta: dict[str, Any], result: types.CallToolResult, started: float, ms: float) -> None:
-        """Ledger row and `call_finished` event for a call this peer made; the receipt is checked in the store's writer thread."""
-        span = next(iter(meta.values()))
-        receipt = (result.meta or {}).get(RECEIPT_META_KEY)
-        usage = receipt if isinstance(receipt, dict) else {}
-
-        def check_receipt(fields: dict[str, Any]) -> None:
-            fields.update(ledger_fields(result.meta or {}, result, peer.id))
-            if fields.get("receipt_problem"):
-                logger.warning("receipt from %s for %s flagged: %s", peer.name, tool, fields["receipt_problem"])
-
-        tokens_in, tokens_out = int(usage.get("tokens_in", 0) or 0), int(usage.get("tokens_out", 0) or 0)
-        outcome = "error" if result.is_error else "ok"
-        ids = {"trace_id": span["trace_id"], "span_id": span["span_id"], "caller": self._peer_id, "callee": peer.id, "tool": tool}
-        self._events.publish(  # the caller's side of the edge, for the TUI's topology and call log
-            "call_finished", **ids, parent=span["parent"], ms=round(ms, 2), outcome=outcome, error=None, tokens_in=tokens_in, tokens_out=tokens_out
-        )
-        self._store.record(
-            on_write=check_receipt,
-            role="made",
-            **ids,
-            parent_span=span["parent"],
-            started=datetime.fromtimestamp(started, UTC),
-            ms=round(ms, 3),
-            outcome=outcome,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-        )
-
 
 def _failure_text(failure: TransportFailure, peer: Peer, tool: str, remaining: float) -> str:
     """The caller's error for a delivery that failed: the same text whichever transport carried the call."""
-    who = f"peer {peer.name} ({peer.id})"
     if failure.kind is Failure.OVERLOADED:
         return f"this peer had no free connection to {peer.name} ({peer.id}) for {tool} within the caller's deadline ({remaining:.1f} s); it is overloaded, retry later"
     if failure.kind is Failure.TIMEOUT:
-        return f"{who} did not answer {tool} within {remaining:.1f} s (the caller's deadline)"
-    return f"{who} is unreachable or stopped answering during {tool}: {failure.detail}"
+        return f"peer {peer.name} ({peer.id}) did not answer {tool} within {remaining:.1f} s (the caller's deadline)"
+    return _unreachable(peer)
+
+
+def _unreachable(peer: Peer) -> str:
+    """One text for a peer that cannot be reached, whether a call just failed or it was already known dead.
+
+    The transport's own words (which differ by transport) go to the log.
+    """
+    return f"peer {peer.name} ({peer.id}) is unreachable (last seen {time.time() - peer.last_seen:.0f} s ago); see mesh_peers."

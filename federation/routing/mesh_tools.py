@@ -16,12 +16,14 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from federation.contract import PeerRow
 from federation.errors import PeerError
 from federation.peers import Peer
 from federation.routing.transports import ProgressRelay
+from federation.toolhost import error_result
 from federation.trace import Trace
 
-__all__ = ["AskResult", "Attempt", "FanOutResult", "MeshRouting", "PeerInfo", "build_mesh_server"]
+__all__ = ["AskResult", "Attempt", "FanOutResult", "MeshRouting", "build_mesh_server"]
 
 
 class Attempt(BaseModel):
@@ -46,18 +48,6 @@ class FanOutResult(BaseModel):
     answers: list[AskResult]
     failed: list[Attempt]
     trace_id: str
-
-
-class PeerInfo(BaseModel):
-    id: str
-    name: str
-    via: str
-    status: str
-    models: list[str]
-    tools: int
-    in_flight: int
-    latency_ms: float | None
-    url: str
 
 
 class MeshRouting(Protocol):
@@ -94,12 +84,11 @@ def build_mesh_server(router: MeshRouting) -> MCPServer:
     server: MCPServer = MCPServer("mesh", log_level="WARNING")
 
     @server.tool()
-    def mesh_peers() -> list[PeerInfo]:
-        """The peers this peer knows: id, name, how reached, status, models, load, latency."""
-        return [
-            PeerInfo(id=p.id, name=p.name, via=p.via, status=p.status, models=p.models, tools=len(p.card.tools), in_flight=p.in_flight, latency_ms=p.latency_ms, url=p.url)
-            for p in router.known_peers()
-        ]
+    def mesh_peers() -> list[PeerRow]:
+        """The peers this peer knows, one row each as `GET /peers` serves them: id, name, via (how reached: static, mdns or
+        relay), url, routes, status (up, suspect or dead), models, tools (how many), in_flight, queued, latency_ms,
+        calls_served, last_seen (unix time), mesh, digest (changes when its tools or models do)."""
+        return [p.row() for p in router.known_peers()]
 
     @server.tool()
     async def mesh_ask(
@@ -144,7 +133,7 @@ def build_mesh_server(router: MeshRouting) -> MCPServer:
         """Call any tool on a named peer; its result (or error) comes back unchanged."""
         try:
             return await router.call_peer(ctx.request_context, peer, tool, arguments or {}, _trace_of(ctx))
-        except PeerError as exc:
-            raise ToolError(str(exc)) from exc
+        except PeerError as exc:  # the text as `<peer>__<tool>` and `Mesh.call` give it, without the SDK's "Error executing tool" prefix
+            return error_result(str(exc))
 
     return server

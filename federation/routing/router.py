@@ -3,7 +3,10 @@
 Every peer's `/mcp` offers `mesh_peers`, `mesh_ask`, `mesh_call`,
 `mesh_fan_out` (`federation.routing.mesh_tools`) and each other peer's own
 tools as `<peer>__<tool>` (`federation.routing.catalog`). Calls to other
-peers go through the node's forwarder (`federation.routing.forwarder`).
+peers go through the peer's forwarder (`federation.routing.forwarder`).
+The router is handed the parts it uses (peer table, event bus, forwarder,
+tool host, the local model), not the whole `Node`, so it can be built and
+tested alone.
 
 `mesh_ask` without `peer` picks its peer with `federation.routing.choose`; a
 capability call whose peer dies mid-call is retried once on another able peer
@@ -27,19 +30,20 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.errors import PeerError
-from federation.events import Subscription
-from federation.peers import Peer
+from federation.events import EventBus, Subscription
+from federation.peers import Peer, PeerTable
 from federation.routing.catalog import Catalog
 from federation.routing.choose import Target, choose, fits, next_target, ranked
+from federation.routing.forwarder import Forwarder
 from federation.routing.mesh_tools import AskResult, Attempt, FanOutResult, build_mesh_server
 from federation.routing.sessions import PeerGone
 from federation.routing.transports import ProgressRelay
-from federation.toolhost import HostedServer, error_result
+from federation.toolhost import HostedServer, ToolHost, error_result
 from federation.trace import Trace
 from servers.fair_queue import BUSY_PREFIX
 
 if TYPE_CHECKING:
-    from federation.node import Node
+    from servers.llama_engine import LlamaEngine
 
 __all__ = ["Router"]
 
@@ -65,12 +69,23 @@ class _RisingProgress:
 
 
 class Router:
-    """The mesh's tool provider on one node; a node service (`async with Router(node)`)."""
+    """The mesh's tool provider on one peer; a service (`async with Router(...)`) built from the parts it uses.
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.forwarder = node.forwarder
-        self.catalog = Catalog(node.peers, node.forwarder.sessions, lambda announce: node.tools.refresh(announce=announce))
+    `peer_id` and `name` are this peer's; `engine` is its own model, if any
+    (a candidate for `mesh_ask` when the call comes in a request); `tools` is
+    the tool host it joins as a provider and serves local calls through.
+    """
+
+    def __init__(
+        self, *, peer_id: str, name: str, peers: PeerTable, events: EventBus, forwarder: Forwarder, tools: ToolHost, engine: LlamaEngine | None = None
+    ) -> None:
+        self._peer_id, self._name = peer_id, name
+        self._peers = peers
+        self._events = events
+        self._tools = tools
+        self._engine = engine
+        self.forwarder = forwarder
+        self.catalog = Catalog(peers, forwarder.sessions, lambda announce: tools.refresh(announce=announce))
         self._task_group: TaskGroup | None = None
         self._mesh_tools = HostedServer(build_mesh_server(self))
 
@@ -78,9 +93,9 @@ class Router:
     async def __aenter__(self) -> Router:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        await self.node.tools.add_provider(self, local=False)
-        self._task_group.start_soon(self._follow_peers, self.node.events.subscribe("peer_up", "peer_changed", "peer_down"))
-        for peer in self.node.peers.up():
+        await self._tools.add_provider(self, local=False)
+        self._task_group.start_soon(self._follow_peers, self._events.subscribe("peer_up", "peer_changed", "peer_down"))
+        for peer in self._peers.up():
             self._task_group.start_soon(self.catalog.learn, peer.id)
         return self
 
@@ -127,24 +142,24 @@ class Router:
 
     # -- what the mesh tools ask (federation.routing.mesh_tools.MeshRouting) --
     def known_peers(self) -> Iterable[Peer]:
-        return self.node.peers
+        return self._peers
 
     def is_self(self, name_or_id: str) -> bool:
-        return name_or_id in (self.node.peer_id, self.node.name) or (len(name_or_id) >= 4 and self.node.peer_id.startswith(name_or_id))
+        return name_or_id in (self._peer_id, self._name) or (len(name_or_id) >= 4 and self._peer_id.startswith(name_or_id))
 
     async def call_peer(self, ctx: ServerRequestContext[Any], peer: str, tool: str, arguments: dict[str, Any], trace: Trace) -> types.CallToolResult:
         """`tool` on the named peer (this one served in-process); PeerError if it is unknown or gone."""
         if self.is_self(peer):
-            return await self.node.tools.call_local(ctx, tool, arguments, trace.child_meta(self.node.peer_id, local=True))
+            return await self._tools.call_local(ctx, tool, arguments, trace.child_meta(self._peer_id, local=True))
         return await self.forwarder.call(self.forwarder.peer(peer), tool, arguments, trace, ctx.session.report_progress)
 
     def _targets(self, model: str | None, *, local: bool) -> list[Target]:
         """Peers able to answer a chat: up, with a model matching `model` (substring, any case)."""
         targets: list[Target] = []
-        engine = self.node.engine
+        engine = self._engine
         if local and engine is not None and engine.state.value == "ready" and fits(model, [engine.info.name]):
-            targets.append(Target(self.node.peer_id, self.node.name, True, engine.in_flight + engine.queued, 0.0))
-        for peer in self.node.peers.up():
+            targets.append(Target(self._peer_id, self._name, True, engine.in_flight + engine.queued, 0.0))
+        for peer in self._peers.up():
             if fits(model, peer.models) and any(t.name == "chat" for t in peer.card.tools):
                 load = self.forwarder.outstanding[peer.id] + peer.in_flight + peer.queued
                 targets.append(Target(peer.id, peer.name, False, load, peer.latency_ms or 0.0, peer))
@@ -153,7 +168,7 @@ class Router:
     async def _ask_once(self, target: Target, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None, ctx: ServerRequestContext[Any] | None) -> types.CallToolResult:
         if target.local:
             assert ctx is not None, "the local model is only reachable from inside a request"
-            return await self.node.tools.call_local(ctx, "chat", arguments, trace.child_meta(self.node.peer_id, local=True))
+            return await self._tools.call_local(ctx, "chat", arguments, trace.child_meta(self._peer_id, local=True))
         assert target.peer is not None
         return await self.forwarder.call(target.peer, "chat", arguments, trace, on_progress)
 

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from federation import Mesh, PeerError, PipelineStep, SyncMesh, ToolCallError, debate, map_reduce, pipeline
+from federation.api import member_settings
 from federation.node import Node
 
 pytestmark = pytest.mark.anyio
@@ -44,7 +45,7 @@ async def test_call_returns_structured_data_and_peer_errors_are_clear(notes_node
     async with connect(tmp_path, notes_node) as mesh:
         found = await mesh.call("notes", "search_notes", {"query": "relay"})
         assert found.data["hits"] and found.peer_name == "notes"
-        with pytest.raises(ToolCallError, match="read_note on notes"):
+        with pytest.raises(ToolCallError, match="passwd"):  # the peer's own text, unchanged
             await mesh.call("notes", "read_note", {"path": "../../etc/passwd"})
         with pytest.raises(PeerError, match="unknown peer 'ghost'"):
             await mesh.call("ghost", "anything")
@@ -129,3 +130,11 @@ async def test_peers_and_ask_work_as_soon_as_connect_returns(model_node: Node, n
         answer = await mesh.ask("Name a fruit.", max_tokens=4)
         found = await mesh.call("notes", "search_notes", {"query": "relay"})
     assert answer.peer == model_node.peer_id and found.data["hits"]
+
+
+def test_a_script_serves_nothing_the_environment_names_unless_its_code_asks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCPFED_SHARE", "fs=cat")
+    monkeypatch.setenv("MCPFED_RELAY", "http://127.0.0.1:9")
+    settings = member_settings("script", tmp_path)
+    assert settings.share == [] and settings.relays == ["http://127.0.0.1:9"]
+    assert member_settings("script", tmp_path, share=["echo=cat"]).share == ["echo=cat"]

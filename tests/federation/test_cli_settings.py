@@ -148,3 +148,14 @@ def test_every_command_and_every_option_has_help() -> None:
         assert command.help, f"mcpfed {name} has no help text"
         for param in command.params:
             assert getattr(param, "help", None), f"mcpfed {name}: {param.name} has no help text"
+
+
+def test_a_gateway_reads_the_environment_but_serves_nothing_it_names(tmp_path: Path) -> None:
+    """MCPFED_SHARE/NOTES/MODEL set up this machine's `serve`: the gateway a client starts must not run a second copy."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    serving = {"MCPFED_SHARE": "fs=cat", "MCPFED_NOTES": str(notes), "MCPFED_MODEL": "default"}
+    assert effective("serve", tmp_path, **serving)["share"] == ["fs=cat"], "serve takes them"
+    shown = effective("gateway", tmp_path, MCPFED_HEALTH_INTERVAL="7", **serving)
+    assert (shown["share"], shown["notes"], shown["model"]) == ([], None, None)
+    assert shown["health_interval"] == 7, "every other variable is read"
