@@ -252,6 +252,8 @@ class MeshGuard:
     stays open on loopback, as `PeerSettings.bind_problem` insists.
     `audience(scope)` names the peer a request is for (a peer's own id; at a
     relay the peer of a `/p/<id>/` path): peer tokens for it pass too.
+    `open_paths` is a set of paths, or a test of one (a relay opens every
+    peer's proof endpoint behind it).
     """
 
     def __init__(
@@ -260,18 +262,18 @@ class MeshGuard:
         *,
         secret: str | None,
         mesh_name: str | None,
-        open_paths: Iterable[str] = (),
+        open_paths: Iterable[str] | Callable[[str], bool] = (),
         audience: Callable[[Scope], str | None] = lambda scope: None,
     ) -> None:
         self.app = app
         self._secret = secret
         self._keys = MeshKeys(secret) if secret else None
         self._mesh_name = mesh_name
-        self._open_paths = frozenset(open_paths)
+        self._is_open = open_paths if callable(open_paths) else frozenset(open_paths).__contains__
         self._audience = audience
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self._secret or scope["path"] in self._open_paths:
+        if scope["type"] not in ("http", "websocket") or not self._secret or self._is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)

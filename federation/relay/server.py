@@ -86,7 +86,7 @@ class Relay:
             self._dispatch,
             secret=self.settings.mesh_secret,
             mesh_name=self.settings.mesh_name,
-            open_paths=[HEALTH_PATH, PROOF_PATH],
+            open_paths=_open_at_relay,
             audience=lambda scope: _relayed_peer(scope) or self.relay_id,
         )
         public_name = urlsplit(self.settings.public_url or "").hostname
@@ -261,6 +261,14 @@ class Relay:
     async def _leave(self, peer_id: str) -> None:
         assert self._directory is not None
         await self._directory.leave(peer_id)
+
+
+def _open_at_relay(path: str) -> bool:
+    """`/health`, the relay's own proof endpoint, and each attached peer's: `--peer <relay>/p/<id>/mcp` proves itself through it."""
+    if path in (HEALTH_PATH, PROOF_PATH):
+        return True
+    peer, _, rest = path[len(RELAYED_PREFIX) :].partition("/") if path.startswith(RELAYED_PREFIX) else ("", "", "")
+    return bool(peer) and "/" + rest == PROOF_PATH
 
 
 def _relayed_peer(scope: Scope) -> str | None:

@@ -31,7 +31,7 @@ def _peer(identity: Identity, name: str) -> Peer:
 
 async def test_a_served_call_leaves_an_event_and_a_row_that_agree(tmp_path: Path) -> None:
     events = EventBus()
-    async with Store(database_url(tmp_path)) as store, events.subscribe("call_finished") as finished:
+    async with Store(database_url(tmp_path), ME) as store, events.subscribe("call_finished") as finished:
         ledger = CallLedger(store=store, events=events, peer_id=ME.peer_id)
         trace = Trace(parent="p1", caller="someone")
         ledger.served(CallOutcome(tool="echo", arguments={}, trace=trace, started=time.time(), ms=1.23456, outcome="error", error="bad", tokens_in=2, tokens_out=5))
@@ -55,7 +55,7 @@ async def test_a_made_call_checks_the_callees_receipt_and_credits_its_signer(tmp
     signed_for = result if honest else types.CallToolResult(content=[types.TextContent(type="text", text="something else")])
     receipt = sign_receipt(CALLEE, trace_id=span["trace_id"], span_id=span["span_id"], tool="echo", tokens_in=3, tokens_out=4, result=signed_for)
     result = result.model_copy(update={"meta": {RECEIPT_META_KEY: receipt}})
-    async with Store(database_url(tmp_path)) as store, events.subscribe("call_finished") as finished:
+    async with Store(database_url(tmp_path), ME) as store, events.subscribe("call_finished") as finished:
         CallLedger(store=store, events=events, peer_id=ME.peer_id).made(callee, "echo", meta, result, time.time(), 2.0)
         event = (await anext(finished)).payload
         await store.flush()

@@ -138,6 +138,7 @@ async def entries(stack: AsyncExitStack, home: Path, tag: str, peers: list[str])
     gateway = await stack.enter_async_context(Client(stdio_client(_gateway(gateway_home, peers), errlog=errlog), mode="legacy"))
     gateway_home /= "clients/gateway"
     gateway_store = Store(database_url(gateway_home))
+    gateway_id = (await anyio.to_thread.run_sync(Identity.load_or_create, gateway_home)).peer_id  # reads its key file
     stack.callback(gateway_store.close)
     member = await stack.enter_async_context(Mesh.connect(peers=peers, name=f"script{tag}", home=home / f"script{tag}", **MESH_FIELDS, **QUIET))
     modern, legacy = [await stack.enter_async_context(_http(front.mcp_url, mode)) for mode in ("auto", "legacy")]
@@ -145,7 +146,7 @@ async def entries(stack: AsyncExitStack, home: Path, tag: str, peers: list[str])
     return {
         "modern": Entry(call=_client_call(modern), **at_front),
         "legacy": Entry(call=_client_call(legacy), **at_front),
-        "gateway": Entry(Identity.load_or_create(gateway_home).peer_id, True, _client_call(gateway), gateway_store, _no_flush),
+        "gateway": Entry(gateway_id, True, _client_call(gateway), gateway_store, _no_flush),
         "mesh_call": Entry(call=_client_call(modern, always_mesh_call=True), **at_front),
         "api": Entry(member.node.peer_id, False, _api_call(member), member.node.store, member.node.store.flush),
     }

@@ -22,7 +22,7 @@ async def test_a_router_without_a_node_offers_the_mesh_tools_and_knows_itself(tm
     events = EventBus()
     peers = PeerTable(events, identity.peer_id)
     tools = ToolHost("alone", version="0", instructions="", identity=identity)
-    async with Store(database_url(tmp_path)) as store:
+    async with Store(database_url(tmp_path), identity) as store:
         ledger = CallLedger(store=store, events=events, peer_id=identity.peer_id)
         async with Forwarder(peers=peers, ledger=ledger, identity=identity, settings=PeerSettings(home=tmp_path)) as forwarder:
             async with Router(peer_id=identity.peer_id, name="alone", peers=peers, events=events, forwarder=forwarder, tools=tools) as router:
