@@ -91,6 +91,8 @@ _TOKEN_PREFIX = "mcpfed-t1."
 _ID = re.compile(r"[a-z2-7]{16}")
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _MAC = re.compile(r"[0-9a-f]{64}")
+_EXPIRY = re.compile(r"[0-9]{1,12}")
+_TOKEN_MAC = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 MAC, unpadded
 _URL = re.compile(r"https?://[\x21-\x7e]{1,256}")
 
 
@@ -130,8 +132,8 @@ class MeshKeys:
         if not presented.startswith(_TOKEN_PREFIX) or len(presented) > 160:
             return "not_a_token"
         parts = presented[len(_TOKEN_PREFIX) :].split(".")
-        if len(parts) != 4 or not (_ID.fullmatch(parts[0]) and _ID.fullmatch(parts[1]) and parts[2].isdigit() and len(parts[2]) <= 12):
-            return "not_a_token"
+        if len(parts) != 4 or not (_ID.fullmatch(parts[0]) and _ID.fullmatch(parts[1]) and _EXPIRY.fullmatch(parts[2]) and _TOKEN_MAC.fullmatch(parts[3])):
+            return "not_a_token"  # checked to the character: a non-ASCII MAC or a Unicode digit must not reach the arithmetic
         issuer, named, expiry_text, mac = parts
         expiry = int(expiry_text)
         if not hmac.compare_digest(mac.encode("ascii"), self._token_mac(issuer, named, expiry).encode("ascii")):
