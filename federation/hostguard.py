@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from federation.refusal import refuse
+from federation.settings import is_loopback
 
 __all__ = ["HOST_REFUSED_CODE", "HostGuard", "machine_names"]
 
@@ -63,15 +64,6 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _is_loopback(name: str) -> bool:
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _hostname(netloc: str) -> str | None:
@@ -123,7 +115,7 @@ class HostGuard:
         if origin is None:
             return None
         origin_host = _hostname(urlsplit(origin).netloc) if "://" in origin else None
-        if origin_host is not None and (origin_host == hostname or origin_host in self._names or _is_loopback(origin_host)):
+        if origin_host is not None and (origin_host == hostname or origin_host in self._names or is_loopback(origin_host)):
             return None
         return (
             403,

@@ -233,21 +233,9 @@ async def test_a_file_that_is_not_an_export_is_one_clear_error(tmp_path: Path, e
 
 async def test_rows_written_by_a_real_peer_through_a_hop_verify(start_node: Callable[..., Any]) -> None:
     """carol -> bob -> alice on loopback: carol's row holds alice's receipt and bob's hop, and its ledger verifies."""
-    from federation.client import connect
-    from federation.toolhost import HostedServer
-    from servers.echo import build_server as echo_server
-    from tests.support.mesh import introduce
-    from tests.support.waiting import wait_until
+    from tests.support.mesh import echo_two_hops_away
 
-    async with start_node(name="alice") as alice, start_node(name="bob") as bob, start_node(name="carol") as carol:
-        await alice.tools.add_provider(HostedServer(echo_server()))
-        await introduce(alice, bob)
-        await carol.add_peer(bob.mcp_url)
-        await wait_until(lambda: "alice__echo" in {t.name for t in bob.tools.tools})
-        async with connect(carol.mcp_url) as client:
-            result = await client.call_tool("mesh_call", {"peer": "bob", "tool": "alice__echo", "arguments": {"text": "hi"}})
-        assert not result.is_error
-        await carol.store.flush()
+    async with echo_two_hops_away(start_node) as (alice, bob, carol, _):
         report = carol.store.verify(expected_peer=carol.peer_id)
     hopped = [f for f in report.facts if f["role"] == "made" and f["hops"]]
     assert report.ok and hopped, [str(f) for f in report.findings]

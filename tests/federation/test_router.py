@@ -307,19 +307,10 @@ async def test_the_callees_receipt_reaches_the_client_unchanged_through_a_hop(st
 async def test_over_two_hops_the_ledger_credits_the_peer_that_served(start_node: Any) -> None:
     """carol -> bob -> alice: alice's receipt reaches carol, and carol's ledger says alice served (bob forwarded)."""
     from federation.receipt import RECEIPT_META_KEY
-    from federation.toolhost import HostedServer
-    from servers.echo import build_server as echo_server
+    from tests.support.mesh import echo_two_hops_away
 
-    async with start_node(name="alice") as alice, start_node(name="bob") as bob, start_node(name="carol") as carol:
-        await alice.tools.add_provider(HostedServer(echo_server()))
-        await introduce(alice, bob)
-        await carol.add_peer(bob.mcp_url)
-        await wait_until(lambda: "alice__echo" in {t.name for t in bob.tools.tools})
-        async with connect(carol.mcp_url) as client:
-            result = await client.call_tool("mesh_call", {"peer": "bob", "tool": "alice__echo", "arguments": {"text": "hi"}})
-        assert not result.is_error
+    async with echo_two_hops_away(start_node) as (alice, _, carol, result):
         assert (result.meta or {})[RECEIPT_META_KEY]["peer"] == alice.peer_id
-        await carol.store.flush()
     made = [r for r in carol.store.calls() if r.role == "made"]
     assert made and made[0].receipt_ok is True, made[0].receipt_problem
     assert made[0].callee == alice.peer_id
