@@ -54,7 +54,7 @@ from federation.const import (
     STOP_GRACE_SECONDS,
 )
 from federation.contract import EventModel, Hello
-from federation.discovery import health_monitor, mdns_discovery, persist_peers, recall_peers, static_peers
+from federation.discovery import HealthMonitor, health_monitor, mdns_discovery, persist_peers, recall_peers, static_peers
 from federation.discovery.admission import Member, discovery_client, fetch_card
 from federation.discovery.interfaces import advertised_hosts, plan_mdns
 from federation.discovery.relay import RelayLinks
@@ -223,7 +223,7 @@ class Node:
             _router,
             recall_peers,
             persist_peers,
-            health_monitor,
+            _health_monitor,
             *([_static_peers] if settings.peers else []),
             *([mdns_discovery] if plan_mdns(settings) is not None else []),
             *([RelayLinks] if settings.relays else []),
@@ -431,6 +431,11 @@ def _router(node: Node) -> Router:
     return Router(
         peer_id=node.peer_id, name=node.name, peers=node.peers, events=node.events, forwarder=node.forwarder, tools=node.tools, engine=node.engine
     )
+
+
+def _health_monitor(node: Node) -> AbstractAsyncContextManager[HealthMonitor]:
+    """Health pings, handed the peer table and the interval."""
+    return health_monitor(node.peers, interval=node.settings.health_interval)
 
 
 def _static_peers(node: Node) -> AbstractAsyncContextManager[StaticPeers]:
