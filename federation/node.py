@@ -57,6 +57,7 @@ from federation.contract import EventModel, Hello
 from federation.discovery import HealthMonitor, health_monitor, mdns_discovery, persist_peers, recall_peers, static_peers
 from federation.discovery.admission import Member, discovery_client, fetch_card
 from federation.discovery.interfaces import advertised_hosts, plan_mdns
+from federation.discovery.persist import Recollection
 from federation.discovery.relay import RelayLinks
 from federation.discovery.static import StaticPeers
 from federation.errors import ConfigError, ModelFileError, PeerError
@@ -221,8 +222,8 @@ class Node:
         settings = self.settings
         return [
             _router,
-            recall_peers,
-            persist_peers,
+            _recall_peers,
+            _persist_peers,
             _health_monitor,
             *([_static_peers] if settings.peers else []),
             *([mdns_discovery] if plan_mdns(settings) is not None else []),
@@ -431,6 +432,16 @@ def _router(node: Node) -> Router:
     return Router(
         peer_id=node.peer_id, name=node.name, peers=node.peers, events=node.events, forwarder=node.forwarder, tools=node.tools, engine=node.engine
     )
+
+
+def _recall_peers(node: Node) -> AbstractAsyncContextManager[Recollection]:
+    """The stored table read back, handed the store, the peer table and what admitting a peer takes."""
+    return recall_peers(store=node.store, peer_id=node.peer_id, peers=node.peers, mesh=node.settings.mesh, member=node.member)
+
+
+def _persist_peers(node: Node) -> AbstractAsyncContextManager[None]:
+    """The store's copy of the peer table, handed the store, the table and the events that change it."""
+    return persist_peers(store=node.store, peer_id=node.peer_id, peers=node.peers, events=node.events)
 
 
 def _health_monitor(node: Node) -> AbstractAsyncContextManager[HealthMonitor]:
