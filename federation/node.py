@@ -54,7 +54,7 @@ from federation.const import (
     STOP_GRACE_SECONDS,
 )
 from federation.contract import EventModel, Hello
-from federation.discovery import HealthMonitor, health_monitor, mdns_discovery, persist_peers, recall_peers, static_peers
+from federation.discovery import HealthMonitor, MdnsDiscovery, health_monitor, mdns_discovery, persist_peers, recall_peers, static_peers
 from federation.discovery.admission import Member, discovery_client, fetch_card
 from federation.discovery.interfaces import advertised_hosts, plan_mdns
 from federation.discovery.persist import Recollection
@@ -226,7 +226,7 @@ class Node:
             _persist_peers,
             _health_monitor,
             *([_static_peers] if settings.peers else []),
-            *([mdns_discovery] if plan_mdns(settings) is not None else []),
+            *([_mdns_discovery] if plan_mdns(settings) is not None else []),
             *([RelayLinks] if settings.relays else []),
         ]
 
@@ -442,6 +442,20 @@ def _recall_peers(node: Node) -> AbstractAsyncContextManager[Recollection]:
 def _persist_peers(node: Node) -> AbstractAsyncContextManager[None]:
     """The store's copy of the peer table, handed the store, the table and the events that change it."""
     return persist_peers(store=node.store, peer_id=node.peer_id, peers=node.peers, events=node.events)
+
+
+def _mdns_discovery(node: Node) -> AbstractAsyncContextManager[MdnsDiscovery | None]:
+    """mDNS per `--mdns`, handed the node's name, id, port and card, and what admitting a peer takes."""
+    return mdns_discovery(
+        plan_mdns(node.settings),
+        name=node.name,
+        peer_id=node.peer_id,
+        port=node.port,
+        card=node.card,
+        mesh=node.settings.mesh,
+        member=node.member,
+        peers=node.peers,
+    )
 
 
 def _health_monitor(node: Node) -> AbstractAsyncContextManager[HealthMonitor]:
