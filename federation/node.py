@@ -58,7 +58,7 @@ from federation.discovery import HealthMonitor, MdnsDiscovery, health_monitor, m
 from federation.discovery.admission import Member, discovery_client, fetch_card
 from federation.discovery.interfaces import advertised_hosts, plan_mdns
 from federation.discovery.persist import Recollection
-from federation.discovery.relay import RelayLinks
+from federation.discovery.relay import LinkParts, RelayLinks
 from federation.discovery.static import StaticPeers
 from federation.errors import ConfigError, ModelFileError, PeerError
 from federation.events import EventBus
@@ -227,7 +227,7 @@ class Node:
             _health_monitor,
             *([_static_peers] if settings.peers else []),
             *([_mdns_discovery] if plan_mdns(settings) is not None else []),
-            *([RelayLinks] if settings.relays else []),
+            *([_relay_links] if settings.relays else []),
         ]
 
     async def _start_http(self, sock: socket.socket) -> None:
@@ -467,6 +467,22 @@ def _static_peers(node: Node) -> AbstractAsyncContextManager[StaticPeers]:
     """`--peer` URLs, handed the parts of the node they use."""
     settings = node.settings
     return static_peers(settings.peers, name=node.name, peer_id=node.peer_id, mesh=settings.mesh, member=node.member, peers=node.peers)
+
+
+def _relay_links(node: Node) -> RelayLinks:
+    """Relay links, handed the peer table and what a link uses of the node (its app, card, addresses, proof)."""
+    assert node.app is not None, "relay links start after the node's HTTP app"
+    settings = node.settings
+    parts = LinkParts(
+        identity=node.identity,
+        member=node.member,
+        app=node.app,
+        card=node.card,
+        url=lambda: node.url,
+        mesh=settings.mesh,
+        max_request_bytes=settings.max_request_bytes,
+    )
+    return RelayLinks(settings.relays, peers=node.peers, parts=parts)
 
 
 def _sse(seq: int, payload: EventModel) -> str:
