@@ -152,7 +152,7 @@ class Mesh:
         chosen = await anyio.to_thread.run_sync(partial(member_settings, name, home, mesh, **settings))
         async with Node(chosen) as node:
             member = cls(node)
-            (await first_look(node)).raise_for_named()
+            (await first_look(node.peers, node.services)).raise_for_named()
             if wait_for:
                 await member.wait_for_peers(wait_for, timeout=timeout)
             yield member

@@ -34,7 +34,7 @@ async def run_gateway(settings: PeerSettings) -> None:
     """Serve the mesh over stdio until the client closes stdin."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=True)
     async with Node(settings) as node:
-        look = await first_look(node)
+        look = await first_look(node.peers, node.services)
         print(look.summary("gateway"), file=sys.stderr, flush=True)
         look.raise_for_named()
         server = node.tools.server

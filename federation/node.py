@@ -54,9 +54,12 @@ from federation.const import (
     STOP_GRACE_SECONDS,
 )
 from federation.contract import EventModel, Hello
-from federation.discovery import discovery_services
-from federation.discovery.admission import Member
-from federation.discovery.interfaces import advertised_hosts
+from federation.discovery import HealthMonitor, MdnsDiscovery, health_monitor, mdns_discovery, persist_peers, recall_peers, static_peers
+from federation.discovery.admission import Member, discovery_client, fetch_card
+from federation.discovery.interfaces import advertised_hosts, plan_mdns
+from federation.discovery.persist import Recollection
+from federation.discovery.relay import LinkParts, RelayLinks
+from federation.discovery.static import StaticPeers
 from federation.errors import ConfigError, ModelFileError, PeerError
 from federation.events import EventBus
 from federation.home import state_dir
@@ -71,7 +74,7 @@ from federation.routing import CallLedger, FastForward, Forwarder, Router
 from federation.settings import PeerSettings
 from federation.store import Store, database_url
 from federation.toolhost import CallOutcome, HostedServer, ToolHost
-from federation.urls import http_url
+from federation.urls import http_url, mcp_url
 from servers.embedded_models import EmbeddedModelError, model_path
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
@@ -213,10 +216,19 @@ class Node:
             self._server.should_exit = True
 
     def _default_services(self) -> list[ServiceFactory]:
-        """What every peer runs (the router), then what the settings ask for: discovery, relay links."""
-        from federation.discovery.relay import RelayLinks
-
-        return [_router, *discovery_services(self.settings), *([RelayLinks] if self.settings.relays else [])]
+        """What every peer runs, in start order (they stop in reverse): the router, discovery, then what the
+        settings ask for: static peers, mDNS, relay links. Raises `ConfigError` for a bad `--mdns` here,
+        before the node binds anything."""
+        settings = self.settings
+        return [
+            _router,
+            _recall_peers,
+            _persist_peers,
+            _health_monitor,
+            *([_static_peers] if settings.peers else []),
+            *([_mdns_discovery] if plan_mdns(settings) is not None else []),
+            *([_relay_links] if settings.relays else []),
+        ]
 
     async def _start_http(self, sock: socket.socket) -> None:
         app = self.tools.server.streamable_http_app(
@@ -270,9 +282,6 @@ class Node:
 
     async def add_peer(self, url: str) -> Peer:
         """Fetch, verify and admit the peer at `url` now (as `--peer URL` does, once); PeerError if it can't be."""
-        from federation.discovery.admission import discovery_client, fetch_card
-        from federation.urls import mcp_url
-
         async with discovery_client() as http:
             card = await fetch_card(http, url, mesh=self.settings.mesh, member=self.member)
         peer = self.peers.admit(card, "static", mcp_url(url))
@@ -423,6 +432,57 @@ def _router(node: Node) -> Router:
     return Router(
         peer_id=node.peer_id, name=node.name, peers=node.peers, events=node.events, forwarder=node.forwarder, tools=node.tools, engine=node.engine
     )
+
+
+def _recall_peers(node: Node) -> AbstractAsyncContextManager[Recollection]:
+    """The stored table read back, handed the store, the peer table and what admitting a peer takes."""
+    return recall_peers(store=node.store, peer_id=node.peer_id, peers=node.peers, mesh=node.settings.mesh, member=node.member)
+
+
+def _persist_peers(node: Node) -> AbstractAsyncContextManager[None]:
+    """The store's copy of the peer table, handed the store, the table and the events that change it."""
+    return persist_peers(store=node.store, peer_id=node.peer_id, peers=node.peers, events=node.events)
+
+
+def _mdns_discovery(node: Node) -> AbstractAsyncContextManager[MdnsDiscovery | None]:
+    """mDNS per `--mdns`, handed the node's name, id, port and card, and what admitting a peer takes."""
+    return mdns_discovery(
+        plan_mdns(node.settings),
+        name=node.name,
+        peer_id=node.peer_id,
+        port=node.port,
+        card=node.card,
+        mesh=node.settings.mesh,
+        member=node.member,
+        peers=node.peers,
+    )
+
+
+def _health_monitor(node: Node) -> AbstractAsyncContextManager[HealthMonitor]:
+    """Health pings, handed the peer table and the interval."""
+    return health_monitor(node.peers, interval=node.settings.health_interval)
+
+
+def _static_peers(node: Node) -> AbstractAsyncContextManager[StaticPeers]:
+    """`--peer` URLs, handed the parts of the node they use."""
+    settings = node.settings
+    return static_peers(settings.peers, name=node.name, peer_id=node.peer_id, mesh=settings.mesh, member=node.member, peers=node.peers)
+
+
+def _relay_links(node: Node) -> RelayLinks:
+    """Relay links, handed the peer table and what a link uses of the node (its app, card, addresses, proof)."""
+    assert node.app is not None, "relay links start after the node's HTTP app"
+    settings = node.settings
+    parts = LinkParts(
+        identity=node.identity,
+        member=node.member,
+        app=node.app,
+        card=node.card,
+        url=lambda: node.url,
+        mesh=settings.mesh,
+        max_request_bytes=settings.max_request_bytes,
+    )
+    return RelayLinks(settings.relays, peers=node.peers, parts=parts)
 
 
 def _sse(seq: int, payload: EventModel) -> str:

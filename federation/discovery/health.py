@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -29,9 +28,6 @@ from federation.discovery.admission import discovery_client
 from federation.discovery.probe import HealthProbe, ProbeError
 from federation.peers import Peer, PeerTable
 from federation.urls import base_url
-
-if TYPE_CHECKING:
-    from federation.node import Node
 
 __all__ = ["HealthMonitor", "health_monitor"]
 
@@ -123,10 +119,10 @@ def _count(value: object) -> int:
 
 
 @asynccontextmanager
-async def health_monitor(node: Node) -> AsyncIterator[HealthMonitor]:
-    """Node service: health pings for the node's lifetime."""
+async def health_monitor(peers: PeerTable, *, interval: float) -> AsyncIterator[HealthMonitor]:
+    """Node service: health pings of the peers in `peers` every `interval` s for the node's lifetime."""
     async with discovery_client() as http, anyio.create_task_group() as task_group:
-        monitor = HealthMonitor(node.peers, http, interval=node.settings.health_interval)
+        monitor = HealthMonitor(peers, http, interval=interval)
         task_group.start_soon(monitor.run)
         yield monitor
         task_group.cancel_scope.cancel()

@@ -9,7 +9,7 @@ re-announced when the card digest changes; a clean stop sends goodbyes.
 Browsing: the browser's callback only files the instance name; a fixed pool
 of workers resolves each instance, reads its hint, and (unless the hint is
 ours, another mesh's, or unchanged) fetches and verifies the card before
-`node.peers.admit(card, "mdns", url)`. Everything is bounded so a flood of
+`peers.admit(card, "mdns", url)`. Everything is bounded so a flood of
 announcements costs bounded memory and work: at most
 `DISCOVERY_MAX_INSTANCES` instances tracked (not-admitted ones evicted
 first), `DISCOVERY_QUEUE_LIMIT` waiting, `DISCOVERY_WORKERS` fetches at once,
@@ -23,10 +23,9 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -36,6 +35,7 @@ from zeroconf import DNSOutgoing, DNSQuestion, IPVersion, ServiceStateChange, Ze
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 from zeroconf.const import _CLASS_IN, _FLAGS_QR_QUERY, _TYPE_PTR
 
+from federation.card import PeerCard
 from federation.const import (
     DISCOVERY_MAX_INSTANCES,
     DISCOVERY_QUEUE_LIMIT,
@@ -47,12 +47,10 @@ from federation.const import (
     PROTOCOL_VERSION,
     SERVICE_TYPE,
 )
-from federation.discovery.admission import Rejected, RejectionLog, discovery_client, fetch_card
+from federation.discovery.admission import Member, Rejected, RejectionLog, discovery_client, fetch_card
 from federation.discovery.hint import Hint, HintError, mesh_tag, parse_hint, txt_record
-from federation.discovery.interfaces import MdnsPlan, plan_mdns
-
-if TYPE_CHECKING:
-    from federation.node import Node
+from federation.discovery.interfaces import MdnsPlan
+from federation.peers import PeerTable
 
 __all__ = ["MdnsDiscovery", "instance_name", "mdns_discovery"]
 
@@ -89,20 +87,43 @@ class _Instance:
 
 
 class MdnsDiscovery:
-    """Advertise + browse + admit over one `AsyncZeroconf`; see the module docstring."""
+    """Advertise + browse + admit over one `AsyncZeroconf`; see the module docstring.
 
-    def __init__(self, node: Node, zc: AsyncZeroconf, http: httpx.AsyncClient, plan: MdnsPlan) -> None:
-        self._node = node
+    Handed what it uses: this peer's name, id and port, its signed `card` as it
+    is now, its mesh and proof (`member`), the peer table it admits into.
+    """
+
+    def __init__(
+        self,
+        zc: AsyncZeroconf,
+        http: httpx.AsyncClient,
+        plan: MdnsPlan,
+        *,
+        name: str,
+        peer_id: str,
+        port: int,
+        card: Callable[[], PeerCard],
+        mesh: str | None,
+        member: Member | None,
+        peers: PeerTable,
+    ) -> None:
         self._zc = zc
         self._http = http
         self._plan = plan
-        self._mesh_tag = mesh_tag(node.settings.mesh)
+        self._name = name
+        self._peer_id = peer_id
+        self._port = port
+        self._card = card
+        self._mesh = mesh
+        self._member = member
+        self._peers = peers
+        self._mesh_tag = mesh_tag(mesh)
         self._instances: dict[str, _Instance] = {}
         self._queued: set[str] = set()
         self._send: MemoryObjectSendStream[str]
         self._receive: MemoryObjectReceiveStream[str]
         self._send, self._receive = anyio.create_memory_object_stream[str](DISCOVERY_QUEUE_LIMIT)
-        self.rejections = RejectionLog(node.name)
+        self.rejections = RejectionLog(name)
         self._info: AsyncServiceInfo | None = None
         self._broadcast: Awaitable[object] | None = None
         self._browser: AsyncServiceBrowser | None = None
@@ -122,15 +143,14 @@ class MdnsDiscovery:
 
     # -- advertising -------------------------------------------------------
     def _service_info(self) -> AsyncServiceInfo:
-        node = self._node
-        name = instance_name(node.name, node.peer_id)
+        name = instance_name(self._name, self._peer_id)
         return AsyncServiceInfo(
             SERVICE_TYPE,
             f"{name}.{SERVICE_TYPE}",
             addresses=[socket.inet_aton(address) for address in self._plan.addresses],
-            port=node.port,
-            properties=txt_record(node.card(), MCP_PATH),
-            server=f"mcpfed-{node.peer_id}.local.",
+            port=self._port,
+            properties=txt_record(self._card(), MCP_PATH),
+            server=f"mcpfed-{self._peer_id}.local.",
         )
 
     async def advertise(self) -> None:
@@ -240,9 +260,9 @@ class MdnsDiscovery:
         self.rejections.forget(name)
         if inst is None or inst.peer_id is None:
             return
-        peer = self._node.peers.get(inst.peer_id)
+        peer = self._peers.get(inst.peer_id)
         if peer is not None and peer.routes.get("mdns") == inst.url:
-            self._node.peers.drop_route(inst.peer_id, "mdns")
+            self._peers.drop_route(inst.peer_id, "mdns")
 
     def _schedule_retry(self, name: str, inst: _Instance) -> None:
         first, cap = DISCOVERY_RETRY_SECONDS
@@ -255,7 +275,7 @@ class MdnsDiscovery:
             await anyio.sleep(_SWEEP_SECONDS)
             now = time.monotonic()
             for name, inst in list(self._instances.items()):
-                if inst.admitted and inst.peer_id not in self._node.peers:
+                if inst.admitted and inst.peer_id not in self._peers:
                     inst.peer_id, inst.settled = None, None
                     self._schedule_retry(name, inst)
                 elif inst.retry_at is not None and inst.retry_at <= now:
@@ -296,23 +316,23 @@ class MdnsDiscovery:
     async def _examine(self, name: str, inst: _Instance) -> None:
         """Resolve, read the hint, and admit the peer if its card checks out."""
         hint = await self._resolve(name)
-        if hint is None or hint.peer_id == self._node.peer_id:
+        if hint is None or hint.peer_id == self._peer_id:
             return  # a neighbour in another mesh, or ourselves: nothing to fetch
         if not hint.compatible:
             raise Rejected("protocol", f"speaks protocol v{hint.version}; this peer speaks v{PROTOCOL_VERSION}")
         state = (hint.digest, hint.urls)
-        peer = self._node.peers.get(hint.peer_id)
+        peer = self._peers.get(hint.peer_id)
         if inst.settled == state and (not inst.admitted or (peer is not None and peer.routes.get("mdns") == inst.url)):
             return  # nothing changed since we last looked: no refetch
         inst.settled = state
         failures: list[Rejected] = []
         for url in hint.urls:
             try:
-                card = await fetch_card(self._http, url, mesh=self._node.settings.mesh, member=self._node.member, expected_id=hint.peer_id, check_address=True)
+                card = await fetch_card(self._http, url, mesh=self._mesh, member=self._member, expected_id=hint.peer_id, check_address=True)
             except Rejected as rejected:
                 failures.append(rejected)
                 continue
-            self._node.peers.admit(card, "mdns", url)
+            self._peers.admit(card, "mdns", url)
             inst.peer_id, inst.url, inst.failures, inst.retry_at = card.id, url, 0, None
             self.rejections.forget(name)
             return
@@ -355,9 +375,18 @@ def _hear_only_on(zc: AsyncZeroconf, device: str) -> None:
 
 
 @asynccontextmanager
-async def mdns_discovery(node: Node) -> AsyncIterator[MdnsDiscovery | None]:
-    """Node service: run mDNS per `settings.mdns` for the node's lifetime (nothing when 'off')."""
-    plan = plan_mdns(node.settings)
+async def mdns_discovery(
+    plan: MdnsPlan | None,
+    *,
+    name: str,
+    peer_id: str,
+    port: int,
+    card: Callable[[], PeerCard],
+    mesh: str | None,
+    member: Member | None,
+    peers: PeerTable,
+) -> AsyncIterator[MdnsDiscovery | None]:
+    """Node service: run mDNS per `plan` (`plan_mdns(settings)`) for the node's lifetime (nothing when None: 'off')."""
     if plan is None:
         yield None
         return
@@ -365,7 +394,7 @@ async def mdns_discovery(node: Node) -> AsyncIterator[MdnsDiscovery | None]:
     if plan.device is not None:
         _hear_only_on(zc, plan.device)
     async with discovery_client() as http:
-        discovery = MdnsDiscovery(node, zc, http, plan)
+        discovery = MdnsDiscovery(zc, http, plan, name=name, peer_id=peer_id, port=port, card=card, mesh=mesh, member=member, peers=peers)
         try:
             async with anyio.create_task_group() as task_group:
                 await discovery.advertise()

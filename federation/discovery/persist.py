@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -31,14 +31,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from federation.const import PEERS_REFRESH_SECONDS, PEERS_SAVE_SECONDS
 from federation.contract import PeerRow
-from federation.discovery.admission import Rejected, discovery_client, fetch_card
+from federation.discovery.admission import Member, Rejected, discovery_client, fetch_card
+from federation.events import EventBus
 from federation.home import state_dir
 from federation.identity import Identity
-from federation.peers import Peer
+from federation.peers import Peer, PeerTable
 from federation.store import PeerRecord, Store, database_url
-
-if TYPE_CHECKING:
-    from federation.node import Node
 
 __all__ = ["RecalledPeer", "Recollection", "persist_peers", "recall_peers", "stored_peers"]
 
@@ -77,31 +75,31 @@ def _lasting(snapshot: list[PeerRow]) -> list[dict[str, Any]]:
     return [row.model_dump(exclude=_VOLATILE) for row in snapshot]
 
 
-async def _keep_saved(node: Node) -> None:
+async def _keep_saved(store: Store, peer_id: str, peers: PeerTable, events: EventBus) -> None:
     last: list[dict[str, Any]] | None = None
     refreshed = time.monotonic()
-    async with node.events.subscribe() as events:
+    async with events.subscribe() as subscription:
         while True:
             with anyio.move_on_after(PEERS_SAVE_SECONDS):
-                event = await anext(events, None)
+                event = await anext(subscription, None)
                 if event is None:
                     return  # the bus closed: the node is stopping
                 await anyio.sleep(_COALESCE_SECONDS)  # a burst of events becomes one write
-            lasting = _lasting(node.peers.snapshot())
+            lasting = _lasting(peers.snapshot())
             stale = time.monotonic() - refreshed >= PEERS_REFRESH_SECONDS and bool(lasting)
             if lasting != last or stale:
-                await _save(node.store, node.peer_id, list(node.peers))
+                await _save(store, peer_id, list(peers))
                 last, refreshed = lasting, time.monotonic()
 
 
 @asynccontextmanager
-async def persist_peers(node: Node) -> AsyncIterator[None]:
-    """Node service: keep the store's copy of the peer table current."""
+async def persist_peers(*, store: Store, peer_id: str, peers: PeerTable, events: EventBus) -> AsyncIterator[None]:
+    """Node service: keep the store's copy of the peer table of `peer_id` current (its changes come as `events`)."""
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(_keep_saved, node)
+        task_group.start_soon(_keep_saved, store, peer_id, peers, events)
         yield
         task_group.cancel_scope.cancel()
-    await _save(node.store, node.peer_id, [])
+    await _save(store, peer_id, [])
 
 
 @dataclass
@@ -117,11 +115,16 @@ class RecalledPeer:
 
 
 class Recollection:
-    """The stored table read back at start (see the module docstring)."""
+    """The stored table read back at start (see the module docstring).
 
-    def __init__(self, node: Node, rows: list[PeerRecord]) -> None:
-        self._node = node
-        self.peers = [RecalledPeer(r.id, r.name, r.via, r.url) for r in rows if r.id != node.peer_id]
+    Handed what it uses: this peer's id, mesh and proof (`member`), the peer table it admits into.
+    """
+
+    def __init__(self, rows: list[PeerRecord], *, peer_id: str, peers: PeerTable, mesh: str | None, member: Member | None) -> None:
+        self._peers = peers
+        self._mesh = mesh
+        self._member = member
+        self.peers = [RecalledPeer(r.id, r.name, r.via, r.url) for r in rows if r.id != peer_id]
 
     def settled(self) -> bool:
         """Every recalled peer was tried or is up (relay-only ones count once the relay brings them back)."""
@@ -132,31 +135,31 @@ class Recollection:
         return [p for p in self.peers if not self._is_up(p.id)]
 
     def _is_up(self, peer_id: str) -> bool:
-        peer = self._node.peers.get(peer_id)
+        peer = self._peers.get(peer_id)
         return peer is not None and peer.status == "up"
 
     async def verify(self, http: httpx.AsyncClient, recalled: RecalledPeer) -> None:
         """Fetch the card where the peer was last reached; admit it if it is still that peer, in our mesh."""
         try:
-            card = await fetch_card(http, recalled.url, mesh=self._node.settings.mesh, member=self._node.member, expected_id=recalled.id, check_address=recalled.via == "mdns")
+            card = await fetch_card(http, recalled.url, mesh=self._mesh, member=self._member, expected_id=recalled.id, check_address=recalled.via == "mdns")
         except Rejected as rejected:
             logger.info("stored peer %s (%s) not admitted again: %s", recalled.name, recalled.id, rejected)
         else:
-            self._node.peers.admit(card, "mdns" if recalled.via == "mdns" else "static", recalled.url)
+            self._peers.admit(card, "mdns" if recalled.via == "mdns" else "static", recalled.url)
             recalled.answered = True
         finally:
             recalled.tried = True
 
 
 @asynccontextmanager
-async def recall_peers(node: Node) -> AsyncIterator[Recollection]:
+async def recall_peers(*, store: Store, peer_id: str, peers: PeerTable, mesh: str | None, member: Member | None) -> AsyncIterator[Recollection]:
     """Node service: re-verify the stored table's peers once, in parallel (entered before `persist_peers` rewrites it)."""
     try:
-        rows = await anyio.to_thread.run_sync(node.store.peers, node.peer_id)
+        rows = await anyio.to_thread.run_sync(store.peers, peer_id)
     except SQLAlchemyError as exc:
         logger.warning("could not read the stored peer table: %s", exc)
         rows = []
-    recollection = Recollection(node, rows)
+    recollection = Recollection(rows, peer_id=peer_id, peers=peers, mesh=mesh, member=member)
     async with discovery_client() as http, anyio.create_task_group() as task_group:
         for recalled in recollection.peers:
             if recalled.via in _DIRECT:

@@ -20,8 +20,8 @@ that peer, so prompts must not quietly go to whoever else was found.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import anyio
 
@@ -30,11 +30,8 @@ from federation.discovery.mdns import MdnsDiscovery
 from federation.discovery.persist import Recollection
 from federation.discovery.static import NamedPeer, StaticPeers
 from federation.errors import PeerError
-from federation.peers import Peer
+from federation.peers import Peer, PeerTable
 from federation.routing import Router
-
-if TYPE_CHECKING:
-    from federation.node import Node
 
 __all__ = ["FirstLook", "first_look"]
 
@@ -83,21 +80,23 @@ class FirstLook:
             raise PeerError(" ".join(self.named_problems))
 
 
-def _find(node: Node, kind: type) -> object | None:
-    try:
-        return node.service(kind)
-    except LookupError:
-        return None
+async def first_look(peers: PeerTable, services: Iterable[object], *, limit: float = FIRST_LOOK_MAX_SECONDS) -> FirstLook:
+    """Wait (at most `limit` s) until the mesh a member can already know is known; see the module docstring.
 
-
-async def first_look(node: Node, *, limit: float = FIRST_LOOK_MAX_SECONDS) -> FirstLook:
-    """Wait (at most `limit` s) until the mesh `node` can already know is known; see the module docstring."""
+    `peers` is its peer table, `services` its running services (`Node.services`):
+    those that find peers say when they are done.
+    """
     clock = time.monotonic()
-    static = _find(node, StaticPeers)
+    running = list(services)
+
+    def find(kind: type) -> object | None:
+        return next((service for service in running if isinstance(service, kind)), None)
+
+    static = find(StaticPeers)
     named = static.named if isinstance(static, StaticPeers) else []
-    recalled = _find(node, Recollection)
-    mdns = _find(node, MdnsDiscovery)
-    router = _find(node, Router)
+    recalled = find(Recollection)
+    mdns = find(MdnsDiscovery)
+    router = find(Router)
 
     def refused() -> bool:
         return any(n.refused for n in named)
@@ -117,7 +116,7 @@ async def first_look(node: Node, *, limit: float = FIRST_LOOK_MAX_SECONDS) -> Fi
     if isinstance(recalled, Recollection):
         silent += [p.name for p in recalled.silent()]
     return FirstLook(
-        peers=sorted(node.peers.up(), key=lambda p: (p.name, p.id)),
+        peers=sorted(peers.up(), key=lambda p: (p.name, p.id)),
         seconds=time.monotonic() - clock,
         silent=silent,
         named_problems=[_named_problem(n, limit) for n in named if n.peer_id is None],

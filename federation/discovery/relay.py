@@ -1,7 +1,8 @@
 """A peer's links to relays: reachable from anywhere, and seeing the mesh beyond the LAN.
 
-`RelayLinks(node)` is a node service. For each relay in
-`settings.relays` it keeps one outbound WebSocket (the tunnel): check that
+`RelayLinks(relays, peers=..., parts=...)` is a node service, handed the
+peer table and the parts of the node a link uses (`LinkParts`), not the
+whole `Node`. For each relay in `settings.relays` it keeps one outbound WebSocket (the tunnel): check that
 the relay is a member (`federation.proof`, before it is sent anything that
 carries a credential), dial with a peer token addressed to it, prove the
 key, publish the card, then serve relayed requests with the node's own
@@ -23,14 +24,17 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import httpx
 from anyio.abc import TaskGroup
+from starlette.types import ASGIApp
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
@@ -44,17 +48,15 @@ from federation.const import (
     RELAYED_PREFIX,
     TUNNEL_PATH,
 )
-from federation.discovery.admission import discovery_client
+from federation.discovery.admission import Member, discovery_client
 from federation.errors import CardError
+from federation.identity import Identity
 from federation.peers import PeerTable
 from federation.proof import ProofError, Tokens, prove
 from federation.relay.frames import FrameError
 from federation.relay.peer_end import PeerEnd, TunnelRefused, handshake
 
-if TYPE_CHECKING:
-    from federation.node import Node
-
-__all__ = ["RelayDirectory", "RelayLinks", "relayed_url"]
+__all__ = ["LinkParts", "RelayDirectory", "RelayLinks", "relayed_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,19 +104,39 @@ class RelayDirectory:
             self._peers.admit(self._listed[relay][peer_id], "relay", relayed_url(relay, peer_id))
 
 
-class RelayLinks(AbstractAsyncContextManager["RelayLinks"]):
-    """Node service: one `_RelayLink` per configured relay, sharing one directory."""
+@dataclass(frozen=True)
+class LinkParts:
+    """What a relay link uses of its peer.
 
-    def __init__(self, node: Node) -> None:
-        self._node = node
-        self.directory = RelayDirectory(node.peers)
+    `app` serves relayed requests in-process (the node's whole app, mesh guard
+    included); `card` and `url` are read at each attach, as they change (tools,
+    a LAN address); `member` proves the relay and mints its tokens (None
+    outside a mesh with a secret); `mesh` is the mesh whose listed cards count.
+    """
+
+    identity: Identity
+    member: Member | None
+    app: ASGIApp
+    card: Callable[[], PeerCard]
+    url: Callable[[], str]
+    mesh: str | None
+    max_request_bytes: int
+
+
+class RelayLinks(AbstractAsyncContextManager["RelayLinks"]):
+    """Node service: one `_RelayLink` per relay of `relays`, sharing one directory that admits into `peers`."""
+
+    def __init__(self, relays: Sequence[str], *, peers: PeerTable, parts: LinkParts) -> None:
+        self._relays = list(relays)
+        self._parts = parts
+        self.directory = RelayDirectory(peers)
         self._group: TaskGroup | None = None
 
     async def __aenter__(self) -> RelayLinks:
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
-        for relay in self._node.settings.relays:
-            self._group.start_soon(_RelayLink(self._node, relay, self.directory).run)
+        for relay in self._relays:
+            self._group.start_soon(_RelayLink(self._parts, relay, self.directory).run)
         return self
 
     async def __aexit__(
@@ -128,18 +150,18 @@ class RelayLinks(AbstractAsyncContextManager["RelayLinks"]):
 class _RelayLink:
     """The tunnel to one relay, kept up for the node's lifetime."""
 
-    def __init__(self, node: Node, relay: str, directory: RelayDirectory) -> None:
-        self._node = node
+    def __init__(self, parts: LinkParts, relay: str, directory: RelayDirectory) -> None:
+        self._parts = parts
         self._relay = relay
         self._directory = directory
         self._failing = False
         self._attempt = 0
-        self._tokens = Tokens(node.member.keys, node.member.peer_id) if node.member else None
+        self._tokens = Tokens(parts.member.keys, parts.member.peer_id) if parts.member else None
         self._relay_id = ""  # proven at each attach
 
     async def _prove_relay(self) -> None:
         """Learn the relay's id by its membership proof; ProofError if it cannot give one."""
-        member = self._node.member
+        member = self._parts.member
         if member is None:
             return
         async with discovery_client() as http:
@@ -183,28 +205,26 @@ class _RelayLink:
         logger.warning("relay %s unavailable (%s); serving locally and retrying", self._relay, reason)
 
     async def _attach(self) -> None:
-        node = self._node
-        settings = node.settings
-        assert node.app is not None, "relay links start after the node's HTTP app"
+        parts = self._parts
         await self._prove_relay()
         with anyio.fail_after(RELAY_CONNECT_SECONDS):
             connection = await connect(
                 _tunnel_url(self._relay),
                 additional_headers=self._credential(),
                 open_timeout=RELAY_CONNECT_SECONDS,
-                max_size=settings.max_request_bytes + _SLACK_BYTES,
+                max_size=parts.max_request_bytes + _SLACK_BYTES,
                 compression=None,
                 ping_interval=5,
                 ping_timeout=10,
                 close_timeout=1,
             )
         try:
-            card = node.card()
+            card = parts.card()
             with anyio.fail_after(RELAY_CONNECT_SECONDS):
-                limits, path = await handshake(connection, node.identity, card, settings.max_request_bytes)
+                limits, path = await handshake(connection, parts.identity, card, parts.max_request_bytes)
             self._failing, self._attempt = False, 0
             logger.info("attached to relay %s: reachable at %s%s", self._relay, self._relay, path)
-            end = PeerEnd(connection, node.app, limits, local_netloc=urlsplit(node.url).netloc)
+            end = PeerEnd(connection, parts.app, limits, local_netloc=urlsplit(parts.url()).netloc)
             async with anyio.create_task_group() as group:
                 group.start_soon(self._keep_card_fresh, end, card.digest())
                 group.start_soon(self._sync_directory)
@@ -218,19 +238,18 @@ class _RelayLink:
     async def _keep_card_fresh(self, end: PeerEnd, published: str) -> None:
         while True:
             await anyio.sleep(RELAY_DIRECTORY_SECONDS)
-            card = self._node.card()
+            card = self._parts.card()
             if card.digest() != published:
                 await end.publish(card)
                 published = card.digest()
 
     async def _sync_directory(self) -> None:
-        settings = self._node.settings
         async with httpx.AsyncClient(timeout=RELAY_CONNECT_SECONDS) as http:
             while True:
                 try:
                     response = await http.get(self._relay + PEERS_PATH, headers=self._credential())
                     response.raise_for_status()
-                    self._directory.update(self._relay, _verified_cards(response.json(), settings.mesh))
+                    self._directory.update(self._relay, _verified_cards(response.json(), self._parts.mesh))
                 except (httpx.HTTPError, ValueError) as exc:
                     logger.debug("reading %s%s failed: %s", self._relay, PEERS_PATH, exc)
                 await anyio.sleep(RELAY_DIRECTORY_SECONDS)

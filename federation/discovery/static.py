@@ -18,17 +18,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import anyio
 import httpx
 
 from federation.const import DISCOVERY_RETRY_SECONDS, STATIC_REFRESH_SECONDS
-from federation.discovery.admission import Rejected, RejectionLog, discovery_client, fetch_card
+from federation.discovery.admission import Member, Rejected, RejectionLog, discovery_client, fetch_card
+from federation.peers import PeerTable
 from federation.urls import mcp_url
-
-if TYPE_CHECKING:
-    from federation.node import Node
 
 __all__ = ["NamedPeer", "StaticPeers", "static_peers"]
 
@@ -52,13 +49,22 @@ class NamedPeer:
 
 
 class StaticPeers:
-    """The `--peer` URLs of a node and their outcomes (see the module docstring)."""
+    """The `--peer` URLs of a node and their outcomes (see the module docstring).
 
-    def __init__(self, node: Node, http: httpx.AsyncClient) -> None:
-        self._node = node
+    Handed what it uses: the URLs, this peer's name and id, its mesh and proof
+    (`member`), the peer table it admits into.
+    """
+
+    def __init__(
+        self, urls: list[str], *, name: str, peer_id: str, mesh: str | None, member: Member | None, peers: PeerTable, http: httpx.AsyncClient
+    ) -> None:
+        self._peer_id = peer_id
+        self._mesh = mesh
+        self._member = member
+        self._peers = peers
         self._http = http
-        self._rejections = RejectionLog(node.name)
-        self.named = [NamedPeer(url) for url in node.settings.peers]
+        self._rejections = RejectionLog(name)
+        self.named = [NamedPeer(url) for url in urls]
 
     async def keep(self, named: NamedPeer) -> None:
         """Keep one URL admitted while it answers, retrying with backoff while it does not."""
@@ -66,8 +72,8 @@ class StaticPeers:
         delay = first
         while True:
             try:
-                card = await fetch_card(self._http, named.url, mesh=self._node.settings.mesh, member=self._node.member)
-                if card.id == self._node.peer_id:
+                card = await fetch_card(self._http, named.url, mesh=self._mesh, member=self._member)
+                if card.id == self._peer_id:
                     raise Rejected("itself", f"{named.url} is this peer itself ({card.name}, {card.id})")
             except Rejected as rejected:
                 named.rejected = rejected
@@ -76,17 +82,19 @@ class StaticPeers:
                 delay = min(cap, delay * 2)
                 continue
             self._rejections.forget(named.url)
-            self._node.peers.admit(card, "static", mcp_url(named.url))
+            self._peers.admit(card, "static", mcp_url(named.url))
             named.peer_id, named.rejected = card.id, None
             delay = first
             await anyio.sleep(STATIC_REFRESH_SECONDS)
 
 
 @asynccontextmanager
-async def static_peers(node: Node) -> AsyncIterator[StaticPeers]:
-    """Node service: keep every `settings.peers` URL admitted while it answers."""
+async def static_peers(
+    urls: list[str], *, name: str, peer_id: str, mesh: str | None, member: Member | None, peers: PeerTable
+) -> AsyncIterator[StaticPeers]:
+    """Node service: keep every URL of `urls` (`settings.peers`) admitted while it answers."""
     async with discovery_client() as http, anyio.create_task_group() as task_group:
-        static = StaticPeers(node, http)
+        static = StaticPeers(urls, name=name, peer_id=peer_id, mesh=mesh, member=member, peers=peers, http=http)
         for named in static.named:
             task_group.start_soon(static.keep, named)
         yield static

@@ -40,7 +40,7 @@ async def test_a_member_that_did_not_stop_cleanly_has_its_remembered_peers_back_
         left_behind = [PeerRecord.model_validate(row.model_dump()) for row in rows]
         await anyio.to_thread.run_sync(before.store.save_peers, before.peer_id, left_behind)  # what a killed run leaves
         async with Node(settings) as member:
-            look = await first_look(member)
+            look = await first_look(member.peers, member.services)
             assert [p.name for p in look.peers] == ["notes"]
             assert "notes__search_notes" in {t.name for t in member.tools.tools}
             assert look.silent == ["gone"] and look.summary("member").endswith("; did not answer: gone")
