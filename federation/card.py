@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from federation.const import PROTOCOL_VERSION
 from federation.errors import CardError
-from federation.identity import Identity, peer_id_for, verify_signature
+from federation.identity import Identity, b64decode_exact, peer_id_for, verify_signature
 
 __all__ = ["Load", "ModelSummary", "PeerCard", "ToolSummary", "card_markdown", "sign_card", "verify_card"]
 
@@ -97,10 +97,10 @@ def verify_card(card: PeerCard | dict[str, Any] | bytes | str, *, expected_id: s
     except ValueError as exc:
         raise CardError(f"malformed peer card: {exc}") from exc
     try:
-        public_key = base64.b64decode(parsed.pubkey, validate=True)
-        signature = base64.b64decode(parsed.signature, validate=True)
+        public_key = b64decode_exact(parsed.pubkey)
+        signature = b64decode_exact(parsed.signature)
     except ValueError as exc:
-        raise CardError(f"peer card {parsed.id!r} has a key or signature that is not base64") from exc
+        raise CardError(f"peer card {parsed.id!r} has a key or signature that is not canonical base64") from exc
     if peer_id_for(public_key) != parsed.id:
         raise CardError(f"peer card claims id {parsed.id!r} but its key hashes to {peer_id_for(public_key)!r}")
     if expected_id is not None and parsed.id != expected_id:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from federation.errors import ConfigError
 
-__all__ = ["Identity", "peer_id_for", "verify_signature"]
+__all__ = ["Identity", "b64decode_exact", "peer_id_for", "verify_signature"]
 
 _KEY_FILE = "identity.pem"
 _ID_LENGTH = 16  # 80 bits of base32: collision-free for any mesh a person runs
@@ -27,6 +27,19 @@ def peer_id_for(public_key: bytes) -> str:
     """The peer id for a raw 32-byte Ed25519 public key."""
     digest = hashlib.sha256(public_key).digest()
     return base64.b32encode(digest).decode("ascii").lower()[:_ID_LENGTH]
+
+
+def b64decode_exact(text: str) -> bytes:
+    """Standard base64 in its one canonical spelling, else ValueError.
+
+    Plain decoding ignores the unused low bits of the last character, so one
+    key or signature has several spellings: a card or receipt could change
+    without its signature failing, and a copy would not look like one.
+    """
+    raw = base64.b64decode(text, validate=True)
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise ValueError("not canonical base64")
+    return raw
 
 
 def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from federation.identity import Identity, peer_id_for, verify_signature
+from federation.identity import Identity, b64decode_exact, peer_id_for, verify_signature
 from federation.receipt import canonical_json, check_stored
 
 __all__ = [
@@ -164,7 +164,7 @@ class ChainReport:
 
 def _decode(pubkey: Any) -> bytes | None:
     try:
-        return base64.b64decode(pubkey, validate=True)
+        return b64decode_exact(pubkey)
     except (TypeError, ValueError):
         return None
 

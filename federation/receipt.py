@@ -23,7 +23,7 @@ from typing import Any
 
 import mcp.types as types
 
-from federation.identity import Identity, peer_id_for, verify_signature
+from federation.identity import Identity, b64decode_exact, peer_id_for, verify_signature
 
 __all__ = [
     "HOPS_META_KEY",
@@ -63,8 +63,8 @@ def _check_signed(record: dict[str, Any]) -> str | None:
     """None when `record` is signed by the key of the peer it names."""
     try:
         claim = {k: v for k, v in record.items() if k != "sig"}
-        public_key = base64.b64decode(claim["pubkey"], validate=True)
-        signature = base64.b64decode(record["sig"], validate=True)
+        public_key = b64decode_exact(claim["pubkey"])
+        signature = b64decode_exact(record["sig"])
     except (KeyError, TypeError, ValueError, AttributeError):
         return "malformed receipt"
     if peer_id_for(public_key) != claim.get("peer"):

@@ -177,6 +177,9 @@ class MdnsDiscovery:
             # zeroconf repeats an announcement in a background task for a second or so; one
             # still running would re-add the records after the goodbye (browsers saw the peer return)
             self._broadcast.cancel()
+        for delayed in (self._zc.zeroconf.out_queue, self._zc.zeroconf.out_delay_queue):
+            # so would answers to queries heard just before, which zeroconf holds back up to 1.5 s to aggregate
+            delayed.queue.clear()
         if info is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_SECONDS):
                 sent = await self._zc.async_unregister_service(info)

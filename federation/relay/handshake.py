@@ -8,7 +8,6 @@ and name this relay's mesh: a card for peer A over B's tunnel is refused.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import secrets
 from typing import TypeVar
@@ -19,7 +18,7 @@ from starlette.websockets import WebSocket
 from federation.card import PeerCard, verify_card
 from federation.const import RELAY_CONNECT_SECONDS
 from federation.errors import CardError
-from federation.identity import peer_id_for, verify_signature
+from federation.identity import b64decode_exact, peer_id_for, verify_signature
 from federation.relay.frames import (
     Auth,
     Challenge,
@@ -75,8 +74,8 @@ async def _expect(websocket: WebSocket, kind: type[_Message], max_bytes: int) ->
 
 def _check_auth(auth: Auth, nonce: str) -> None:
     try:
-        public_key = base64.b64decode(auth.pubkey, validate=True)
-        signature = base64.b64decode(auth.signature, validate=True)
+        public_key = b64decode_exact(auth.pubkey)
+        signature = b64decode_exact(auth.signature)
     except (binascii.Error, ValueError):
         raise Refusal("the auth message's key or signature is not base64") from None
     if peer_id_for(public_key) != auth.peer_id:

@@ -41,6 +41,16 @@ def test_signed_card_verifies_from_json_bytes_dict_and_object(card: PeerCard, id
         assert verify_card(form, expected_id=identity.peer_id, mesh="home") == card
 
 
+def test_a_second_spelling_of_the_same_signature_is_refused(card: PeerCard) -> None:
+    """Base64 ignores the unused low bits of the last character: the same signature bytes, spelled otherwise, must not pass."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = card.signature.rstrip("=")[-1]
+    respelled = card.signature.rstrip("=")[:-1] + alphabet[alphabet.index(last) ^ 1] + "=" * card.signature.count("=")
+    assert base64.b64decode(respelled) == base64.b64decode(card.signature)
+    with pytest.raises(CardError, match="not canonical base64"):
+        verify_card(card.model_copy(update={"signature": respelled}))
+
+
 def test_signing_stamps_the_identity_id_and_key(card: PeerCard, identity: Identity) -> None:
     assert card.id == identity.peer_id
     assert base64.b64decode(card.pubkey) == identity.public_key
@@ -114,7 +124,7 @@ def test_malformed_card_fails_with_a_card_error(raw: str) -> None:
 
 
 def test_key_that_is_not_base64_fails(card: PeerCard) -> None:
-    with pytest.raises(CardError, match="not base64"):
+    with pytest.raises(CardError, match="not canonical base64"):
         verify_card(card.model_copy(update={"pubkey": "not base64!"}))
 
 
