@@ -27,7 +27,7 @@ from typing import Any, cast
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from federation.const import HEADER_TIMEOUT_SECONDS, MAX_CONNECTIONS_PER_ADDRESS
-from federation.membership import error_body
+from federation.refusal import error_body
 
 __all__ = ["CONNECTION_LIMIT_CODE", "ConnectionLimits", "protocol_for"]
 

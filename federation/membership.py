@@ -29,7 +29,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError
@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field, ValidationError
 from federation.const import JOIN_TOKEN_PREFIX, MESH_FILE
 from federation.errors import ConfigError
 from federation.proof import MeshKeys, token_issuer
+from federation.refusal import refuse
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -50,7 +51,6 @@ __all__ = [
     "auth_headers",
     "create_mesh",
     "credential_problem",
-    "error_body",
     "invite",
     "join",
     "load_mesh",
@@ -228,14 +228,6 @@ _PROBLEMS = {
 }
 
 
-def error_body(message: str, *, code: int, data: dict[str, Any] | None = None) -> bytes:
-    """A JSON-RPC error object: MCP clients show its message, and it reads fine with curl."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data:
-        error["data"] = data
-    return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode("utf-8")
-
-
 _PROVEN_PEER = "mcpfed.proven_peer"
 
 
@@ -291,14 +283,5 @@ class MeshGuard:
             f"401 unauthorized: {_PROBLEMS[problem]}. This endpoint answers only members{mesh}: "
             f"send 'Authorization: Bearer <mesh secret>' (mcpfed does it for you once the machine has joined). {_JOIN_HINT}"
         )
-        body = error_body(message, code=UNAUTHORIZED_CODE, data={"reason": f"mesh_credential_{problem}"})
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"www-authenticate", b'Bearer realm="mcpfed-mesh"')]
-        if scope["type"] == "websocket":
-            if "websocket.http.response" not in scope.get("extensions", {}):
-                await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
-                return
-            start_type, body_type = "websocket.http.response.start", "websocket.http.response.body"
-        else:
-            start_type, body_type = "http.response.start", "http.response.body"
-        await send({"type": start_type, "status": 401, "headers": headers})
-        await send({"type": body_type, "body": body})
+        data = {"reason": f"mesh_credential_{problem}"}
+        await refuse(scope, send, 401, message, code=UNAUTHORIZED_CODE, data=data, headers=[(b"www-authenticate", b'Bearer realm="mcpfed-mesh"')])

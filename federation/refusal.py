@@ -9,17 +9,24 @@ where the server supports that, else a policy close (1008) with the message.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from starlette.types import Scope, Send
 
-from federation.membership import error_body
-
-__all__ = ["refuse"]
+__all__ = ["error_body", "refuse"]
 
 _WS_REASON_BYTES = 120
 """WebSocket close reasons are capped at 123 bytes."""
+
+
+def error_body(message: str, *, code: int, data: dict[str, Any] | None = None) -> bytes:
+    """A JSON-RPC error object: MCP clients show its message, and it reads fine with curl."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data:
+        error["data"] = data
+    return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode("utf-8")
 
 
 async def refuse(

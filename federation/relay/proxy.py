@@ -17,7 +17,7 @@ import anyio
 from starlette.types import Receive, Scope, Send
 
 from federation.bodylimit import BodyTooLarge, read_body
-from federation.membership import error_body
+from federation.refusal import error_body
 from federation.relay.frames import RequestHead, Reset, ResponseHead
 from federation.relay.tunnel import End, RelayedStream, Tunnel, TunnelClosed, TunnelFull
 
