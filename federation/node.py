@@ -9,7 +9,9 @@ async with Node(PeerSettings(port=0)) as node:
 Routes on one port: `/mcp` (Streamable HTTP MCP), `/peer` (signed card,
 JSON), `/peer.md` (the card for people), `/health`, `/mesh/proof` (membership
 proof between peers, `federation.proof`), `/peers` (the peer table), `/events`
-(Server-Sent Events), `/metrics` (Prometheus). Every route answers only requests
+(Server-Sent Events), `/metrics` (Prometheus), and the standard documents made from the
+card (`/.well-known/mcp/server-card`, `/.well-known/agent-card.json`, `/llms.txt`:
+`federation.wellknown`). Every route answers only requests
 addressed to this peer (`federation.hostguard.HostGuard`); in a mesh every route but
 `/health` and `/mesh/proof` needs the mesh credential or a peer token addressed to
 this peer (`federation.membership.MeshGuard`); `/mcp` is rate-limited per caller
@@ -32,6 +34,7 @@ from typing import Any, TypeVar
 import anyio
 import uvicorn
 from anyio.abc import TaskGroup
+from mcp.server.lowlevel import NotificationOptions
 from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
@@ -75,10 +78,12 @@ from federation.settings import PeerSettings
 from federation.store import Store, database_url
 from federation.toolhost import CallOutcome, HostedServer, ToolHost
 from federation.urls import http_url, mcp_url
+from federation.wellknown import SERVER_CARD_RESOURCE, Publication
 from servers.embedded_models import EmbeddedModelError, model_path
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
 from servers.llama_engine import LlamaEngine, ModelUnavailable
+from servers.notes import NotesFolder
 from servers.notes import build_server as build_notes_server
 from servers.share import SharedStdioServer
 
@@ -151,6 +156,16 @@ class Node:
         self.started_at = 0.0
         self.calls_served = 0
         self.shares: list[SharedStdioServer] = []
+        self.publication = Publication(
+            card=self.card,
+            tools=lambda: self.tools.local_tools,
+            capabilities=lambda: self.tools.server.get_capabilities(NotificationOptions(tools_changed=True)),
+            notes=self._shared_notes,
+            relays=self.settings.relays,
+            auth_required=bool(self.settings.mesh_secret),
+        )
+        """The standard documents about this peer (server card, agent card, llms.txt), made from its card."""
+        self.tools.add_resource(SERVER_CARD_RESOURCE, lambda: self.publication.server_card_json())
 
     def _make_engine(self) -> LlamaEngine | None:
         choice = self.settings.model
@@ -209,6 +224,13 @@ class Node:
             share = SharedStdioServer(share_name, command, on_change=self.tools.refresh, allow=allowed.get(share_name))
             self.shares.append(await stack.enter_async_context(share))
             await self.tools.add_provider(share)
+
+    async def _shared_notes(self) -> list[str]:
+        """The notes `--notes` shares (their relative paths), read in a worker thread."""
+        folder = self.settings.notes
+        if folder is None:
+            return []
+        return await anyio.to_thread.run_sync(lambda: NotesFolder(folder).files())
 
     def _stop_http(self) -> None:
         self.events.close()
@@ -374,6 +396,7 @@ class Node:
             Route(PEERS_PATH, self._get_peers, methods=["GET"]),
             Route(EVENTS_PATH, self._get_events, methods=["GET"]),
             Route(METRICS_PATH, self._get_metrics, methods=["GET"]),
+            *self.publication.routes(),
         ]
 
     async def _get_card(self, request: Request) -> Response:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
@@ -32,6 +32,7 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ToolsListChanged
 from pydantic import ValidationError
 
@@ -190,6 +191,10 @@ CallObserver = Callable[[CallOutcome, bool], None]
 """Called with (outcome, finished): once when a call starts, once when it ends."""
 
 
+ResourceReader = Callable[[], Awaitable[str]]
+"""Makes a resource's text when it is read."""
+
+
 class ToolHost:
     """Merges providers into one low-level MCP `Server` (`.server`)."""
 
@@ -224,7 +229,23 @@ class ToolHost:
             on_call_tool=self._on_call_tool,
             get_tool_input_schema=self._input_schema,
             on_subscriptions_listen=ListenHandler(self._bus),
+            on_list_resources=self._on_list_resources,
+            on_read_resource=self._on_read_resource,
         )
+        self._resources: dict[str, tuple[types.Resource, ResourceReader]] = {}
+
+    def add_resource(self, resource: types.Resource, read: ResourceReader) -> None:
+        """Offer one resource of the peer's own (its server card); `read` makes its text afresh on each read."""
+        self._resources[resource.uri] = (resource, read)
+
+    async def _on_list_resources(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=[resource for resource, _ in self._resources.values()])
+
+    async def _on_read_resource(self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        if (found := self._resources.get(params.uri)) is None:
+            raise MCPError(types.INVALID_PARAMS, f"no resource {params.uri[:200]!r} on this peer; resources/list names the ones it has.")
+        resource, read = found
+        return types.ReadResourceResult(contents=[types.TextResourceContents(uri=resource.uri, mime_type=resource.mime_type, text=await read())])
 
     async def add_provider(self, provider: ToolProvider, *, local: bool = True) -> None:
         """Add a tool source; `local=False` marks mesh tools, which the peer card does not advertise."""

@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 
 from servers.standalone import add_transport_args, serve
 
-__all__ = ["Note", "NoteHit", "NoteSearch", "build_server", "main"]
+__all__ = ["Note", "NoteHit", "NoteSearch", "NotesFolder", "build_server", "main"]
 
 NOTE_SUFFIXES = (".md", ".markdown")
 MAX_NOTE_BYTES = 1_000_000
