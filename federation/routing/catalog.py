@@ -25,26 +25,52 @@ __all__ = ["Catalog", "NAME_LIMIT", "namespaced"]
 
 logger = logging.getLogger(__name__)
 
-NAME_LIMIT = 64
+NAME_LIMIT = 48
+"""Longest name the mesh gives a tool (prompt, resource): Gemini CLI calls a tool `mcp_<server>_<name>` and
+refuses over 63 characters, so 48 leaves a server name of up to 10 characters (`mcp_mcpfed_` is 11)."""
 _SEPARATOR = "__"
 _FORBIDDEN = re.compile(r"[^A-Za-z0-9_-]")
+_TAG_CHARS = 10
+_TAGGED = re.compile(rf"[-_][0-9a-f]{{{_TAG_CHARS}}}$")
+_PEER_SHARE = 16
+"""Of a shortened name, the most characters the peer part keeps (the tool part gets the rest)."""
 _LIST_SECONDS = 5.0
 
 Refresh = Callable[[bool], Awaitable[None]]
 """Tells the tool host the offered tools changed; the flag says whether to announce it to clients now."""
 
 
-def namespaced(peer_label: str, tool: str) -> str:
-    """`<peer>__<tool>` within 64 chars of [A-Za-z0-9_-]; a stable hash keeps shortened names unique."""
+def namespaced(peer_label: str, tool: str, *, salt: str = "") -> str:
+    """`<peer>__<tool>`: at most `NAME_LIMIT` characters of [A-Za-z0-9_-], the same for the same inputs.
+
+    The plain form is kept only when it reads back unambiguously: both parts
+    unchanged, the peer part without `__` and not ending in `_` (so the first
+    `__` splits it), and the tool not ending like a tag. Anything else
+    (too long, characters replaced, a `salt` given) is shortened and tagged
+    with 10 hex characters of a hash of the exact inputs, `<peer>__<tool>_<tag>`,
+    a form no plain name takes; so different inputs give different names
+    except for a hash collision, which `Catalog.publish` settles with the
+    peer id as `salt`.
+    """
     peer_part = _peer_part(peer_label)
-    tool_part = _FORBIDDEN.sub("_", tool) or "tool"
-    name = f"{peer_part}{_SEPARATOR}{tool_part}"
-    if len(name) <= NAME_LIMIT and tool_part == tool:
+    if not salt and _plain(peer_label, tool) and len(name := f"{peer_label}{_SEPARATOR}{tool}") <= NAME_LIMIT:
         return name
-    tag = hashlib.sha256(f"{peer_label}/{tool}".encode()).hexdigest()[:6]
-    budget = NAME_LIMIT - len(_SEPARATOR) - len(tag) - 1
-    peer_part = peer_part[: max(8, budget // 3)]
+    tag = hashlib.sha256(f"{peer_label}\x00{tool}\x00{salt}".encode()).hexdigest()[:_TAG_CHARS]
+    budget = NAME_LIMIT - len(_SEPARATOR) - 1 - _TAG_CHARS
+    tool_part = _FORBIDDEN.sub("_", tool) or "tool"
+    peer_part = peer_part[: max(_PEER_SHARE, budget - len(tool_part))].rstrip("_") or "peer"
     return f"{peer_part}{_SEPARATOR}{tool_part[: budget - len(peer_part)]}_{tag}"
+
+
+def _plain(peer_label: str, tool: str) -> bool:
+    """Whether `<peer>__<tool>` splits back into exactly these two (and cannot pass for a tagged name)."""
+    return (
+        bool(tool)
+        and not _FORBIDDEN.search(peer_label + tool)
+        and peer_label == _peer_part(peer_label)
+        and _SEPARATOR not in peer_label
+        and not _TAGGED.search(tool)
+    )
 
 
 def _peer_part(peer_label: str) -> str:
@@ -99,7 +125,10 @@ class Catalog:
         return not self._listing and all(p.id in self._listed for p in self._peers.up())
 
     async def publish(self) -> None:
-        """Rebuild `<peer>__<tool>` names (peers sharing a name get their id prefix appended) and tell the tool host."""
+        """Rebuild `<peer>__<tool>` names (peers sharing a name get their id prefix appended) and tell the tool host.
+
+        Peers are taken in id order, so the names depend on who is known, not on who arrived first.
+        """
         known = [p for p in (self._peers.get(i) for i in sorted(self._remote_tools)) if p is not None]
         live = [p for p in known if p.status != "dead"]
         name_counts = Counter(p.name for p in live)
@@ -112,6 +141,8 @@ class Catalog:
             labels.setdefault(_peer_part(label), peer.id)
             for tool in self._remote_tools[peer.id]:
                 name = namespaced(label, tool.name)
+                if name in names:  # a hash collision of shortened names (or a label clash): settled by the peer id
+                    name = namespaced(label, tool.name, salt=peer.id)
                 if name in names:
                     continue
                 names[name] = (peer.id, tool.name)

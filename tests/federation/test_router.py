@@ -221,7 +221,7 @@ async def test_upstream_tool_with_forbidden_characters_is_renamed_and_still_call
         await introduce(upstream, caller)
         await wait_until(lambda: any("shout" in t.name for t in caller.tools.tools))
         exposed = next(t.name for t in caller.tools.tools if "shout" in t.name)
-        assert exposed.startswith("upstream__shout_it_now_") and len(exposed) <= 64
+        assert exposed.startswith("upstream__shout_it_now_") and len(exposed) <= 48
         async with connect(caller.mcp_url) as client:
             result = await call_tool(client, exposed, {"text": "hi"})
     assert result.content[0].text == "HI"
