@@ -9,11 +9,11 @@ is `http://127.0.0.1:8801/mcp`.
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from federation.const import MCP_PATH
 
-__all__ = ["address_of", "base_url", "http_url", "mcp_url", "serves_at", "user_url"]
+__all__ = ["address_of", "base_url", "http_url", "mcp_url", "note_uri", "serves_at", "user_url"]
 
 
 def base_url(url: str) -> str:
@@ -66,3 +66,8 @@ def serves_at(endpoint: str, url: str) -> bool:
         return bool(signed.hostname) and ipaddress.ip_address(signed.hostname or "").is_unspecified
     except ValueError:
         return False
+
+
+def note_uri(peer_name: str, path: str) -> str:
+    """`ai://<peer>/<path>`: a peer's note (by its path in the notes folder) as the whole mesh names it."""
+    return f"ai://{quote(peer_name, safe='')}/{quote(path, safe='/')}"

@@ -27,7 +27,6 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import mcp.types as types
 from mcp_types.version import SUPPORTED_PROTOCOL_VERSIONS
@@ -37,6 +36,7 @@ from starlette.routing import Route
 
 from federation.card import PeerCard
 from federation.const import CARD_MARKDOWN_PATH, CARD_PATH, MCP_PATH
+from federation.urls import note_uri
 
 __all__ = [
     "AGENT_CARD_PATH",
@@ -48,7 +48,6 @@ __all__ = [
     "Publication",
     "agent_card",
     "llms_txt",
-    "note_uri",
     "server_card",
 ]
 
@@ -68,11 +67,6 @@ _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET", "Access-Control-Allow-Headers": "Content-Type"}
 _A2A_VERSION = "1.0"
 _MESH_BEARER = "meshBearer"
-
-
-def note_uri(peer_name: str, path: str) -> str:
-    """`ai://<peer>/<path>`: how a note is named across the mesh (shared with the resource federation)."""
-    return f"ai://{quote(peer_name, safe='')}/{quote(path, safe='/')}"
 
 
 def _version(card: PeerCard) -> str:

@@ -1,4 +1,4 @@
-"""The `mesh_*` tools every peer offers: `mesh_peers`, `mesh_ask`, `mesh_fan_out`, `mesh_call`.
+"""The `mesh_*` tools every peer offers: `mesh_peers`, `mesh_ask`, `mesh_fan_out`, `mesh_call`, `mesh_search`.
 
 A thin MCP face over the router (`federation.routing.router`): arguments
 become a chat request or a call, peer errors become tool errors the caller
@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from federation.contract import PeerRow
 from federation.errors import PeerError
 from federation.peers import Peer
+from federation.routing.search import SEARCH_TOOL, MeshSearch, Sharer, search_everywhere
 from federation.routing.transports import ProgressRelay
 from federation.toolhost import error_result
 from federation.trace import Trace
@@ -69,6 +70,8 @@ class MeshRouting(Protocol):
     async def fan_out(self, arguments: dict[str, Any], n: int, trace: Trace, *, model: str | None = None, ctx: ServerRequestContext[Any] | None = None) -> FanOutResult: ...
 
     async def call_peer(self, ctx: ServerRequestContext[Any], peer: str, tool: str, arguments: dict[str, Any], trace: Trace) -> types.CallToolResult: ...
+
+    def note_sharers(self) -> list[Sharer]: ...
 
 
 def _trace_of(ctx: Context) -> Trace:
@@ -135,5 +138,27 @@ def build_mesh_server(router: MeshRouting) -> MCPServer:
             return await router.call_peer(ctx.request_context, peer, tool, arguments or {}, _trace_of(ctx))
         except PeerError as exc:  # the text as `<peer>__<tool>` and `Mesh.call` give it, without the SDK's "Error executing tool" prefix
             return error_result(str(exc))
+
+    @server.tool()
+    async def mesh_search(
+        query: Annotated[str, Field(description="Words to look for in every peer's notes, e.g. 'relay NAT'.")],
+        ctx: Context,
+        limit: Annotated[int, Field(ge=1, le=50, description="Most hits to return, across all peers.")] = 10,
+        deadline_s: Annotated[float, Field(gt=0, le=60, description="How long to wait for the peers; the slower ones are named in `unanswered`.")] = 5.0,
+    ) -> MeshSearch:
+        """Search the notes of every peer that shares notes, in parallel: ranked snippets, each cited as
+        `ai://<peer>/<path>` (read it with mesh_call(peer, "read_note", {"path": ...})); peers that did not answer
+        within `deadline_s` are named."""
+        if not any(character.isalnum() for character in query):
+            raise ToolError("the query has no words to search for; try e.g. 'mdns discovery'.")
+        sharers = router.note_sharers()
+        if not sharers:
+            raise ToolError("no peer that is up shares notes (`mcpfed serve --notes DIR`); see mesh_peers.")
+        trace, request = _trace_of(ctx), ctx.request_context
+
+        async def search(sharer: Sharer, arguments: dict[str, Any]) -> types.CallToolResult:
+            return await router.call_peer(request, sharer.id, SEARCH_TOOL, arguments, trace)
+
+        return await search_everywhere(sharers, search, query, limit=limit, deadline_s=deadline_s, trace_id=trace.trace_id)
 
     return server

@@ -36,6 +36,7 @@ from federation.routing.catalog import Catalog
 from federation.routing.choose import Target, choose, fits, next_target, ranked
 from federation.routing.forwarder import Forwarder
 from federation.routing.mesh_tools import AskResult, Attempt, FanOutResult, build_mesh_server
+from federation.routing.search import SEARCH_TOOL, Sharer
 from federation.routing.sessions import PeerGone
 from federation.routing.transports import ProgressRelay
 from federation.toolhost import HostedServer, ToolHost, error_result
@@ -152,6 +153,11 @@ class Router:
         if self.is_self(peer):
             return await self._tools.call_local(ctx, tool, arguments, trace.child_meta(self._peer_id, local=True))
         return await self.forwarder.call(self.forwarder.peer(peer), tool, arguments, trace, ctx.session.report_progress)
+
+    def note_sharers(self) -> list[Sharer]:
+        """Peers whose `search_notes` `mesh_search` asks: this one if it shares notes, and every peer up whose card offers it."""
+        own = [Sharer(self._peer_id, self._name)] if any(t.name == SEARCH_TOOL for t in self._tools.local_tools) else []
+        return own + [Sharer(p.id, p.name) for p in self._peers.up() if any(t.name == SEARCH_TOOL for t in p.card.tools)]
 
     def _targets(self, model: str | None, *, local: bool) -> list[Target]:
         """Peers able to answer a chat: up, with a model matching `model` (substring, any case)."""
