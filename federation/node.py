@@ -67,8 +67,10 @@ from federation.hostguard import HostGuard, machine_names
 from federation.identity import Identity
 from federation.listen import bind_socket, start_uvicorn
 from federation.membership import MeshGuard
+from federation.models_store import ModelStore
 from federation.peers import Peer, PeerTable
 from federation.proof import MeshKeys, ProofDesk
+from federation.pull.serve import ChunkServer
 from federation.ratelimit import RateLimit
 from federation.routing import CallLedger, FastForward, Forwarder, Router
 from federation.settings import PeerSettings
@@ -140,6 +142,13 @@ class Node:
         """Events and ledger rows of every call this peer serves or makes."""
         self.forwarder = Forwarder(peers=self.peers, ledger=self.ledger, identity=self.identity, settings=self.settings)
         """Every call this peer passes on to another peer goes through it (see `federation.routing`)."""
+        self.model_store = ModelStore(
+            self.home / "models", self.identity, chunk_bytes=self.settings.model_chunk_bytes, extra=lambda: [self.engine.info.path] if self.engine else []
+        )
+        """The models this peer holds and shares (`/models/…`, `mcpfed pull`); hashed in the background at start."""
+        self._chunks = ChunkServer(
+            self.model_store, busy=lambda: self.load().in_flight + self.load().queued > 0, rate_mb=self.settings.share_rate, shared=lambda: self.settings.share_models
+        )
         self._metrics = _Metrics()
         self._server: uvicorn.Server | None = None
         self.app: ASGIApp | None = None
@@ -182,6 +191,9 @@ class Node:
             await self._host_shared_tools(stack)
             await stack.enter_async_context(self.forwarder)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            if self.settings.share_models:
+                self._task_group.start_soon(self.model_store.scan)
+                stack.callback(self.model_store.stop)
             stack.callback(self._stop_http)
             await self._start_http(sock)
             for factory in self._service_factories:
@@ -347,6 +359,7 @@ class Node:
             models=models,
             tools=[ToolSummary(name=t.name, description=t.description or "") for t in self.tools.local_tools],
             load=self.load(),
+            shares=self.model_store.shared() if self.settings.share_models else [],
         )
         return sign_card(unsigned, self.identity)
 
@@ -374,6 +387,7 @@ class Node:
             Route(PEERS_PATH, self._get_peers, methods=["GET"]),
             Route(EVENTS_PATH, self._get_events, methods=["GET"]),
             Route(METRICS_PATH, self._get_metrics, methods=["GET"]),
+            *self._chunks.routes(),
         ]
 
     async def _get_card(self, request: Request) -> Response:
