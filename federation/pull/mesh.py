@@ -12,22 +12,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 
+from federation.api import Mesh
 from federation.card import SharedModel
 from federation.const import MODELS_PATH
 from federation.errors import PullError
+from federation.home import state_dir
 from federation.models_store import ModelStore
 from federation.node import Node
 from federation.peers import Peer
 from federation.proof import Tokens
 from federation.pull.download import Holder, PullReport, download
 from federation.pull.manifest import ModelManifest, verify_manifest
+from federation.settings import PeerSettings
 from federation.urls import base_url
+from servers.embedded_models import EMBEDDED_MODELS
 
-__all__ = ["MeshModel", "mesh_models", "pull_model"]
+__all__ = ["MeshModel", "mesh_models", "needs_pull", "pull_for_serve", "pull_model"]
 
 _MANIFEST_TIMEOUT_SECONDS = 10.0
 _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -121,3 +126,28 @@ async def pull_model(
 def _holder(peer: Peer, tokens: Tokens | None) -> Holder:
     headers: Callable[[], dict[str, str]] = (lambda: tokens.headers(peer.id)) if tokens else dict
     return Holder(peer.id, peer.name, base_url(peer.url), headers)
+
+
+def needs_pull(choice: str | None, home: Path) -> bool:
+    """A `--model` value that names no file here: `sha256:HEX`, or a name that is neither embedded, a path, nor in `<home>/models`."""
+    if not choice:
+        return False
+    if choice.lower().startswith("sha256:"):
+        return True
+    if choice == "default" or choice in EMBEDDED_MODELS or Path(choice).expanduser().exists() or choice.endswith(".gguf") or "/" in choice:
+        return False
+    return not any(path.stem.lower() == choice.lower() for path in (home / "models").glob("*.gguf"))
+
+
+async def pull_for_serve(settings: PeerSettings, **callbacks: Any) -> PeerSettings:
+    """`serve --model NAME|sha256:HEX` when this machine lacks it: pull it first (as a light member), then serve the file."""
+    home = state_dir(settings.home)
+    if not await anyio.to_thread.run_sync(needs_pull, settings.model, home):
+        return settings
+    assert settings.model is not None
+    member: dict[str, Any] = {"mesh": settings.mesh, "peers": settings.peers, "relays": settings.relays, "mdns": settings.mdns}
+    if settings.mesh_secret:
+        member |= {"mesh_secret": settings.mesh_secret, "mesh_name": settings.mesh_name}
+    async with Mesh.connect(name="pull", home=settings.home, **member) as mesh:
+        report = await pull_model(mesh.node, settings.model, home / "models", **callbacks)
+    return settings.model_copy(update={"model": str(report.path)})
