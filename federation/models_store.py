@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -81,7 +82,7 @@ class ModelStore:
             entry["last"] = {"sha256": sha256, "chunk": chunk, "at": round(time.time(), 3)}
             self._write_json(_REPUTATION, reputation)
 
-    def reputation(self) -> dict[str, dict]:  # type: ignore[type-arg]
+    def reputation(self) -> dict[str, Any]:
         """peer id -> {name, bad_chunks, last: {sha256, chunk, at}}; sync."""
         return _read_json(self.folder / _REPUTATION)
 
@@ -96,7 +97,7 @@ class ModelStore:
     def _scan(self) -> None:
         with self._lock:
             index = self._read_index()
-            fresh: dict[str, dict] = {}  # type: ignore[type-arg]
+            fresh: dict[str, Any] = {}
             held: dict[str, tuple[Path, ModelManifest]] = {}
             for path in self._candidates():
                 key = str(path.resolve())
@@ -109,7 +110,7 @@ class ModelStore:
                 self._write_json(_INDEX, fresh)
             self._held = held
 
-    def _known(self, entry: dict | None, path: Path) -> ModelManifest | None:  # type: ignore[type-arg]
+    def _known(self, entry: dict[str, Any] | None, path: Path) -> ModelManifest | None:
         """The indexed manifest, if the file is unchanged and was chunked as this peer chunks."""
         if entry is None:
             return None
@@ -128,7 +129,7 @@ class ModelStore:
             logger.warning("not sharing %s: %s", path, exc)
             return None
 
-    def _read_index(self) -> dict[str, dict]:  # type: ignore[type-arg]
+    def _read_index(self) -> dict[str, Any]:
         return _read_json(self.folder / _INDEX)
 
     def _write_json(self, name: str, value: object) -> None:
@@ -139,12 +140,12 @@ class ModelStore:
         os.replace(temporary, self.folder / name)
 
 
-def _entry(path: Path, manifest: ModelManifest) -> dict:  # type: ignore[type-arg]
+def _entry(path: Path, manifest: ModelManifest) -> dict[str, Any]:
     stat = path.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "manifest": manifest.model_dump(mode="json", exclude={"signer", "signature"})}
 
 
-def _read_json(path: Path) -> dict:  # type: ignore[type-arg]
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -300,7 +300,7 @@ async def _worker(
                 stats.state, stats.reason = "dropped", _describe(exc)
             continue
         stats.busy_seconds += time.monotonic() - started
-        digest = await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
+        digest = await anyio.to_thread.run_sync(_sha256, data)
         if digest != manifest.chunks[index]:
             work.give_back(index)
             stats.state, stats.reason = "lied", f"served chunk {index} with the wrong sha256"
@@ -331,6 +331,10 @@ async def _fetch(http: httpx.AsyncClient, holder: Holder, manifest: ModelManifes
     if len(response.content) != length:
         raise _BadChunk(f"sent {len(response.content)} bytes for a {length}-byte chunk")
     return response.content
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _describe(exc: BaseException) -> str:

@@ -67,7 +67,7 @@ async def mesh_of_holders(
 
 
 async def test_a_newcomer_pulls_the_model_byte_identical_from_three_holders(start_node, tmp_path: Path, model_file: Path) -> None:
-    async with mesh_of_holders(start_node, tmp_path, model_file) as (holders, puller):
+    async with mesh_of_holders(start_node, tmp_path, model_file) as (_holders, puller):
         assert [entry.model.name for entry in mesh_models(puller)] == ["tiny-test"]
         report = await pull_model(puller, "tiny-test", tmp_path / "newcomer" / "models")
     assert report.path is not None and report.path.read_bytes() == model_file.read_bytes()
@@ -107,7 +107,7 @@ async def test_a_holder_whose_every_chunk_is_wrong_is_caught(start_node, tmp_pat
 
 async def test_an_interrupted_pull_resumes_without_fetching_verified_chunks_again(start_node, tmp_path: Path, model_file: Path) -> None:
     folder = tmp_path / "newcomer" / "models"
-    async with mesh_of_holders(start_node, tmp_path, model_file) as (holders, puller):
+    async with mesh_of_holders(start_node, tmp_path, model_file) as (_holders, puller):
         with anyio.CancelScope() as interrupted:
 
             def stop_halfway(report: PullReport) -> None:
@@ -127,7 +127,7 @@ async def test_two_pulls_of_one_model_at_once_download_it_once(start_node, tmp_p
     folder = tmp_path / "newcomer" / "models"
     reports: list[PullReport] = []
     waited: list[bool] = []
-    async with mesh_of_holders(start_node, tmp_path, model_file) as (holders, puller):
+    async with mesh_of_holders(start_node, tmp_path, model_file) as (_holders, puller):
 
         async def one() -> None:
             reports.append(await pull_model(puller, "tiny-test", folder, on_wait=lambda: waited.append(True)))
@@ -141,14 +141,14 @@ async def test_two_pulls_of_one_model_at_once_download_it_once(start_node, tmp_p
 
 
 async def test_an_unknown_model_gets_one_line_naming_what_the_mesh_holds(start_node, tmp_path: Path, model_file: Path) -> None:
-    async with mesh_of_holders(start_node, tmp_path, model_file, count=1) as (holders, puller):
+    async with mesh_of_holders(start_node, tmp_path, model_file, count=1) as (_holders, puller):
         with pytest.raises(PullError, match=r"nobody in the mesh holds 'llama-70b'; the mesh holds: tiny-test Q4_K_M sha256:") as caught:
             await pull_model(puller, "llama-70b", tmp_path / "newcomer" / "models")
     assert "\n" not in str(caught.value)
 
 
 async def test_strangers_get_neither_manifest_nor_chunk(start_node, tmp_path: Path, model_file: Path) -> None:
-    async with mesh_of_holders(start_node, tmp_path, model_file, count=1) as (holders, puller):
+    async with mesh_of_holders(start_node, tmp_path, model_file, count=1) as (holders, _puller):
         sha256 = holders[0].model_store.shared()[0].sha256
         async with httpx.AsyncClient(base_url=holders[0].url) as http:
             for path in (f"/models/{sha256}/manifest", f"/models/{sha256}/chunk?offset=0&length=100"):
@@ -158,7 +158,7 @@ async def test_strangers_get_neither_manifest_nor_chunk(start_node, tmp_path: Pa
 
 
 async def test_a_manifest_altered_after_signing_is_refused(start_node, tmp_path: Path, model_file: Path) -> None:
-    async with mesh_of_holders(start_node, tmp_path, model_file, count=1) as (holders, puller):
+    async with mesh_of_holders(start_node, tmp_path, model_file, count=1) as (holders, _puller):
         holder = holders[0]
         sha256 = holder.model_store.shared()[0].sha256
         async with httpx.AsyncClient(base_url=holder.url, headers=AUTH) as http:
@@ -167,7 +167,7 @@ async def test_a_manifest_altered_after_signing_is_refused(start_node, tmp_path:
     forged = raw.replace(b'"chunks":["', b'"chunks":["0', 1).replace(b'","', b'","', 1)
     altered = raw.replace(b"tiny-test", b"tiny-fake", 1)
     for bad in (altered, forged):
-        with pytest.raises(PullError, match="bad signature|malformed|does not fit"):
+        with pytest.raises(PullError, match=r"bad signature|malformed|does not fit"):
             verify_manifest(bad, holder=holder.card(), sha256=sha256)
 
 
