@@ -9,7 +9,8 @@ async with Node(PeerSettings(port=0)) as node:
 Routes on one port: `/mcp` (Streamable HTTP MCP), `/peer` (signed card,
 JSON), `/peer.md` (the card for people), `/health`, `/mesh/proof` (membership
 proof between peers, `federation.proof`), `/peers` (the peer table), `/events`
-(Server-Sent Events), `/metrics` (Prometheus). Every route answers only requests
+(Server-Sent Events), `/metrics` (Prometheus), `/models/<sha256>/…` (model chunks for
+`mcpfed pull`, `federation.pull.serve`). Every route answers only requests
 addressed to this peer (`federation.hostguard.HostGuard`); in a mesh every route but
 `/health` and `/mesh/proof` needs the mesh credential or a peer token addressed to
 this peer (`federation.membership.MeshGuard`); `/mcp` is rate-limited per caller
