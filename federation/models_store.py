@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 _INDEX = ".index.json"
 _REPUTATION = ".reputation.json"
+_HASHED: dict[tuple[str, int, int, int], ModelManifest] = {}
+"""(file, size, mtime, chunk size) -> its manifest, hashed already in this process: every peer of a test
+session or script that shares one model file (the embedded one) need not read it again."""
 
 
 class ModelStore:
@@ -124,7 +127,11 @@ class ModelStore:
 
     def _hash(self, path: Path) -> ModelManifest | None:
         try:
-            return hash_chunks(path, self._chunk_bytes, stop=self._stop)
+            stat = path.stat()
+            seen = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, self._chunk_bytes)
+            if seen not in _HASHED:
+                _HASHED[seen] = hash_chunks(path, self._chunk_bytes, stop=self._stop)
+            return _HASHED[seen]
         except (GGUFError, OSError) as exc:
             logger.warning("not sharing %s: %s", path, exc)
             return None

@@ -175,3 +175,12 @@ async def test_a_peer_started_with_no_share_models_offers_none(start_node, tmp_p
     async with start_node(name="private", home=holding(tmp_path / "private", model_file), share_models=False) as node:
         await anyio.sleep(0.2)
         assert node.card().shares == []
+
+
+async def test_the_card_digest_changes_when_a_peer_starts_sharing_a_model(start_node, tmp_path: Path, model_file: Path) -> None:
+    async with start_node(name="late", home=tmp_path / "late", model_chunk_bytes=CHUNK) as node:
+        before = node.card().digest()
+        await anyio.to_thread.run_sync(holding, node.home, model_file)
+        await node.model_store.scan()
+        assert [shared.name for shared in node.card().shares] == ["tiny-test"]
+        assert node.card().digest() != before

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+import anyio
 import pytest
 
+from federation.errors import PullError
 from federation.node import Node
 from federation.pull.download import PullReport
 from federation.pull.mesh import pull_model
@@ -86,3 +88,22 @@ async def test_a_pull_through_a_relay_only(start_node: Callable[..., AbstractAsy
             report = await pull_model(puller, "tiny-test", tmp_path / "newcomer" / "models")
     assert report.path is not None and report.path.read_bytes() == model.read_bytes()
     assert report.holders[holder.peer_id].chunks == len(report.manifest.chunks)
+
+
+async def test_a_full_disk_is_one_clear_error_and_nothing_lands_in_models(start_node: Callable[..., AbstractAsyncContextManager[Node]], tmp_path: Path) -> None:
+    model = small_gguf(tmp_path / "source" / "tiny-test.gguf", 4)
+    small_disk = tmp_path / "small-disk"
+    small_disk.mkdir()
+    mounted = await anyio.run_process(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small_disk)], check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        async with start_node(name="holder", home=_holding(tmp_path / "holder", model), model_chunk_bytes=CHUNK) as holder, start_node(name="newcomer") as puller:
+            await wait_until(lambda: bool(holder.card().shares))
+            await puller.add_peer(holder.mcp_url)
+            with pytest.raises(PullError, match=r"not enough disk space for tiny-test .*run the same pull again") as caught:
+                await pull_model(puller, "tiny-test", small_disk / "models")
+        assert "\n" not in str(caught.value)
+        assert not list((small_disk / "models").glob("*.gguf"))
+    finally:
+        await anyio.run_process(["umount", str(small_disk)], check=False)
