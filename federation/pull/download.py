@@ -68,15 +68,17 @@ class HolderStats:
     name: str
     chunks: int = 0
     bytes: int = 0
-    busy_seconds: float = 0.0
+    first_asked: float = 0.0
+    last_delivered: float = 0.0
     state: str = "active"
     reason: str = ""
     failures: int = 0
 
     @property
     def rate(self) -> float:
-        """Bytes per second while it had requests out."""
-        return self.bytes / self.busy_seconds if self.busy_seconds else 0.0
+        """Bytes per second from its first request to its latest chunk (its requests overlap, so not summed)."""
+        elapsed = self.last_delivered - self.first_asked
+        return self.bytes / elapsed if elapsed > 0 else 0.0
 
 
 @dataclass
@@ -290,7 +292,7 @@ async def _worker(
         if stats.state != "active":
             work.give_back(index)
             return
-        started = time.monotonic()
+        stats.first_asked = stats.first_asked or time.monotonic()
         try:
             data = await _fetch(http, holder, manifest, index)
         except (httpx.HTTPError, TimeoutError, _BadChunk) as exc:
@@ -299,7 +301,6 @@ async def _worker(
             if stats.failures >= _FAILURES_TO_DROP or isinstance(exc, httpx.ConnectError):
                 stats.state, stats.reason = "dropped", _describe(exc)
             continue
-        stats.busy_seconds += time.monotonic() - started
         digest = await anyio.to_thread.run_sync(_sha256, data)
         if digest != manifest.chunks[index]:
             work.give_back(index)
@@ -316,6 +317,7 @@ async def _worker(
         stats.failures = 0
         stats.chunks += 1
         stats.bytes += len(data)
+        stats.last_delivered = time.monotonic()
         report.fetched_chunks += 1
         report.verified_bytes += len(data)
         on_progress(report)
