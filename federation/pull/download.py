@@ -49,6 +49,8 @@ _PER_HOLDER = 2
 _CHUNK_TIMEOUT_SECONDS = 60.0
 _LOCK_POLL_SECONDS = 0.2
 _FAILURES_TO_DROP = 2
+_COPIES = 2
+"""Holders asked for one chunk at most, once nothing is left in the queue."""
 
 
 @dataclass(frozen=True)
@@ -99,35 +101,58 @@ class PullReport:
 
 
 class _Work:
-    """The shared queue of chunk indices; `take` waits while others still have chunks out that may come back."""
+    """The shared queue of chunk indices.
+
+    `take` hands out queued chunks first. When none are queued but some are
+    still out, a holder that is idle asks for one of those too (at most
+    `_COPIES` holders per chunk: the end of a pull does not wait on the slowest
+    holder); the first verified copy counts, the other is dropped. It waits
+    only while every chunk out is already asked twice or of itself.
+    """
 
     def __init__(self, todo: list[int]) -> None:
         self._queue = deque(todo)
-        self._out: set[int] = set()
+        self._out: dict[int, set[str]] = {}
+        self._finished: set[int] = set()
         self._changed = anyio.Event()
 
     @property
     def remaining(self) -> int:
         return len(self._queue) + len(self._out)
 
-    async def take(self) -> int | None:
+    async def take(self, holder: str) -> int | None:
         while True:
             if self._queue:
                 index = self._queue.popleft()
-                self._out.add(index)
+                self._out[index] = {holder}
                 return index
             if not self._out:
                 return None
+            spare = next((index for index, asked in self._out.items() if holder not in asked and len(asked) < _COPIES), None)
+            if spare is not None:
+                self._out[spare].add(holder)
+                return spare
             await self._changed.wait()
 
-    def give_back(self, index: int) -> None:
-        self._out.discard(index)
-        self._queue.appendleft(index)
+    def give_back(self, index: int, holder: str) -> None:
+        asked = self._out.get(index)
+        if asked is not None:
+            asked.discard(holder)
+            if not asked:
+                del self._out[index]
+                self._queue.appendleft(index)
         self._notify()
 
-    def done(self, index: int) -> None:
-        self._out.discard(index)
+    def finished(self, index: int) -> bool:
+        return index in self._finished
+
+    def done(self, index: int) -> bool:
+        """Mark the chunk written; False when another holder's copy got there first."""
+        first = index not in self._finished
+        self._finished.add(index)
+        self._out.pop(index, None)
         self._notify()
+        return first
 
     def _notify(self) -> None:
         self._changed.set()
@@ -288,32 +313,35 @@ async def _worker(
 ) -> None:
     stats = report.holders[holder.peer_id]
     manifest = partial.manifest
-    while stats.state == "active" and (index := await work.take()) is not None:
+    while stats.state == "active" and (index := await work.take(holder.peer_id)) is not None:
         if stats.state != "active":
-            work.give_back(index)
+            work.give_back(index, holder.peer_id)
             return
         stats.first_asked = stats.first_asked or time.monotonic()
         try:
             data = await _fetch(http, holder, manifest, index)
         except (httpx.HTTPError, TimeoutError, _BadChunk) as exc:
-            work.give_back(index)
+            work.give_back(index, holder.peer_id)
             stats.failures += 1
             if stats.failures >= _FAILURES_TO_DROP or isinstance(exc, httpx.ConnectError):
                 stats.state, stats.reason = "dropped", _describe(exc)
             continue
         digest = await anyio.to_thread.run_sync(_sha256, data)
         if digest != manifest.chunks[index]:
-            work.give_back(index)
+            work.give_back(index, holder.peer_id)
             stats.state, stats.reason = "lied", f"served chunk {index} with the wrong sha256"
             await anyio.to_thread.run_sync(store.record_lie, holder.peer_id, holder.name, manifest.sha256, index)
             on_progress(report)
             return
+        if work.finished(index):  # another holder's copy landed first
+            continue
         try:
             await anyio.to_thread.run_sync(partial.write, index, data)
         except PullError:
-            work.give_back(index)
+            work.give_back(index, holder.peer_id)
             raise
-        work.done(index)
+        if not work.done(index):
+            continue
         stats.failures = 0
         stats.chunks += 1
         stats.bytes += len(data)
