@@ -41,6 +41,7 @@ if _typing.TYPE_CHECKING:
         ModelFileError,
         PeerError,
         PortInUseError,
+        PullError,
         ToolCallError,
     )
     from federation.home import state_dir
@@ -87,6 +88,7 @@ _HOMES = {
     "ModelFileError": "errors",
     "PeerError": "errors",
     "PortInUseError": "errors",
+    "PullError": "errors",
     "ToolCallError": "errors",
     "state_dir": "home",
     "auth_headers": "membership",
@@ -137,6 +139,7 @@ __all__ = [
     "PeerUp",
     "PipelineStep",
     "PortInUseError",
+    "PullError",
     "SyncMesh",
     "TRACE_META_KEY",
     "ToolCallError",

@@ -22,7 +22,7 @@ from federation.const import PROTOCOL_VERSION
 from federation.errors import CardError
 from federation.identity import Identity, b64decode_exact, peer_id_for, verify_signature
 
-__all__ = ["Load", "ModelSummary", "PeerCard", "ToolSummary", "card_markdown", "sign_card", "verify_card"]
+__all__ = ["Load", "ModelSummary", "PeerCard", "SharedModel", "ToolSummary", "card_markdown", "sign_card", "verify_card"]
 
 
 class ModelSummary(BaseModel):
@@ -33,6 +33,16 @@ class ModelSummary(BaseModel):
     sha256: str
     n_ctx: int
     n_gpu_layers: int = 0
+
+
+class SharedModel(BaseModel):
+    """A GGUF file the peer hands out in chunks to mesh members (`mcpfed pull`, federation.pull)."""
+
+    name: str
+    architecture: str = ""
+    quantization: str = ""
+    size_bytes: int
+    sha256: str
 
 
 class ToolSummary(BaseModel):
@@ -56,6 +66,7 @@ class PeerCard(BaseModel):
     models: list[ModelSummary] = Field(default_factory=list)
     tools: list[ToolSummary] = Field(default_factory=list)
     load: Load = Field(default_factory=Load)
+    shares: list[SharedModel] = Field(default_factory=list, description="models members may pull from this peer")
     issued_at: float = 0.0
     signature: str = ""
 
@@ -66,7 +77,7 @@ class PeerCard(BaseModel):
 
     def digest(self) -> str:
         """Short hash of what the peer offers (not its load): changes when models or tools change."""
-        body = self.model_dump(mode="json", include={"id", "name", "mesh", "endpoints", "models", "tools", "protocol"})
+        body = self.model_dump(mode="json", include={"id", "name", "mesh", "endpoints", "models", "tools", "protocol", "shares"})
         raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return hashlib.sha256(raw).hexdigest()[:12]
 

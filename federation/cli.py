@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from federation.const import (
+    CHUNK_BYTES,
     DEFAULT_CONTEXT,
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -176,9 +177,12 @@ def serve(
     max_connections_per_address: MaxConnectionsOption = MAX_CONNECTIONS_PER_ADDRESS,
     rate_limit: Annotated[str, typer.Option(help="Requests each caller (client address) may send to /mcp: 20/s, 600/m, 5000/h or 'off'; 429 past it.")] = DEFAULT_RATE_LIMIT,
     rate_burst: Annotated[int | None, typer.Option(help="Requests a caller may send at once (default: two seconds' worth of --rate-limit).")] = None,
+    share_models: Annotated[bool, typer.Option(help="Let mesh members pull the served model and <home>/models/*.gguf (`mcpfed pull`).")] = True,
+    share_rate: Annotated[float, typer.Option(help="MB/s this peer sends model chunks at, all pulls together (0 = no cap); tool calls always come first.")] = 0.0,
+    model_chunk_bytes: Annotated[int, typer.Option(help="Chunk size of the manifests this peer signs for the models it shares.")] = CHUNK_BYTES,
     print_settings: PrintSettingsOption = False,
 ) -> None:
-    """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL."""
+    """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL. A --model NAME or sha256:HEX not on disk is pulled from the mesh first."""
     from federation.settings import PeerSettings
 
     _run_until_interrupted(_serve, _settings(ctx, PeerSettings))
@@ -237,7 +241,13 @@ def _run_until_interrupted(main: Callable[[Any, _StopSignals], Awaitable[None]],
 
 async def _serve(settings: Any, signals: _StopSignals) -> None:
     from federation.node import Node
+    from federation.pull.mesh import pull_for_serve
+    from federation.pull.progress import PullBar
 
+    with signals.until_signalled(), PullBar(err, f"pulling {settings.model}") as bar:
+        settings = await pull_for_serve(settings, on_progress=bar.show, on_warning=err.print)
+    if signals.received is not None:
+        return
     async with Node(settings) as node:
         with signals.until_signalled():
             if node.engine is not None:
@@ -331,10 +341,14 @@ async def _tools(url: str, headers: dict[str, str]) -> None:
 def models(
     paths: Annotated[list[Path] | None, typer.Argument(help="Extra .gguf files or folders to list.")] = None,
     home: Annotated[Path | None, typer.Option(help="State directory; its models/ folder is listed.", envvar="MCPFED_HOME")] = None,
+    mesh: Annotated[bool, typer.Option("--mesh", help="List what the peers of the mesh share instead (name, size, quantisation, sha256, holders).")] = False,
 ) -> None:
-    """List local models: the embedded ones, the state dir's models/, and PATHS."""
+    """List local models: the embedded ones, the state dir's models/, and PATHS; with --mesh, the mesh's."""
     from federation.models import find_models
 
+    if mesh:
+        anyio.run(_mesh_models, home)
+        return
     with err.status("hashing model files…", spinner="dots"):
         found = find_models(paths or [], home)
     for entry in found:  # a block per model: a table in 80 columns would cut the sha256 and path people copy
@@ -347,6 +361,57 @@ def models(
                 soft_wrap=True,
                 highlight=False,
             )
+
+
+async def _mesh_models(home: Path | None) -> None:
+    from rich.table import Table
+
+    from federation.api import Mesh
+    from federation.pull.mesh import mesh_models
+
+    async with Mesh.connect(name="models", home=home) as member:
+        found = mesh_models(member.node)
+    if not found:
+        err.print("no peer this machine found shares a model (are they running, in this mesh, and sharing?)")
+        return
+    table = Table(box=None)
+    for column in ("name", "size", "quant", "sha256", "holders"):
+        table.add_column(column, no_wrap=column == "sha256")
+    for entry in found:
+        shared = entry.model
+        table.add_row(shared.name, f"{shared.size_bytes / 1e6:.0f} MB", shared.quantization, shared.sha256, ", ".join(peer.name for peer in entry.holders))
+    out.print(table)
+
+
+@app.command()
+def pull(
+    model: Annotated[str, typer.Argument(help="The model's name (as `mcpfed models --mesh` lists it) or sha256:HEX.")],
+    home: Annotated[Path | None, typer.Option(help="State directory; the model lands in its models/ folder.", envvar="MCPFED_HOME")] = None,
+    peers: Annotated[list[str] | None, typer.Option("--peer", help="A peer URL to ask besides those mDNS and relays find (repeatable).")] = None,
+    relays: Annotated[list[str] | None, typer.Option("--relay", help="Relay base URL to look for holders through (repeatable; default: the mesh's).")] = None,
+    mdns: Annotated[str, typer.Option(help="mDNS: 'auto', 'off', or interfaces/IPv4s, comma-separated.")] = "auto",
+) -> None:
+    """Fetch a model from every peer that shares it, verified chunk by chunk; Ctrl-C and run again to resume."""
+    from federation.pull.progress import PullBar
+
+    async def run() -> None:
+        from federation.api import Mesh
+        from federation.home import state_dir
+        from federation.pull.mesh import pull_model
+
+        extra: dict[str, Any] = {"relays": relays} if relays else {}
+        async with Mesh.connect(name="pull", home=home, peers=peers or [], mdns=mdns, **extra) as mesh:
+            with PullBar(err, model) as bar:
+                report = await pull_model(mesh.node, model, state_dir(home) / "models", on_progress=bar.show, on_warning=err.print,
+                                          on_wait=lambda: err.print(f"another pull of {model} is running here; waiting for it"))
+        for peer_id in report.liars:
+            err.print(f"[red]holder {report.holders[peer_id].name} ({peer_id}) served a chunk that did not match the manifest; dropped and recorded[/]")
+        out.print(str(report.path), highlight=False, soft_wrap=True)
+
+    try:
+        anyio.run(run)
+    except KeyboardInterrupt:
+        _fail(f"interrupted; the verified chunks are kept: run `mcpfed pull {model}` again to resume", 130)
 
 
 @app.command()

@@ -12,6 +12,8 @@ HEALTH_PATH = "/health"
 PEERS_PATH = "/peers"
 EVENTS_PATH = "/events"
 METRICS_PATH = "/metrics"
+MODELS_PATH = "/models"
+"""Behind the mesh credential: `/models/<sha256>/manifest` and `/models/<sha256>/chunk` (federation.pull.serve)."""
 PROOF_PATH = "/mesh/proof"
 """Open, like /health: where peers prove mesh membership to each other (federation.proof)."""
 
@@ -21,6 +23,12 @@ DEFAULT_CONTEXT = 4096
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Largest JSON-RPC body a peer accepts on /mcp (the SDK's own default)."""
+
+CHUNK_BYTES = 4 * 1024 * 1024
+"""Chunk size of the manifests a peer signs for the models it shares (a pull verifies chunk by chunk)."""
+
+MAX_CHUNK_BYTES = 16 * 1024 * 1024
+"""Longest byte range a holder serves in one request; a manifest with bigger chunks cannot be pulled."""
 
 HEADER_TIMEOUT_SECONDS = 10.0
 """A request's headers must arrive within this long of its first byte (of the connection, for the first request)."""

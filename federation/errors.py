@@ -5,8 +5,9 @@
     │   └── ModelFileError   model path missing, a directory, not GGUF, truncated
     ├── PortInUseError       the port to bind is taken
     ├── CardError            a peer card failed verification (signature, id, mesh)
-    └── PeerError            a peer could not be reached or refused a call
-        └── ToolCallError    a tool call came back as an error
+    ├── PeerError            a peer could not be reached or refused a call
+    │   └── ToolCallError    a tool call came back as an error
+    └── PullError            `mcpfed pull` could not get a model (nobody holds it, every holder failed, disk full)
 
 Third-party exceptions (httpx, sqlalchemy, zeroconf, llama.cpp) are translated
 into these at the boundary and never reach users of the public API.
@@ -21,6 +22,7 @@ __all__ = [
     "ModelFileError",
     "PeerError",
     "PortInUseError",
+    "PullError",
     "ToolCallError",
 ]
 
@@ -51,3 +53,7 @@ class PeerError(FederationError):
 
 class ToolCallError(PeerError):
     """A tool call returned an error result."""
+
+
+class PullError(FederationError):
+    """A model could not be pulled from the mesh; the message says why and what is kept for a retry."""

@@ -9,7 +9,8 @@ async with Node(PeerSettings(port=0)) as node:
 Routes on one port: `/mcp` (Streamable HTTP MCP), `/peer` (signed card,
 JSON), `/peer.md` (the card for people), `/health`, `/mesh/proof` (membership
 proof between peers, `federation.proof`), `/peers` (the peer table), `/events`
-(Server-Sent Events), `/metrics` (Prometheus), and the standard documents made from the
+(Server-Sent Events), `/metrics` (Prometheus), `/models/<sha256>/…` (model chunks for
+`mcpfed pull`, `federation.pull.serve`), and the standard documents made from the
 card (`/.well-known/mcp/server-card`, `/.well-known/agent-card.json`, `/llms.txt`:
 `federation.wellknown`). Every route answers only requests
 addressed to this peer (`federation.hostguard.HostGuard`); in a mesh every route but
@@ -70,8 +71,10 @@ from federation.hostguard import HostGuard, machine_names
 from federation.identity import Identity
 from federation.listen import bind_socket, start_uvicorn
 from federation.membership import MeshGuard
+from federation.models_store import ModelStore
 from federation.peers import Peer, PeerTable
 from federation.proof import MeshKeys, ProofDesk
+from federation.pull.serve import ChunkServer
 from federation.ratelimit import RateLimit
 from federation.routing import CallLedger, FastForward, Forwarder, Router
 from federation.settings import PeerSettings
@@ -145,6 +148,13 @@ class Node:
         """Events and ledger rows of every call this peer serves or makes."""
         self.forwarder = Forwarder(peers=self.peers, ledger=self.ledger, identity=self.identity, settings=self.settings)
         """Every call this peer passes on to another peer goes through it (see `federation.routing`)."""
+        self.model_store = ModelStore(
+            self.home / "models", self.identity, chunk_bytes=self.settings.model_chunk_bytes, extra=lambda: [self.engine.info.path] if self.engine else []
+        )
+        """The models this peer holds and shares (`/models/…`, `mcpfed pull`); hashed in the background at start."""
+        self._chunks = ChunkServer(
+            self.model_store, busy=lambda: self.load().in_flight + self.load().queued > 0, rate_mb=self.settings.share_rate, shared=lambda: self.settings.share_models
+        )
         self._metrics = _Metrics()
         self._server: uvicorn.Server | None = None
         self.app: ASGIApp | None = None
@@ -197,6 +207,9 @@ class Node:
             await self._host_shared_tools(stack)
             await stack.enter_async_context(self.forwarder)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            if self.settings.share_models:
+                self._task_group.start_soon(self.model_store.scan)
+                stack.callback(self.model_store.stop)
             stack.callback(self._stop_http)
             await self._start_http(sock)
             for factory in self._service_factories:
@@ -369,6 +382,7 @@ class Node:
             models=models,
             tools=[ToolSummary(name=t.name, description=t.description or "") for t in self.tools.local_tools],
             load=self.load(),
+            shares=self.model_store.shared() if self.settings.share_models else [],
         )
         return sign_card(unsigned, self.identity)
 
@@ -397,6 +411,7 @@ class Node:
             Route(EVENTS_PATH, self._get_events, methods=["GET"]),
             Route(METRICS_PATH, self._get_metrics, methods=["GET"]),
             *self.publication.routes(),
+            *self._chunks.routes(),
         ]
 
     async def _get_card(self, request: Request) -> Response:

@@ -30,12 +30,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from federation.connections import ConnectionLimits
 from federation.const import (
+    CHUNK_BYTES,
     DEFAULT_CONTEXT,
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_RATE_LIMIT,
     HEADER_TIMEOUT_SECONDS,
     HEALTH_INTERVAL_SECONDS,
+    MAX_CHUNK_BYTES,
     MAX_CONNECTIONS_PER_ADDRESS,
     MAX_REQUEST_BYTES,
 )
@@ -269,6 +271,9 @@ class PeerSettings(MeshSettings):
     health_interval: float = Field(default=HEALTH_INTERVAL_SECONDS, gt=0, le=60, description="seconds between health pings")
     rate_limit: str = Field(default=DEFAULT_RATE_LIMIT, description="requests per caller to /mcp, e.g. 20/s, 600/m, or 'off'; see federation.ratelimit")
     rate_burst: int | None = Field(default=None, ge=1, description="requests a caller may send at once; two seconds' worth by default")
+    share_models: bool = Field(default=True, description="let mesh members pull the served model and <home>/models/*.gguf (federation.pull)")
+    share_rate: float = Field(default=0.0, ge=0, description="MB/s this peer sends model chunks at, all pulls together; 0 = no cap")
+    model_chunk_bytes: int = Field(default=CHUNK_BYTES, ge=64 * 1024, le=MAX_CHUNK_BYTES, description="chunk size of the manifests this peer signs")
 
     @field_validator("rate_limit")
     @classmethod
