@@ -1,14 +1,19 @@
 """What a hop through the mesh costs: a trivial tool called directly with the MCP SDK,
 through one peer, through two peers, through the Mesh API (client-side routing), and
-through FastMCP's proxy. Same run, same echo tool, long-lived sessions.
+through FastMCP's proxy. Same run, same echo tool, long-lived sessions. The variants take
+turns for `--rounds` rounds, so a machine busy with other work for part of the run slows
+them all alike instead of the one measured at the time.
 
-    python -m bench.hops [--calls 200]
+    python -m bench.hops [--calls 200] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +33,14 @@ async def wait_for_tool(node: Node, name: str) -> None:
             await anyio.sleep(0.02)
 
 
-async def run(calls: int) -> None:
+async def run(calls: int, rounds: int) -> None:
     home = Path(tempfile.mkdtemp(prefix="mcpfed-bench-"))
-    rows: list[tuple[str, list[float]]] = []
+    samples: dict[str, list[float]] = {}
 
     def settings(name: str) -> PeerSettings:
-        return PeerSettings(name=name, port=0, model=None, home=home / name)
+        # mDNS off: the peers are introduced by URL, and on a shared machine other processes' peers on loopback
+        # mDNS would be found, fetched and verified inside the timed loop.
+        return PeerSettings(name=name, port=0, model=None, home=home / name, mdns="off")
 
     async with (
         serve_app(echo_server().streamable_http_app()) as bare_url,
@@ -57,20 +64,28 @@ async def run(calls: int) -> None:
                 ("two hops: -> carol -> bob -> alice", carol.mcp_url, "mesh_call", {"peer": "bob", "tool": "alice__echo", "arguments": {"text": "x"}}),
                 ("FastMCP 4.1.6 proxy -> bare MCPServer", proxy_url + "/mcp", "echo", {"text": "x"}),
             ]
-            for label, url, tool, arguments in variants:
-                async with Client(url) as client:
-                    rows.append((label, await time_calls(lambda: client.call_tool(tool, arguments), calls)))  # noqa: B023 - awaited in this iteration
-            async with Mesh.connect(name="bench-script", home=home) as mesh:
+            async with AsyncExitStack() as stack:
+                calls_of: dict[str, Callable[[], Awaitable[Any]]] = {}
+                for label, url, tool, arguments in variants:
+                    client = await stack.enter_async_context(Client(url))
+                    calls_of[label] = partial(client.call_tool, tool, arguments)
+                mesh = await stack.enter_async_context(Mesh.connect(name="bench-script", home=home, mdns="off"))
                 await mesh.node.add_peer(alice.mcp_url)
                 await mesh.wait_for_peers(1)
-                rows.append(("Mesh API: client-side route -> alice", await time_calls(lambda: mesh.call("alice", "echo", {"text": "x"}), calls)))
-    print_table(f"Trivial tool, {calls} sequential calls each, loopback, long-lived sessions", rows, "direct: SDK client -> bare MCPServer")
+                calls_of["Mesh API: client-side route -> alice"] = lambda: mesh.call("alice", "echo", {"text": "x"})
+                for _ in range(rounds):
+                    for label, call in calls_of.items():
+                        samples.setdefault(label, []).extend(await time_calls(call, calls))
+    title = f"Trivial tool, {calls} sequential calls each in {rounds} rounds, loopback, long-lived sessions"
+    print_table(title, list(samples.items()), "direct: SDK client -> bare MCPServer")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
-    anyio.run(run, parser.parse_args().calls)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    anyio.run(run, args.calls, args.rounds)
 
 
 if __name__ == "__main__":

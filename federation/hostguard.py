@@ -46,6 +46,8 @@ HOST_REFUSED_CODE = -32043
 """JSON-RPC error code of a request refused for its Host (421) or Origin (403)."""
 
 _ANY = "*"
+_VERDICTS_KEPT = 1024
+"""(Host, Origin) pairs whose verdict is remembered; past that the memory starts over (a flood of made-up Hosts must not grow it)."""
 
 
 def machine_names(bind_host: str) -> list[str]:
@@ -74,8 +76,8 @@ def _hostname(netloc: str) -> str | None:
         return None
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), None)
+def _decoded(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 class HostGuard:
@@ -84,17 +86,36 @@ class HostGuard:
     def __init__(self, app: ASGIApp, *, names: Iterable[str]) -> None:
         self.app = app
         self._names = frozenset(name.strip().lower().strip("[]") for name in names if name.strip())
+        self._verdicts: dict[tuple[bytes | None, bytes | None], tuple[int, str, str] | None] = {}
+        """`_problem` per raw (Host, Origin): a peer sees the same few pairs on every request, and parsing them cost ~9 µs."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or _ANY in self._names:
             await self.app(scope, receive, send)
             return
-        problem = self._problem(_header(scope, b"host"), _header(scope, b"origin"))
+        problem = self._verdict(scope)
         if problem is None:
             await self.app(scope, receive, send)
             return
         status, reason, message = problem
         await refuse(scope, send, status, message, code=HOST_REFUSED_CODE, data={"reason": reason})
+
+    def _verdict(self, scope: Scope) -> tuple[int, str, str] | None:
+        host = origin = None
+        for key, value in scope["headers"]:
+            if key == b"host" and host is None:
+                host = value
+            elif key == b"origin" and origin is None:
+                origin = value
+        pair = (host, origin)
+        try:
+            return self._verdicts[pair]
+        except KeyError:
+            pass
+        if len(self._verdicts) >= _VERDICTS_KEPT:
+            self._verdicts.clear()
+        verdict = self._verdicts[pair] = self._problem(_decoded(host), _decoded(origin))
+        return verdict
 
     def _allowed(self, name: str) -> bool:
         return name in self._names or _is_ip(name)

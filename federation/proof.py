@@ -96,6 +96,10 @@ _TOKEN_MAC = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 MAC, unp
 _URL = re.compile(r"https?://[\x21-\x7e]{1,256}")
 
 
+_VERIFIED_KEPT = 4096
+"""Verified tokens remembered (`MeshKeys.token_problem`); past that the memory starts over."""
+
+
 class ProofError(Exception):
     """A proof or token that does not hold; `reason` is a short code for logs and tests."""
 
@@ -114,6 +118,9 @@ class MeshKeys:
     def __init__(self, secret: str) -> None:
         self._proof_key = _derive(secret, b"mcpfed proof v1")
         self._token_key = _derive(secret, b"mcpfed token v1")
+        self._verified: dict[tuple[str, str | None], int] = {}
+        """Expiry of each (token, audience) that verified: a peer sends one token per peer for minutes, so its
+        parse and MAC need not run on every request, only the clock check."""
 
     def proof(self, role: str, *fields: str) -> str:
         """MAC over the role and the fields (none may hold a newline: every field is pattern-checked first)."""
@@ -129,6 +136,18 @@ class MeshKeys:
 
     def token_problem(self, presented: str, audience: str | None, *, now: float | None = None) -> str | None:
         """Why `presented` is no token for `audience`, or None when it is (right MAC, audience, not expired)."""
+        now = now or time.time()
+        expiry = self._verified.get((presented, audience))
+        if expiry is not None and _fresh(expiry, now):
+            return None
+        problem = self._check_token(presented, audience, now)
+        if problem is None:
+            if len(self._verified) >= _VERIFIED_KEPT:
+                self._verified.clear()
+            self._verified[(presented, audience)] = int(presented.rsplit(".", 2)[1])
+        return problem
+
+    def _check_token(self, presented: str, audience: str | None, now: float) -> str | None:
         if not presented.startswith(_TOKEN_PREFIX) or len(presented) > 160:
             return "not_a_token"
         parts = presented[len(_TOKEN_PREFIX) :].split(".")
@@ -140,10 +159,12 @@ class MeshKeys:
             return "token_forged"
         if named != audience:
             return "token_other_audience"
-        now = now or time.time()
-        if expiry < now or expiry > now + TOKEN_SECONDS + _CLOCK_SKEW_SECONDS:
-            return "token_expired"
-        return None
+        return None if _fresh(expiry, now) else "token_expired"
+
+
+def _fresh(expiry: int, now: float) -> bool:
+    """Not expired, and not valid for longer than a token ever is (a clock far ahead of ours)."""
+    return now <= expiry <= now + TOKEN_SECONDS + _CLOCK_SKEW_SECONDS
 
 
 def token_issuer(presented: str) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,7 +79,7 @@ class CallLedger:
         self._record("made", finished, started, on_write=_receipt_check(peer, tool, result) if isinstance(receipt, dict) else None)
 
     def _record(self, role: str, call: _Call, started: float, *, on_write: Callable[[dict[str, Any]], None] | None = None) -> None:
-        fields = asdict(call)
+        fields = dict(vars(call))  # its fields are all plain values: `asdict`'s deep copy cost ~15 µs a call, three times a hop
         fields["ms"] = round(call.ms, 2)
         self._events.publish("call_finished", **fields)
         parent = fields.pop("parent")

@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from starlette.types import Message, Receive, Scope, Send
 
 from federation.const import (
     CARD_MARKDOWN_PATH,
@@ -23,7 +24,7 @@ from federation.const import (
     PEERS_PATH,
     TUNNEL_PATH,
 )
-from federation.hostguard import HOST_REFUSED_CODE
+from federation.hostguard import HOST_REFUSED_CODE, HostGuard
 from federation.node import Node
 from federation.relay.server import Relay
 from federation.relay.settings import RelaySettings
@@ -110,3 +111,42 @@ async def test_a_request_without_a_host_header_is_refused(open_peer: Node) -> No
                 while True:
                     answer += await stream.receive()
     assert answer.startswith(b"HTTP/1.1 421 ") and b"no Host header" in answer
+
+
+async def _status_through_guard(guard: HostGuard, host: bytes, origin: bytes | None = None) -> int:
+    """The status a bare `HostGuard` answers with (200: let through) for one request with these headers."""
+    statuses: list[int] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    headers = [(b"host", host), *([(b"origin", origin)] if origin is not None else [])]
+    scope: Scope = {"type": "http", "method": "GET", "path": "/", "headers": headers, "query_string": b""}
+    await guard(scope, _receive_nothing, send)
+    return statuses[0]
+
+
+async def _receive_nothing() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _ok(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def test_a_host_once_let_through_does_not_let_a_foreign_origin_through_later() -> None:
+    guard = HostGuard(_ok, names=["localhost"])
+    for _ in range(2):  # the second time from what the guard remembers
+        assert await _status_through_guard(guard, b"localhost:8801") == 200
+        assert await _status_through_guard(guard, b"localhost:8801", b"http://evil.example") == 403
+        assert await _status_through_guard(guard, b"evil.example:8801") == 421
+
+
+async def test_a_flood_of_made_up_hosts_keeps_what_the_guard_remembers_bounded() -> None:
+    guard = HostGuard(_ok, names=["localhost"])
+    for index in range(3000):
+        assert await _status_through_guard(guard, f"evil{index}.example".encode()) == 421
+    assert len(guard._verdicts) <= 1024
+    assert await _status_through_guard(guard, b"127.0.0.1:1") == 200

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from federation.proof import MAX_PROOF_BODY, PROOF_PENDING_LIMIT, MeshKeys, ProofDesk, ProofError, token_issuer
+from federation.proof import MAX_PROOF_BODY, PROOF_PENDING_LIMIT, TOKEN_SECONDS, MeshKeys, ProofDesk, ProofError, token_issuer
 from tests.support.fuzzing import FUZZ, JSON, peak_bytes
 
 KEYS = MeshKeys("the-mesh-secret-of-this-fuzz-test")
@@ -79,3 +79,13 @@ def test_a_minted_token_passes_only_at_its_audience_and_names_its_issuer(issuer:
     assert KEYS.token_problem(token, audience) is None and token_issuer(token) == issuer
     assert KEYS.token_problem(token, ME if audience != ME else CALLER) == "token_other_audience"
     assert MeshKeys("another-mesh-secret-entirely").token_problem(token, audience) == "token_forged"
+
+
+def test_a_token_that_verified_once_is_still_refused_once_expired_or_elsewhere() -> None:
+    keys = MeshKeys("the-mesh-secret-of-a-remembering-test")
+    token = keys.token(CALLER, ME, now=1_000_000)
+    assert keys.token_problem(token, ME, now=1_000_001) is None
+    assert keys.token_problem(token, ME, now=1_000_002) is None, "remembered"
+    assert keys.token_problem(token, CALLER, now=1_000_002) == "token_other_audience"
+    assert keys.token_problem(token, ME, now=1_000_000 + TOKEN_SECONDS + 1) == "token_expired"
+    assert keys.token_problem(token, ME, now=1_000_000 - TOKEN_SECONDS) == "token_expired", "not valid that far ahead of the clock"
