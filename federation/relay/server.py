@@ -151,7 +151,7 @@ class Relay:
         with self._presence:
             while True:
                 await anyio.sleep(RELAY_PRESENCE_SECONDS)
-                await self._directory.touch(self._tunnels)
+                await self._directory.refresh([tunnel.card for tunnel in self._tunnels.values()])
 
     def _proven_answer(self) -> bytes:
         """What a member that proved itself gets at the end of the proof: this relay's id and URL."""
