@@ -109,6 +109,18 @@ MaxConnectionsOption = Annotated[
 PrintSettingsOption = Annotated[
     bool, typer.Option("--print-settings", help="Print the effective settings (flags over MCPFED_* variables over defaults) as JSON and exit.")
 ]
+CheckOption = Annotated[
+    bool,
+    typer.Option(
+        "--check",
+        help="Validate the settings (flags, MCPFED_* variables, the stored mesh, the mesh-secret rule) and exit 0; "
+        "binds no port, loads no model, opens no database. For container healthchecks of a config and CI.",
+    ),
+]
+PublicUrlOption = Annotated[
+    str | None,
+    typer.Option(help="Base URL others reach this at, advertised first: a container's published port, a reverse proxy, a TLS name."),
+]
 
 
 def _typed(ctx: typer.Context) -> dict[str, Any]:
@@ -118,7 +130,11 @@ def _typed(ctx: typer.Context) -> dict[str, Any]:
     hide the `MCPFED_<FLAG>` variable of the same name.
     """
     sources = {name: ctx.get_parameter_source(name) for name in ctx.params}  # typer's own copy of click's ParameterSource
-    return {name: value for name, value in ctx.params.items() if name != "print_settings" and getattr(sources[name], "name", "") == "COMMANDLINE"}
+    return {name: value for name, value in ctx.params.items() if name not in _NOT_SETTINGS and getattr(sources[name], "name", "") == "COMMANDLINE"}
+
+
+_NOT_SETTINGS = ("print_settings", "check")
+"""Parameters that say what to do with the settings rather than being one."""
 
 
 def _checked(make: Callable[[], Settings]) -> Settings:
@@ -130,8 +146,15 @@ def _checked(make: Callable[[], Settings]) -> Settings:
 
 
 def _print_if_asked(ctx: typer.Context, settings: MeshSettings) -> None:
+    """`--print-settings` prints them and exits; `--check` applies the start-up rules too, and exits."""
     if ctx.params.get("print_settings"):
         sys.stdout.write(json.dumps(settings.shown(), indent=2) + "\n")
+        raise typer.Exit(0)
+    if ctx.params.get("check"):
+        if problem := settings.bind_problem():
+            _fail(problem, 2)
+        mesh = f"mesh {settings.mesh_name!r}" if settings.mesh_secret else "no mesh"
+        err.print(f"settings OK ({ctx.info_name}, {mesh}, host {settings.host}); nothing was started", highlight=False)
         raise typer.Exit(0)
 
 
@@ -176,7 +199,9 @@ def serve(
     max_connections_per_address: MaxConnectionsOption = MAX_CONNECTIONS_PER_ADDRESS,
     rate_limit: Annotated[str, typer.Option(help="Requests each caller (client address) may send to /mcp: 20/s, 600/m, 5000/h or 'off'; 429 past it.")] = DEFAULT_RATE_LIMIT,
     rate_burst: Annotated[int | None, typer.Option(help="Requests a caller may send at once (default: two seconds' worth of --rate-limit).")] = None,
+    public_url: PublicUrlOption = None,
     print_settings: PrintSettingsOption = False,
+    check: CheckOption = False,
 ) -> None:
     """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL."""
     from federation.settings import PeerSettings
@@ -358,6 +383,7 @@ def gateway(
     mdns: Annotated[str, typer.Option(help="'auto' (loopback), 'off', or interfaces to browse on.")] = "auto",
     home: Annotated[Path | None, typer.Option(help="State directory.")] = None,
     print_settings: PrintSettingsOption = False,
+    check: CheckOption = False,
 ) -> None:
     """Speak MCP over stdio for Claude Desktop / Gemini CLI, fronting the whole mesh (no model here).
 
@@ -631,7 +657,7 @@ def relay_command(
     host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = DEFAULT_RELAY_PORT,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the card directory; share one Postgres between relays.")] = None,
-    public_url: Annotated[str | None, typer.Option(help="Base URL clients use to reach this relay (behind a proxy or TLS).")] = None,
+    public_url: PublicUrlOption = None,
     max_streams: Annotated[int, typer.Option(help="Requests in flight per peer tunnel.")] = 64,
     max_request_bytes: Annotated[int, typer.Option(help="Largest request body forwarded to a peer.")] = MAX_REQUEST_BYTES,
     home: Annotated[Path | None, typer.Option(help="State directory (mesh, directory database); MCPFED_HOME works too.")] = None,
@@ -639,6 +665,7 @@ def relay_command(
     header_timeout: HeaderTimeoutOption = HEADER_TIMEOUT_SECONDS,
     max_connections_per_address: MaxConnectionsOption = MAX_CONNECTIONS_PER_ADDRESS,
     print_settings: PrintSettingsOption = False,
+    check: CheckOption = False,
 ) -> None:
     """Run a relay until Ctrl-C: peers behind NAT attach to it, clients reach them at <relay>/p/<id>/mcp."""
     from federation.relay.settings import RelaySettings

@@ -256,7 +256,7 @@ class Node:
             open_paths=[HEALTH_PATH, PROOF_PATH],
             audience=lambda scope: self.peer_id,
         )
-        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *self.settings.allowed_hosts])
+        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *self.settings.public_name(), *self.settings.allowed_hosts])
         assert self._task_group is not None
         self._server = await start_uvicorn(self._task_group, self.app, sock, limits=self.settings.connection_limits())
 
@@ -304,8 +304,13 @@ class Node:
 
     @property
     def urls(self) -> list[str]:
-        """Every base URL this peer is reached at: one per machine address when bound to 0.0.0.0."""
-        return [http_url(host, self.port) for host in advertised_hosts(self.settings.host)]
+        """Every base URL this peer is reached at: `--public-url` first, then one per machine address when bound to 0.0.0.0.
+
+        In a container the machine's addresses are the bridge network's, which
+        nobody outside reaches: `--public-url` names the published port.
+        """
+        bound = [http_url(host, self.port) for host in advertised_hosts(self.settings.host)]
+        return [self.settings.public_url, *bound] if self.settings.public_url else bound
 
     @property
     def url(self) -> str:

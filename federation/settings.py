@@ -159,6 +159,24 @@ class MeshSettings(BaseSettings):
     max_connections_per_address: int = Field(
         default=MAX_CONNECTIONS_PER_ADDRESS, ge=0, description="open connections one client address may hold; 0 = no cap"
     )
+    public_url: str | None = Field(
+        default=None, description="base URL others reach this at (a container's published port, a proxy, a TLS name); advertised first"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_a_base_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            return normalize_relay_url(value)
+        except ConfigError:
+            raise ValueError("give the base URL others reach this at, like https://peer.example.com or http://203.0.113.5:8801") from None
+
+    def public_name(self) -> list[str]:
+        """The host name of `public_url`, which requests may then be addressed to (HostGuard), as a list to splice in."""
+        name = urlsplit(self.public_url or "").hostname
+        return [name] if name else []
 
     def __init__(self, **values: Any) -> None:
         """Validate flags, environment and code values alike; a bad one is a ConfigError saying which."""

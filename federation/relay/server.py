@@ -23,7 +23,6 @@ import json
 import logging
 from contextlib import AsyncExitStack
 from types import TracebackType
-from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
@@ -89,8 +88,7 @@ class Relay:
             open_paths=_open_at_relay,
             audience=lambda scope: _relayed_peer(scope) or self.relay_id,
         )
-        public_name = urlsplit(self.settings.public_url or "").hostname
-        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *([public_name] if public_name else []), *self.settings.allowed_hosts])
+        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *self.settings.public_name(), *self.settings.allowed_hosts])
 
     # -- lifecycle -------------------------------------------------------
     async def __aenter__(self) -> Relay:

@@ -48,6 +48,7 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("serve", "--max-connections-per-address"): ("64", 64),
     ("serve", "--rate-limit"): ("20/s", "20/s"),
     ("serve", "--rate-burst"): ("5", 5),
+    ("serve", "--public-url"): ("http://peer.example:8802/", "http://peer.example:8802"),
     ("gateway", "--mesh"): ("m1", "m1"),
     ("gateway", "--name"): ("desk", "desk"),
     ("gateway", "--peer"): ("http://127.0.0.1:9", ["http://127.0.0.1:9"]),
@@ -71,9 +72,9 @@ NEEDS: dict[tuple[str, str], dict[str, str]] = {("serve", "--allow"): {"MCPFED_S
 
 
 def settings_options(command: str) -> list[Any]:
-    """The options of `command` that are settings (all but --print-settings and --help)."""
+    """The options of `command` that are settings (all but --print-settings, --check and --help)."""
     params = typer.main.get_command(app).commands[command].params  # type: ignore[attr-defined]
-    return [p for p in params if p.param_type_name == "option" and p.name not in ("print_settings", "help")]
+    return [p for p in params if p.param_type_name == "option" and p.name not in ("print_settings", "check", "help")]
 
 
 CASES = [(command, option.opts[0]) for command in COMMANDS for option in settings_options(command)]
