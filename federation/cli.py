@@ -117,6 +117,29 @@ CheckOption = Annotated[
         "binds no port, loads no model, opens no database. For container healthchecks of a config and CI.",
     ),
 ]
+TlsCertOption = Annotated[Path | None, typer.Option(help="PEM certificate (chain) to serve HTTPS (and WSS) with; URLs handed out become https://. Needs --tls-key.")]
+TlsKeyOption = Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")]
+CaOption = Annotated[
+    Path | None,
+    typer.Option("--ca", help="PEM CA certificate(s) to trust besides the system's, for a mesh with its own CA (certificates are always verified)."),
+]
+ClientCaOption = Annotated[
+    Path | None,
+    typer.Option("--ca", help="PEM CA certificate(s) to trust besides the system's, for an https:// peer with its own CA.", envvar="MCPFED_CA"),
+]
+
+
+def _trust(ca: Path | None) -> None:
+    """A client command's --ca: trusted by the clients it makes; a missing file is a one-line error."""
+    from federation.tls import trust
+
+    if ca is None:
+        return
+    if not ca.expanduser().is_file():
+        _fail(f"--ca {ca}: no such file; give the path of the PEM CA certificate that signed the peer's.", 2)
+    trust(ca)
+
+
 PublicUrlOption = Annotated[
     str | None,
     typer.Option(help="Base URL others reach this at, advertised first: a container's published port, a reverse proxy, a TLS name."),
@@ -200,6 +223,9 @@ def serve(
     rate_limit: Annotated[str, typer.Option(help="Requests each caller (client address) may send to /mcp: 20/s, 600/m, 5000/h or 'off'; 429 past it.")] = DEFAULT_RATE_LIMIT,
     rate_burst: Annotated[int | None, typer.Option(help="Requests a caller may send at once (default: two seconds' worth of --rate-limit).")] = None,
     public_url: PublicUrlOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    ca: CaOption = None,
     print_settings: PrintSettingsOption = False,
     check: CheckOption = False,
 ) -> None:
@@ -282,8 +308,10 @@ def ask(
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.7,
     raw: Annotated[bool, typer.Option("--raw", help="Plain completion (generate) instead of a chat turn.")] = False,
     token: TokenOption = None,
+    ca: ClientCaOption = None,
 ) -> None:
     """Ask a peer's model; the answer streams as it is generated."""
+    _trust(ca)
     anyio.run(_ask, url, _mesh_headers(token), prompt, max_tokens, temperature, raw)
 
 
@@ -314,8 +342,10 @@ def call(
     arguments: Annotated[str, typer.Argument(help="Arguments as a JSON object.")] = "{}",
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
+    ca: ClientCaOption = None,
 ) -> None:
     """Call any tool on a peer and print its result as JSON."""
+    _trust(ca)
     try:
         parsed = json.loads(arguments)
     except json.JSONDecodeError as exc:
@@ -337,8 +367,9 @@ async def _call(url: str, headers: dict[str, str], tool: str, arguments: dict[st
 
 
 @app.command()
-def tools(url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+def tools(url: UrlOption = DEFAULT_URL, token: TokenOption = None, ca: ClientCaOption = None) -> None:
     """List the tools a peer offers."""
+    _trust(ca)
     anyio.run(_tools, url, _mesh_headers(token))
 
 
@@ -664,6 +695,9 @@ def relay_command(
     allowed_hosts: AllowedHostOption = None,
     header_timeout: HeaderTimeoutOption = HEADER_TIMEOUT_SECONDS,
     max_connections_per_address: MaxConnectionsOption = MAX_CONNECTIONS_PER_ADDRESS,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    ca: CaOption = None,
     print_settings: PrintSettingsOption = False,
     check: CheckOption = False,
 ) -> None:

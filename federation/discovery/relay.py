@@ -55,6 +55,7 @@ from federation.peers import PeerTable
 from federation.proof import ProofError, Tokens, prove
 from federation.relay.frames import FrameError
 from federation.relay.peer_end import PeerEnd, TunnelRefused, handshake
+from federation.tls import client_context
 
 __all__ = ["LinkParts", "RelayDirectory", "RelayLinks", "relayed_url"]
 
@@ -217,6 +218,7 @@ class _RelayLink:
                 ping_interval=5,
                 ping_timeout=10,
                 close_timeout=1,
+                ssl=client_context() if self._relay.startswith("https://") else None,
             )
         try:
             card = parts.card()
@@ -244,7 +246,7 @@ class _RelayLink:
                 published = card.digest()
 
     async def _sync_directory(self) -> None:
-        async with httpx.AsyncClient(timeout=RELAY_CONNECT_SECONDS) as http:
+        async with httpx.AsyncClient(timeout=RELAY_CONNECT_SECONDS, verify=client_context()) as http:
             while True:
                 try:
                     response = await http.get(self._relay + PEERS_PATH, headers=self._credential())

@@ -48,6 +48,7 @@ from federation.relay.handshake import Refusal, admit, check_card, receive_frame
 from federation.relay.proxy import forward
 from federation.relay.settings import RelaySettings
 from federation.relay.tunnel import Tunnel
+from federation.tls import server_options, trust
 
 __all__ = ["Relay"]
 
@@ -61,6 +62,8 @@ class Relay:
         self.settings = settings or RelaySettings()
         if problem := self.settings.bind_problem():
             raise ConfigError(problem)
+        if self.settings.ca:
+            trust(self.settings.ca)
         self.home = state_dir(self.settings.home)
         self.port = 0
         self.public_url = ""
@@ -109,6 +112,7 @@ class Relay:
                 limits=self.settings.connection_limits(),
                 ws_max_size=2 * self.settings.max_frame_bytes,  # past our own limit, so ours names it first
                 ws_per_message_deflate=False,
+                **server_options(self.settings.tls_cert, self.settings.tls_key),
             )
             group.start_soon(self._refresh_presence)
             self._stack = stack.pop_all()
@@ -129,7 +133,7 @@ class Relay:
     @property
     def url(self) -> str:
         host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
-        return f"http://{host}:{self.port}"
+        return f"{self.settings.scheme}://{host}:{self.port}"
 
     @property
     def peer_ids(self) -> list[str]:

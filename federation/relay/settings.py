@@ -26,4 +26,4 @@ class RelaySettings(MeshSettings):
         if self.public_url:
             return self.public_url
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"

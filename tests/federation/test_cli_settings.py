@@ -24,6 +24,8 @@ from tests.support.cli import assert_one_line_error, mcpfed
 COMMANDS = {"serve": "MCPFED_", "gateway": "MCPFED_", "relay": "MCPFED_RELAY_"}
 """The commands that run on settings, and the prefix of their variables."""
 
+_A_FILE = str(Path(__file__).resolve())
+
 SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("serve", "--model"): ("none", None),
     ("serve", "--name"): ("alice", "alice"),
@@ -64,10 +66,21 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("relay", "--allowed-host"): ("relay", ["relay"]),
     ("relay", "--header-timeout"): ("3", 3.0),
     ("relay", "--max-connections-per-address"): ("0", 0),
+    **{
+        (command, flag): (_A_FILE, _A_FILE)  # any file passes as a path; what is inside is read when the server starts
+        for command in ("serve", "relay")
+        for flag in ("--tls-cert", "--tls-key", "--ca")
+    },
 }
 """(command, flag) -> (the variable's value, the setting it must produce); `{tmp}` is the test's folder."""
 
-NEEDS: dict[tuple[str, str], dict[str, str]] = {("serve", "--allow"): {"MCPFED_SHARE": "e=/bin/true"}}
+NEEDS: dict[tuple[str, str], dict[str, str]] = {
+    ("serve", "--allow"): {"MCPFED_SHARE": "e=/bin/true"},
+    ("serve", "--tls-cert"): {"MCPFED_TLS_KEY": _A_FILE},
+    ("serve", "--tls-key"): {"MCPFED_TLS_CERT": _A_FILE},
+    ("relay", "--tls-cert"): {"MCPFED_RELAY_TLS_KEY": _A_FILE},
+    ("relay", "--tls-key"): {"MCPFED_RELAY_TLS_CERT": _A_FILE},
+}
 """Other variables a sample only makes sense with (an --allow names a share)."""
 
 
