@@ -80,5 +80,5 @@ def _clean_env(tmp_path: Path) -> dict[str, str]:
 def test_a_certificate_without_its_key_is_one_clear_error(pki: dict[str, Path], make_settings: Callable[..., PeerSettings]) -> None:
     with pytest.raises(ConfigError, match="--tls-cert and --tls-key go together"):
         make_settings(tls_cert=pki["cert"])
-    with pytest.raises(ConfigError, match="tls_key=.* is not allowed: no such file"):
+    with pytest.raises(ConfigError, match=r"tls_key=.* is not allowed: no such file"):
         make_settings(tls_cert=pki["cert"], tls_key=pki["key"].with_name("missing.pem"))
