@@ -55,7 +55,7 @@ from federation.peers import PeerTable
 from federation.proof import ProofError, Tokens, prove
 from federation.relay.frames import FrameError
 from federation.relay.peer_end import PeerEnd, TunnelRefused, handshake
-from federation.tls import client_context
+from federation.tls import client_context, verify_hint
 
 __all__ = ["LinkParts", "RelayDirectory", "RelayLinks", "relayed_url"]
 
@@ -198,7 +198,7 @@ class _RelayLink:
         elif isinstance(exc, ProofError):
             reason = f"not a member of this mesh: {exc}"
         else:
-            reason = str(exc) or type(exc).__name__
+            reason = verify_hint(exc) or str(exc) or type(exc).__name__
         if self._failing:
             logger.debug("relay %s still unavailable: %s", self._relay, reason)
             return
