@@ -110,6 +110,41 @@ MaxConnectionsOption = Annotated[
 PrintSettingsOption = Annotated[
     bool, typer.Option("--print-settings", help="Print the effective settings (flags over MCPFED_* variables over defaults) as JSON and exit.")
 ]
+CheckOption = Annotated[
+    bool,
+    typer.Option(
+        "--check",
+        help="Validate the settings (flags, MCPFED_* variables, the stored mesh, the mesh-secret rule) and exit 0; "
+        "binds no port, loads no model, opens no database. For container healthchecks of a config and CI.",
+    ),
+]
+TlsCertOption = Annotated[Path | None, typer.Option(help="PEM certificate (chain) to serve HTTPS (and WSS) with; URLs handed out become https://. Needs --tls-key.")]
+TlsKeyOption = Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")]
+CaOption = Annotated[
+    Path | None,
+    typer.Option("--ca", help="PEM CA certificate(s) to trust besides the system's, for a mesh with its own CA (certificates are always verified)."),
+]
+ClientCaOption = Annotated[
+    Path | None,
+    typer.Option("--ca", help="PEM CA certificate(s) to trust besides the system's, for an https:// peer with its own CA.", envvar="MCPFED_CA"),
+]
+
+
+def _trust(ca: Path | None) -> None:
+    """A client command's --ca: trusted by the clients it makes; a missing file is a one-line error."""
+    from federation.tls import trust
+
+    if ca is None:
+        return
+    if not ca.expanduser().is_file():
+        _fail(f"--ca {ca}: no such file; give the path of the PEM CA certificate that signed the peer's.", 2)
+    trust(ca)
+
+
+PublicUrlOption = Annotated[
+    str | None,
+    typer.Option(help="Base URL others reach this at, advertised first: a container's published port, a reverse proxy, a TLS name."),
+]
 
 
 def _typed(ctx: typer.Context) -> dict[str, Any]:
@@ -119,7 +154,11 @@ def _typed(ctx: typer.Context) -> dict[str, Any]:
     hide the `MCPFED_<FLAG>` variable of the same name.
     """
     sources = {name: ctx.get_parameter_source(name) for name in ctx.params}  # typer's own copy of click's ParameterSource
-    return {name: value for name, value in ctx.params.items() if name != "print_settings" and getattr(sources[name], "name", "") == "COMMANDLINE"}
+    return {name: value for name, value in ctx.params.items() if name not in _NOT_SETTINGS and getattr(sources[name], "name", "") == "COMMANDLINE"}
+
+
+_NOT_SETTINGS = ("print_settings", "check")
+"""Parameters that say what to do with the settings rather than being one."""
 
 
 def _checked(make: Callable[[], Settings]) -> Settings:
@@ -131,8 +170,15 @@ def _checked(make: Callable[[], Settings]) -> Settings:
 
 
 def _print_if_asked(ctx: typer.Context, settings: MeshSettings) -> None:
+    """`--print-settings` prints them and exits; `--check` applies the start-up rules too, and exits."""
     if ctx.params.get("print_settings"):
         sys.stdout.write(json.dumps(settings.shown(), indent=2) + "\n")
+        raise typer.Exit(0)
+    if ctx.params.get("check"):
+        if problem := settings.bind_problem():
+            _fail(problem, 2)
+        mesh = f"mesh {settings.mesh_name!r}" if settings.mesh_secret else "no mesh"
+        err.print(f"settings OK ({ctx.info_name}, {mesh}, host {settings.host}); nothing was started", highlight=False)
         raise typer.Exit(0)
 
 
@@ -180,7 +226,12 @@ def serve(
     share_models: Annotated[bool, typer.Option(help="Let mesh members pull the served model and <home>/models/*.gguf (`mcpfed pull`).")] = True,
     share_rate: Annotated[float, typer.Option(help="MB/s this peer sends model chunks at, all pulls together (0 = no cap); tool calls always come first.")] = 0.0,
     model_chunk_bytes: Annotated[int, typer.Option(help="Chunk size of the manifests this peer signs for the models it shares.")] = CHUNK_BYTES,
+    public_url: PublicUrlOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    ca: CaOption = None,
     print_settings: PrintSettingsOption = False,
+    check: CheckOption = False,
 ) -> None:
     """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL. A --model NAME or sha256:HEX not on disk is pulled from the mesh first."""
     from federation.settings import PeerSettings
@@ -267,8 +318,10 @@ def ask(
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.7,
     raw: Annotated[bool, typer.Option("--raw", help="Plain completion (generate) instead of a chat turn.")] = False,
     token: TokenOption = None,
+    ca: ClientCaOption = None,
 ) -> None:
     """Ask a peer's model; the answer streams as it is generated."""
+    _trust(ca)
     anyio.run(_ask, url, _mesh_headers(token), prompt, max_tokens, temperature, raw)
 
 
@@ -299,8 +352,10 @@ def call(
     arguments: Annotated[str, typer.Argument(help="Arguments as a JSON object.")] = "{}",
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
+    ca: ClientCaOption = None,
 ) -> None:
     """Call any tool on a peer and print its result as JSON."""
+    _trust(ca)
     try:
         parsed = json.loads(arguments)
     except json.JSONDecodeError as exc:
@@ -322,8 +377,9 @@ async def _call(url: str, headers: dict[str, str], tool: str, arguments: dict[st
 
 
 @app.command()
-def tools(url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+def tools(url: UrlOption = DEFAULT_URL, token: TokenOption = None, ca: ClientCaOption = None) -> None:
     """List the tools a peer offers."""
+    _trust(ca)
     anyio.run(_tools, url, _mesh_headers(token))
 
 
@@ -423,6 +479,7 @@ def gateway(
     mdns: Annotated[str, typer.Option(help="'auto' (loopback), 'off', or interfaces to browse on.")] = "auto",
     home: Annotated[Path | None, typer.Option(help="State directory.")] = None,
     print_settings: PrintSettingsOption = False,
+    check: CheckOption = False,
 ) -> None:
     """Speak MCP over stdio for Claude Desktop / Gemini CLI, fronting the whole mesh (no model here).
 
@@ -696,14 +753,18 @@ def relay_command(
     host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = DEFAULT_RELAY_PORT,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the card directory; share one Postgres between relays.")] = None,
-    public_url: Annotated[str | None, typer.Option(help="Base URL clients use to reach this relay (behind a proxy or TLS).")] = None,
+    public_url: PublicUrlOption = None,
     max_streams: Annotated[int, typer.Option(help="Requests in flight per peer tunnel.")] = 64,
     max_request_bytes: Annotated[int, typer.Option(help="Largest request body forwarded to a peer.")] = MAX_REQUEST_BYTES,
     home: Annotated[Path | None, typer.Option(help="State directory (mesh, directory database); MCPFED_HOME works too.")] = None,
     allowed_hosts: AllowedHostOption = None,
     header_timeout: HeaderTimeoutOption = HEADER_TIMEOUT_SECONDS,
     max_connections_per_address: MaxConnectionsOption = MAX_CONNECTIONS_PER_ADDRESS,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    ca: CaOption = None,
     print_settings: PrintSettingsOption = False,
+    check: CheckOption = False,
 ) -> None:
     """Run a relay until Ctrl-C: peers behind NAT attach to it, clients reach them at <relay>/p/<id>/mcp."""
     from federation.relay.settings import RelaySettings

@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import METHOD_NOT_FOUND
 
 from federation.errors import FederationError, PeerError, ToolCallError
+from federation.tls import client_context, verify_hint
 from federation.urls import user_url
 
 __all__ = ["connect", "call_tool", "result_text"]
@@ -39,7 +40,7 @@ async def connect(url: str, *, headers: dict[str, str] | None = None) -> AsyncIt
     """An open SDK `Client` on `url` (completed by `user_url`), or `PeerError` saying why there is none."""
     url = user_url(url)
     try:
-        async with httpx2.AsyncClient(headers=headers or {}, timeout=_TIMEOUT) as http:
+        async with httpx2.AsyncClient(headers=headers or {}, timeout=_TIMEOUT, verify=client_context()) as http:
             async with Client(streamable_http_client(url, http_client=http)) as client:
                 yield client
     except (httpx2.HTTPError, OSError, MCPError) as exc:
@@ -59,6 +60,8 @@ def _unreachable(url: str, cause: BaseException) -> str:
         return f"nothing answers MCP at {url}; {hint}?"
     if isinstance(cause, MCPError):  # the peer (or a relay) answered and said why
         return f"the peer at {url} refused the connection: {cause}"
+    if untrusted := verify_hint(cause):
+        return f"cannot reach the peer at {url}: {untrusted}."
     return f"cannot reach the peer at {url}: {cause}. Is `mcpfed serve` running there?"
 
 

@@ -79,6 +79,7 @@ from federation.ratelimit import RateLimit
 from federation.routing import CallLedger, FastForward, Forwarder, Router
 from federation.settings import PeerSettings
 from federation.store import Store, database_url
+from federation.tls import server_options, trust
 from federation.toolhost import CallOutcome, HostedServer, ToolHost
 from federation.urls import http_url, mcp_url
 from federation.wellknown import SERVER_CARD_RESOURCE, Publication
@@ -125,6 +126,8 @@ class Node:
         self._service_factories = [*self._default_services(), *services]
         if problem := self.settings.bind_problem():
             raise ConfigError(problem)
+        if self.settings.ca:
+            trust(self.settings.ca)
         self.home = state_dir(self.settings.home)
         self.identity = Identity.load_or_create(self.home)
         keys = MeshKeys(self.settings.mesh_secret) if self.settings.mesh_secret else None
@@ -291,9 +294,11 @@ class Node:
             open_paths=[HEALTH_PATH, PROOF_PATH],
             audience=lambda scope: self.peer_id,
         )
-        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *self.settings.allowed_hosts])
+        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *self.settings.public_name(), *self.settings.allowed_hosts])
         assert self._task_group is not None
-        self._server = await start_uvicorn(self._task_group, self.app, sock, limits=self.settings.connection_limits())
+        self._server = await start_uvicorn(
+            self._task_group, self.app, sock, limits=self.settings.connection_limits(), **server_options(self.settings.tls_cert, self.settings.tls_key)
+        )
 
     def _remote_tool(self, name: str) -> tuple[str, str] | None:
         """(peer id, tool) behind a `<peer>__<tool>` name, once the router runs."""
@@ -339,8 +344,13 @@ class Node:
 
     @property
     def urls(self) -> list[str]:
-        """Every base URL this peer is reached at: one per machine address when bound to 0.0.0.0."""
-        return [http_url(host, self.port) for host in advertised_hosts(self.settings.host)]
+        """Every base URL this peer is reached at: `--public-url` first, then one per machine address when bound to 0.0.0.0.
+
+        In a container the machine's addresses are the bridge network's, which
+        nobody outside reaches: `--public-url` names the published port.
+        """
+        bound = [http_url(host, self.port, scheme=self.settings.scheme) for host in advertised_hosts(self.settings.host)]
+        return [self.settings.public_url, *bound] if self.settings.public_url else bound
 
     @property
     def url(self) -> str:

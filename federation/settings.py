@@ -161,6 +161,46 @@ class MeshSettings(BaseSettings):
     max_connections_per_address: int = Field(
         default=MAX_CONNECTIONS_PER_ADDRESS, ge=0, description="open connections one client address may hold; 0 = no cap"
     )
+    public_url: str | None = Field(
+        default=None, description="base URL others reach this at (a container's published port, a proxy, a TLS name); advertised first"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_a_base_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            return normalize_relay_url(value)
+        except ConfigError:
+            raise ValueError("give the base URL others reach this at, like https://peer.example.com or http://203.0.113.5:8801") from None
+
+    tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) to serve HTTPS with; needs tls_key")
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    ca: Path | None = Field(default=None, description="PEM CA certificate(s) trusted besides the system's, for a mesh with its own CA")
+
+    @field_validator("tls_cert", "tls_key", "ca")
+    @classmethod
+    def _pem_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError("no such file; give the path of a PEM file")
+        return value.expanduser() if value is not None else None
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> MeshSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together: give both (the certificate and its private key) or neither.")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """`https` when serving TLS, else `http`: the scheme of every URL this hands out."""
+        return "https" if self.tls_cert else "http"
+
+    def public_name(self) -> list[str]:
+        """The host name of `public_url`, which requests may then be addressed to (HostGuard), as a list to splice in."""
+        name = urlsplit(self.public_url or "").hostname
+        return [name] if name else []
 
     def __init__(self, **values: Any) -> None:
         """Validate flags, environment and code values alike; a bad one is a ConfigError saying which."""

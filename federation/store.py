@@ -35,11 +35,12 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 from sqlalchemy import Connection, Engine, delete, insert, inspect, text, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Field, Session, SQLModel, col, create_engine, func, select
+from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from federation.card import PeerCard
 from federation.const import LEDGER_FLUSH_SECONDS, LEDGER_QUEUE_LIMIT
 from federation.contract import PeerRow
+from federation.database import open_engine
 from federation.errors import ConfigError
 from federation.identity import Identity
 from federation.ledger import Chain, ChainReport, Head, verify
@@ -184,7 +185,7 @@ class Store:
     def __init__(self, url: str, identity: Identity | None = None) -> None:
         """Open (and create or upgrade) the database; `identity` signs the rows this store writes (readers pass none)."""
         try:
-            self._engine: Engine = create_engine(url, connect_args={"check_same_thread": False} if url.startswith("sqlite") else {})
+            self._engine: Engine = open_engine(url)
             SQLModel.metadata.create_all(self._engine)
             _add_missing_columns(self._engine)
             self._chain = None if identity is None else self._resume(identity)

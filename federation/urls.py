@@ -44,10 +44,10 @@ def user_url(text: str) -> str:
     return text
 
 
-def http_url(host: str, port: int, path: str = "") -> str:
-    """`http://host:port/path`, bracketing IPv6 literals."""
+def http_url(host: str, port: int, path: str = "", *, scheme: str = "http") -> str:
+    """`http://host:port/path` (or `https://` for a TLS server), bracketing IPv6 literals."""
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}{path}"
+    return f"{scheme}://{shown}:{port}{path}"
 
 
 def address_of(url: str) -> str:

@@ -19,6 +19,7 @@ from federation.const import EVENTS_PATH, PEERS_PATH
 from federation.contract import PeerDown, PeerRow, parse_event
 from federation.errors import PeerError
 from federation.events import Event
+from federation.tls import client_context
 from federation.urls import base_url
 
 __all__ = ["apply_peer_event", "fetch_peers", "follow_peers", "open_events", "sorted_peers"]
@@ -72,7 +73,7 @@ async def _client(http: httpx.AsyncClient | None, headers: dict[str, str] | None
     if http is not None:
         yield http
         return
-    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False, headers=headers) as own:
+    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False, headers=headers, verify=client_context()) as own:
         yield own
 
 
@@ -118,7 +119,7 @@ async def follow_peers(url: str, on_change: Callable[[list[PeerRow]], None], *, 
     """
     table: dict[str, PeerRow] = {}
     failures: list[PeerError] = []
-    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False, headers=headers) as http:
+    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False, headers=headers, verify=client_context()) as http:
         async with open_events(url, http) as events, anyio.create_task_group() as task_group:
             table.update({p.id: p for p in await fetch_peers(url, http)})
             on_change(sorted_peers(table))

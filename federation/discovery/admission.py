@@ -21,6 +21,7 @@ from federation.card import PeerCard, verify_card
 from federation.const import CARD_FETCH_TIMEOUT_SECONDS, CARD_PATH, MAX_CARD_BYTES
 from federation.errors import CardError, PeerError
 from federation.proof import MeshKeys, ProofError, prove
+from federation.tls import client_context
 from federation.urls import base_url, serves_at
 
 __all__ = ["Member", "RejectionLog", "Rejected", "discovery_client", "fetch_card"]
@@ -45,6 +46,7 @@ def discovery_client() -> httpx.AsyncClient:
         timeout=httpx.Timeout(CARD_FETCH_TIMEOUT_SECONDS),
         limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
         trust_env=False,  # a LAN peer must never be fetched through an HTTP proxy
+        verify=client_context(),
         follow_redirects=False,
     )
 

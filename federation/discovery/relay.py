@@ -55,6 +55,7 @@ from federation.peers import PeerTable
 from federation.proof import ProofError, Tokens, prove
 from federation.relay.frames import FrameError
 from federation.relay.peer_end import PeerEnd, TunnelRefused, handshake
+from federation.tls import client_context, verify_hint
 
 __all__ = ["LinkParts", "RelayDirectory", "RelayLinks", "relayed_url"]
 
@@ -197,7 +198,7 @@ class _RelayLink:
         elif isinstance(exc, ProofError):
             reason = f"not a member of this mesh: {exc}"
         else:
-            reason = str(exc) or type(exc).__name__
+            reason = verify_hint(exc) or str(exc) or type(exc).__name__
         if self._failing:
             logger.debug("relay %s still unavailable: %s", self._relay, reason)
             return
@@ -217,6 +218,7 @@ class _RelayLink:
                 ping_interval=5,
                 ping_timeout=10,
                 close_timeout=1,
+                ssl=client_context() if self._relay.startswith("https://") else None,
             )
         try:
             card = parts.card()
@@ -244,7 +246,7 @@ class _RelayLink:
                 published = card.digest()
 
     async def _sync_directory(self) -> None:
-        async with httpx.AsyncClient(timeout=RELAY_CONNECT_SECONDS) as http:
+        async with httpx.AsyncClient(timeout=RELAY_CONNECT_SECONDS, verify=client_context()) as http:
             while True:
                 try:
                     response = await http.get(self._relay + PEERS_PATH, headers=self._credential())

@@ -2,7 +2,8 @@
 
 Several relays may point `--db` at one Postgres: each writes the cards of the
 peers tunnelled to it, stamped with its public URL, and refreshes `seen_at`
-every `RELAY_PRESENCE_SECONDS`; every relay's `/peers` then lists the whole
+every `RELAY_PRESENCE_SECONDS` (re-writing their cards, so an emptied or
+returning database catches up); every relay's `/peers` then lists the whole
 mesh. A relay that dies stops refreshing, so its rows age out after three
 periods instead of lingering. Database work runs in a worker thread, and a
 database outage costs the directory, never a tunnel: errors are logged and
@@ -19,10 +20,11 @@ from typing import TypeVar
 import anyio.to_thread
 from sqlalchemy import Engine, MetaData
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Field, Session, SQLModel, col, create_engine, select, update
+from sqlmodel import Field, Session, SQLModel, col, select, update
 
 from federation.card import PeerCard
 from federation.const import RELAY_PRESENCE_SECONDS
+from federation.database import open_engine
 from federation.errors import ConfigError
 
 __all__ = ["Directory", "Listing"]
@@ -58,7 +60,7 @@ class Directory:
     def __init__(self, url: str, relay_url: str) -> None:
         self.relay_url = relay_url
         try:
-            self._engine: Engine = create_engine(url, connect_args={"check_same_thread": False} if url.startswith("sqlite") else {})
+            self._engine: Engine = open_engine(url)
             _RelayTables.metadata.create_all(self._engine)
         except (SQLAlchemyError, ImportError) as exc:
             raise ConfigError(f"cannot open the relay database {url!r}: {exc}") from exc
@@ -77,11 +79,10 @@ class Directory:
         await self._run(self._publish, card, fallback=None)
 
     def _publish(self, card: PeerCard) -> None:
-        with Session(self._engine) as session:
-            session.merge(
-                RelayedCard(peer_id=card.id, mesh=card.mesh, card=card.model_dump_json(), relay_url=self.relay_url, online=True, seen_at=time.time())
-            )
-            session.commit()
+        self._publish_all([card])
+
+    def _row(self, card: PeerCard) -> RelayedCard:
+        return RelayedCard(peer_id=card.id, mesh=card.mesh, card=card.model_dump_json(), relay_url=self.relay_url, online=True, seen_at=time.time())
 
     async def leave(self, peer_id: str) -> None:
         """The peer's tunnel here closed (a sibling may already hold a newer one: leave that alone)."""
@@ -92,18 +93,21 @@ class Directory:
             session.exec(update(RelayedCard).where(col(RelayedCard.peer_id) == peer_id, col(RelayedCard.relay_url) == self.relay_url).values(online=False))
             session.commit()
 
-    async def touch(self, peer_ids: Iterable[str]) -> None:
-        ids = list(peer_ids)
-        if ids:
-            await self._run(self._touch, ids, fallback=None)
+    async def refresh(self, cards: Iterable[PeerCard]) -> None:
+        """Re-publish the cards of the peers tunnelled here, fresh.
 
-    def _touch(self, peer_ids: list[str]) -> None:
+        Written whole rather than just stamped: a database that was down when a
+        peer attached (or came back empty) gets every row back within one
+        period, while the tunnels went on forwarding throughout.
+        """
+        listed = list(cards)
+        if listed:
+            await self._run(self._publish_all, listed, fallback=None)
+
+    def _publish_all(self, cards: list[PeerCard]) -> None:
         with Session(self._engine) as session:
-            session.exec(
-                update(RelayedCard)
-                .where(col(RelayedCard.peer_id).in_(peer_ids), col(RelayedCard.relay_url) == self.relay_url)
-                .values(seen_at=time.time(), online=True)
-            )
+            for card in cards:
+                session.merge(self._row(card))
             session.commit()
 
     async def elsewhere(self, mesh: str | None) -> list[Listing]:

@@ -23,7 +23,6 @@ import json
 import logging
 from contextlib import AsyncExitStack
 from types import TracebackType
-from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
@@ -49,6 +48,7 @@ from federation.relay.handshake import Refusal, admit, check_card, receive_frame
 from federation.relay.proxy import forward
 from federation.relay.settings import RelaySettings
 from federation.relay.tunnel import Tunnel
+from federation.tls import server_options, trust
 
 __all__ = ["Relay"]
 
@@ -62,6 +62,8 @@ class Relay:
         self.settings = settings or RelaySettings()
         if problem := self.settings.bind_problem():
             raise ConfigError(problem)
+        if self.settings.ca:
+            trust(self.settings.ca)
         self.home = state_dir(self.settings.home)
         self.port = 0
         self.public_url = ""
@@ -89,8 +91,7 @@ class Relay:
             open_paths=_open_at_relay,
             audience=lambda scope: _relayed_peer(scope) or self.relay_id,
         )
-        public_name = urlsplit(self.settings.public_url or "").hostname
-        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *([public_name] if public_name else []), *self.settings.allowed_hosts])
+        self.app = HostGuard(members, names=[*machine_names(self.settings.host), *self.settings.public_name(), *self.settings.allowed_hosts])
 
     # -- lifecycle -------------------------------------------------------
     async def __aenter__(self) -> Relay:
@@ -111,6 +112,7 @@ class Relay:
                 limits=self.settings.connection_limits(),
                 ws_max_size=2 * self.settings.max_frame_bytes,  # past our own limit, so ours names it first
                 ws_per_message_deflate=False,
+                **server_options(self.settings.tls_cert, self.settings.tls_key),
             )
             group.start_soon(self._refresh_presence)
             self._stack = stack.pop_all()
@@ -131,7 +133,7 @@ class Relay:
     @property
     def url(self) -> str:
         host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
-        return f"http://{host}:{self.port}"
+        return f"{self.settings.scheme}://{host}:{self.port}"
 
     @property
     def peer_ids(self) -> list[str]:
@@ -151,7 +153,7 @@ class Relay:
         with self._presence:
             while True:
                 await anyio.sleep(RELAY_PRESENCE_SECONDS)
-                await self._directory.touch(self._tunnels)
+                await self._directory.refresh([tunnel.card for tunnel in self._tunnels.values()])
 
     def _proven_answer(self) -> bytes:
         """What a member that proved itself gets at the end of the proof: this relay's id and URL."""

@@ -6,7 +6,6 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from federation.const import DEFAULT_RELAY_PORT
-from federation.membership import normalize_relay_url
 from federation.settings import MeshSettings
 
 __all__ = ["RelaySettings"]
@@ -18,7 +17,6 @@ class RelaySettings(MeshSettings):
     model_config = SettingsConfigDict(env_prefix="MCPFED_RELAY_", extra="forbid")
 
     port: int = Field(default=DEFAULT_RELAY_PORT, ge=0, le=65535)
-    public_url: str | None = Field(default=None, description="base URL peers and clients use; http://host:port by default")
     max_streams: int = Field(default=64, ge=1, description="requests in flight per tunnel")
     max_frame_bytes: int = Field(default=1024 * 1024, ge=4096, description="largest tunnel message a peer may send")
     window: int = Field(default=256 * 1024, ge=1024, description="unacknowledged response bytes per stream (flow control)")
@@ -26,6 +24,6 @@ class RelaySettings(MeshSettings):
 
     def resolved_public_url(self, port: int) -> str:
         if self.public_url:
-            return normalize_relay_url(self.public_url)
+            return self.public_url
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"

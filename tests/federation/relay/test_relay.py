@@ -184,9 +184,10 @@ async def test_peer_started_while_its_relay_is_down_serves_locally_and_attaches_
 
 
 async def test_relays_sharing_a_database_list_the_whole_mesh_and_point_to_each_other(
-    make_settings: Callable[..., PeerSettings], tmp_path: Path
+    make_settings: Callable[..., PeerSettings], tmp_path: Path, db_url: str
 ) -> None:
-    shared = f"sqlite:///{tmp_path / 'directory.db'}"
+    """On SQLite and on PostgreSQL (`db_url`): two relays, one directory."""
+    shared = db_url
     async with Relay(RelaySettings(port=0, home=tmp_path / "a", db=shared, **MESH_FIELDS)) as first, Relay(
         RelaySettings(port=0, home=tmp_path / "b", db=shared, **MESH_FIELDS)
     ) as second:

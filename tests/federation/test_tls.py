@@ -1,0 +1,84 @@
+"""TLS with a certificate made by the test (trustme's CA): a relay and a peer serve HTTPS/WSS on 127.0.0.1; clients verify.
+
+The trusted set is process-wide (`federation.tls`), so the refusal of a client
+without `--ca` is shown by the CLI in a child process, as a user meets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from federation.client import connect
+from federation.const import PEERS_PATH
+from federation.discovery.relay import relayed_url
+from federation.errors import ConfigError
+from federation.node import Node
+from federation.relay.server import Relay
+from federation.relay.settings import RelaySettings
+from federation.settings import PeerSettings
+from federation.tls import client_context
+from tests.support.cli import mcpfed
+from tests.support.relay import AUTH, MESH, MESH_FIELDS
+from tests.support.waiting import wait_until
+
+trustme = pytest.importorskip("trustme")
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Path]:
+    """A CA of the test's own and a certificate for 127.0.0.1 and localhost, as PEM files."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    paths = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "cert.pem", "key": tmp_path / "key.pem"}
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    issued.private_key_pem.write_to_path(str(paths["key"]))
+    with paths["cert"].open("wb") as chain:
+        for blob in issued.cert_chain_pems:
+            chain.write(blob.bytes())
+    return paths
+
+
+async def test_a_peer_attaches_to_a_relay_over_wss_and_clients_with_the_ca_reach_both(
+    pki: dict[str, Path], make_settings: Callable[..., PeerSettings], tmp_path: Path
+) -> None:
+    tls = {"tls_cert": pki["cert"], "tls_key": pki["key"], "ca": pki["ca"]}
+    async with Relay(RelaySettings(port=0, home=tmp_path / "relay", **tls, **MESH_FIELDS)) as relay:
+        assert relay.public_url.startswith("https://127.0.0.1:")
+        async with Node(make_settings(relays=[relay.public_url], **tls, **MESH_FIELDS)) as node:
+            assert node.mcp_url.startswith("https://127.0.0.1:") and all(e.startswith("https://") for e in node.card().endpoints)
+            async with httpx.AsyncClient(headers=AUTH, verify=client_context()) as http:
+
+                async def attached() -> bool:
+                    listing = (await http.get(relay.public_url + PEERS_PATH)).json()
+                    return any(entry["card"]["id"] == node.peer_id for entry in listing["peers"])
+
+                await wait_until(attached, "the peer attached to the relay over wss://")
+            for url in (node.mcp_url, relayed_url(relay.public_url, node.peer_id)):
+                async with connect(url, headers=AUTH) as client:
+                    assert (await client.list_tools()).tools, url
+
+            done = await mcpfed("tools", "--url", node.mcp_url, "--token", MESH.secret, "--ca", str(pki["ca"]), env=_clean_env(tmp_path))
+            refused = await mcpfed("tools", "--url", node.mcp_url, "--token", MESH.secret, env=_clean_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert "its TLS certificate is not trusted here: pass --ca FILE" in line, line
+
+
+def _clean_env(tmp_path: Path) -> dict[str, str]:
+    import os
+
+    return {key: value for key, value in os.environ.items() if not key.startswith("MCPFED_")} | {"MCPFED_HOME": str(tmp_path / "cli")}
+
+
+def test_a_certificate_without_its_key_is_one_clear_error(pki: dict[str, Path], make_settings: Callable[..., PeerSettings]) -> None:
+    with pytest.raises(ConfigError, match="--tls-cert and --tls-key go together"):
+        make_settings(tls_cert=pki["cert"])
+    with pytest.raises(ConfigError, match=r"tls_key=.* is not allowed: no such file"):
+        make_settings(tls_cert=pki["cert"], tls_key=pki["key"].with_name("missing.pem"))
