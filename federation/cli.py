@@ -323,8 +323,13 @@ async def _tools(url: str, headers: dict[str, str]) -> None:
     async with connect(url, headers=headers) as client:
         listed = await client.list_tools()
     for tool in listed.tools:
-        summary = (tool.description or "").strip().splitlines()
-        out.print(f"[bold]{tool.name}[/]  {summary[0] if summary else ''}", highlight=False)
+        out.print(f"[bold]{tool.name}[/]  {escape(_summary(tool.description))}", highlight=False)
+
+
+def _summary(description: str | None) -> str:
+    """A tool description's first paragraph on one line: a docstring wrapped in its source must not be cut at its first line break."""
+    paragraph = (description or "").strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines())
 
 
 @app.command()
