@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -276,8 +277,22 @@ class _StopSignals:
                     self._block.cancel()
 
 
+def _log_whole_lines() -> None:
+    """Into a pipe or file (`docker logs`, systemd, `2> peer.log`), one log record is one line.
+
+    The MCP SDK's servers install a Rich handler when they are made, on a console 80
+    columns wide when stderr is no terminal: every long warning came out broken over
+    several lines. Set before any server is made, this handler leaves theirs unused
+    (`logging.basicConfig` does nothing once the root logger has one). In a terminal
+    Rich's own stays.
+    """
+    if not sys.stderr.isatty():
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _run_until_interrupted(main: Callable[[Any, _StopSignals], Awaitable[None]], settings: Any) -> None:
     """Run `main(settings, signals)`; it stops cleanly on SIGINT or SIGTERM, handled from before anything starts."""
+    _log_whole_lines()
 
     async def run() -> None:
         signals = _StopSignals()
@@ -389,8 +404,13 @@ async def _tools(url: str, headers: dict[str, str]) -> None:
     async with connect(url, headers=headers) as client:
         listed = await client.list_tools()
     for tool in listed.tools:
-        summary = (tool.description or "").strip().splitlines()
-        out.print(f"[bold]{tool.name}[/]  {summary[0] if summary else ''}", highlight=False)
+        out.print(f"[bold]{tool.name}[/]  {escape(_summary(tool.description))}", highlight=False)
+
+
+def _summary(description: str | None) -> str:
+    """A tool description's first paragraph on one line: a docstring wrapped in its source must not be cut at its first line break."""
+    paragraph = (description or "").strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines())
 
 
 @app.command()

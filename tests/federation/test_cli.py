@@ -238,6 +238,26 @@ async def test_two_shares_offering_the_same_tools_are_reported_at_start_up(env: 
     assert "Traceback" not in stderr
 
 
+async def test_serve_logs_whole_lines_into_a_file(env: dict[str, str]) -> None:
+    """A warning is one line in a log file (the MCP SDK's Rich handler broke it over eight, at 80 columns)."""
+    name = "a-rather-long-peer-name-for-a-log-line"
+    unreachable = "http://127.0.0.1:9/mcp"  # the discard port: nothing listens there
+    command = [sys.executable, "-m", "federation.cli", "serve", "--model", "none", "--port", "0", "--mdns", "off", "--name", name, "--peer", unreachable]
+    logged = ""
+    into_a_file = {key: value for key, value in env.items() if key != "COLUMNS"}  # a file has no width
+    async with await anyio.open_process(command, cwd=REPO, env=into_a_file) as process:
+        assert process.stdout is not None and process.stderr is not None
+        with anyio.fail_after(60):
+            await process.stdout.receive()  # the URL: the peer serves
+            while "retrying" not in logged:
+                logged += (await process.stderr.receive()).decode()
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            await process.wait()
+    warning = next(line for line in logged.splitlines() if "not admitting" in line)
+    assert f"{name}: not admitting {unreachable} (unreachable)" in warning and warning.endswith("(retrying every 30 s at most)"), logged
+
+
 async def test_tui_mesh_chooses_the_mesh_of_the_observer_peer(env: dict[str, str]) -> None:
     from tui.observer import mesh_settings, observer_settings
 

@@ -135,6 +135,14 @@ async def test_output_into_a_pipe_is_neither_wrapped_nor_cut(guarded: GuardedMes
     assert rows[0].split()[:3] == ["friend", guarded.friend.peer_id, f"127.0.0.1:{guarded.friend.port}"]
 
 
+async def test_tools_gives_each_tool_its_whole_first_paragraph(guarded: GuardedMesh, env: dict[str, str]) -> None:
+    """A description wrapped in its source (mesh_peers') is one line here, not its first source line cut mid-sentence."""
+    done = await mcpfed("tools", "--url", guarded.peer.mcp_url, "--token", guarded.secret, env=env)
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("mesh_peers "))
+    assert line.endswith("digest (changes when its tools or models do)."), line
+
+
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
 async def test_ctrl_c_on_peers_watch_leaves_one_clean_table(guarded: GuardedMesh, tmp_path: Path) -> None:
     """80 columns: the table fills the width, where an echoed ^C used to wrap and leave a second header."""
