@@ -68,7 +68,9 @@ class MeshRouting(Protocol):
 
     async def fan_out(self, arguments: dict[str, Any], n: int, trace: Trace, *, model: str | None = None, ctx: ServerRequestContext[Any] | None = None) -> FanOutResult: ...
 
-    async def call_peer(self, ctx: ServerRequestContext[Any], peer: str, tool: str, arguments: dict[str, Any], trace: Trace) -> types.CallToolResult: ...
+    async def call_peer(
+        self, ctx: ServerRequestContext[Any], peer: str, tool: str, arguments: dict[str, Any], trace: Trace, answers: types.InputResponseRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult: ...
 
 
 def _trace_of(ctx: Context) -> Trace:
@@ -129,10 +131,11 @@ def build_mesh_server(router: MeshRouting) -> MCPServer:
         tool: Annotated[str, Field(description="Tool name on that peer.")],
         ctx: Context,
         arguments: Annotated[dict[str, Any] | None, Field(description="The tool's arguments.")] = None,
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         """Call any tool on a named peer; its result (or error) comes back unchanged."""
+        answers = types.InputResponseRequestParams(input_responses=ctx.input_responses, request_state=ctx.request_state)  # a retry after the tool asked the user
         try:
-            return await router.call_peer(ctx.request_context, peer, tool, arguments or {}, _trace_of(ctx))
+            return await router.call_peer(ctx.request_context, peer, tool, arguments or {}, _trace_of(ctx), answers)
         except PeerError as exc:  # the text as `<peer>__<tool>` and `Mesh.call` give it, without the SDK's "Error executing tool" prefix
             return error_result(str(exc))
 
