@@ -4,8 +4,9 @@ The tool is `ask` (servers/echo.py), served by srv. The paths (`PATHS`):
 the client talks to srv itself (direct); to a peer that knows srv (one hop,
 `srv__ask`); to a peer that calls srv through mid (two hops: `mesh_call` of
 mid's `srv__ask`, as a client cannot name a tool two peers away); to the
-relay's `/p/<srv>/mcp` (relay); and to `mcpfed gateway` over stdio (gateway,
-a child process). The eras (`ERAS`): 2026-07-28, where the question comes
+relay's `/p/<srv>/mcp` (relay); to a peer that knows srv only by that relayed
+URL (relay_hop, `srv__ask`); and to `mcpfed gateway` over stdio (gateway, a
+child process). The eras (`ERAS`): 2026-07-28, where the question comes
 back as an `input_required` result the client answers and retries, and
 2025-11-25, where it comes as `elicitation/create` mid-call. Real SDK
 clients, real peers on loopback.
@@ -47,7 +48,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
-PATHS = ["direct", "one_hop", "two_hops", "relay", "gateway"]
+PATHS = ["direct", "one_hop", "two_hops", "relay", "relay_hop", "gateway"]
 ERAS = {"2026-07-28": "auto", "2025-11-25": "legacy"}
 QUIET: dict[str, Any] = {"health_interval": 60.0}
 
@@ -74,6 +75,9 @@ class World:
     front: Node
     """Knows srv and mid: the peer a one-hop or two-hop client talks to."""
     relay_url: str
+    """srv's `/p/<id>/mcp` on the relay."""
+    behind_relay: Node
+    """Knows srv only by its relayed URL."""
     gateway_home: Path
 
 
@@ -95,14 +99,16 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         front = await stack.enter_async_context(Node(_settings(home, "front")))
         await front.add_peer(srv.mcp_url)
         await front.add_peer(mid.mcp_url)
-        for node in (mid, front):
+        behind_relay = await stack.enter_async_context(Node(_settings(home, "behind")))
+        await behind_relay.add_peer(relayed_url(relay.url, srv.peer_id))
+        for node in (mid, front, behind_relay):
             await wait_until(lambda node=node: "srv__ask" in {t.name for t in node.tools.tools}, f"{node.name} offers srv__ask")  # type: ignore[misc]
-        yield World(srv, front, relayed_url(relay.url, srv.peer_id), home / "gateway")
+        yield World(srv, front, relayed_url(relay.url, srv.peer_id), behind_relay, home / "gateway")
 
 
 def _http(url: str, mode: str, user: User | None) -> Client:
     http = httpx2.AsyncClient(headers=AUTH, timeout=60)
-    return Client(streamable_http_client(url, http_client=http), mode=mode, elicitation_callback=user)  # type: ignore[arg-type]
+    return Client(streamable_http_client(url, http_client=http), mode=mode, elicitation_callback=user)
 
 
 def _gateway(world: World, mode: str, user: User | None) -> AbstractAsyncContextManager[Client]:
@@ -115,7 +121,7 @@ def _gateway(world: World, mode: str, user: User | None) -> AbstractAsyncContext
     async def client() -> AsyncIterator[Client]:
         world.gateway_home.mkdir(exist_ok=True)
         with (world.gateway_home / "stderr.log").open("a") as errlog:
-            async with Client(stdio_client(params, errlog=errlog), mode=mode, elicitation_callback=user) as connected:  # type: ignore[arg-type]
+            async with Client(stdio_client(params, errlog=errlog), mode=mode, elicitation_callback=user) as connected:
                 yield connected
 
     return client()
@@ -128,7 +134,8 @@ Ask = Callable[[str, dict[str, Any] | None], Awaitable[types.CallToolResult]]
 async def asking(world: World, path: str, era: str, user: User | None) -> AsyncIterator[Ask]:
     """`ask(question, meta)` on `path`, from a client of `era` whose user is `user` (None: a client without elicitation)."""
     mode = ERAS[era]
-    url = {"direct": world.srv.mcp_url, "one_hop": world.front.mcp_url, "two_hops": world.front.mcp_url, "relay": world.relay_url}.get(path)
+    urls = {"direct": world.srv.mcp_url, "one_hop": world.front.mcp_url, "two_hops": world.front.mcp_url, "relay": world.relay_url, "relay_hop": world.behind_relay.mcp_url}
+    url = urls.get(path)
     connect = _gateway(world, mode, user) if path == "gateway" else _http(url or "", mode, user)
     async with connect as client:
         assert client.protocol_version == era
