@@ -42,6 +42,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ToolsListChanged
 from pydantic import ValidationError
 
@@ -382,7 +383,8 @@ class ToolHost:
             except BaseException as exc:
                 if not (stopping.cancel_called and isinstance(exc, anyio.get_cancelled_exc_class())):  # a stop is answered below
                     outcome.ms = (time.perf_counter() - clock) * 1000
-                    outcome.outcome, outcome.error = "cancelled", "the caller cancelled or the call failed"
+                    # a JSON-RPC error (e.g. a question the client cannot answer) is an error with its message
+                    outcome.outcome, outcome.error = ("error", exc.error.message) if isinstance(exc, MCPError) else ("cancelled", "the caller cancelled or the call failed")
                     self._notify(outcome, finished=True)
                 raise
         outcome.ms = (time.perf_counter() - clock) * 1000

@@ -206,3 +206,15 @@ async def test_one_hop_books_each_round_and_receipts_the_answer(world: World, er
     else:  # one call, asked mid-call by front: front made two rounds to srv and served one call
         assert front == [("made", "input_required", None), ("made", "ok", True), ("served", "ok", None)]
     assert srv == [("served", "input_required"), ("served", "ok")]
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_refused_question_is_booked_as_an_error_with_the_reason(world: World, era: str) -> None:
+    trace_id = f"elicit-refused-{era}"
+    async with asking(world, "direct", era, None) as ask:
+        with pytest.raises(MCPError):
+            await ask("Anyone there?", {TRACE_META_KEY: {"trace_id": trace_id}})
+    await world.srv.store.flush()
+    rows = [(r.role, r.outcome, r.error or "") for r in world.srv.store.calls(500) if r.trace_id == trace_id]
+    assert [(role, outcome) for role, outcome, _ in rows] == [("served", "error")]
+    assert "did not declare the form elicitation capability" in rows[0][2]
