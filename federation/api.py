@@ -236,6 +236,8 @@ class Mesh:
         target = forwarder.peer(peer)
         clock = time.perf_counter()
         result = await forwarder.call(target, tool, arguments or {}, trace or Trace(caller=self._node.peer_id), None)
+        if isinstance(result, types.InputRequiredResult):  # a script has no user to ask
+            raise ToolCallError(f"{tool} on {target.name} asks the user for input, which Mesh.call cannot give; call it from an MCP client that supports elicitation")
         if result.is_error:
             raise ToolCallError(_text(result))
         data = result.structured_content if result.structured_content is not None else _text(result)

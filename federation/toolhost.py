@@ -8,8 +8,15 @@ to the provider that owns the name, and around every call publishes
 has to know about either.
 
 Hosted `MCPServer`s are called in-process with the caller's own request
-context, so their progress notifications and cancellation reach the caller
-as if the server were alone.
+context, so their progress notifications, cancellation and questions to the
+user (elicitation) reach the caller as if the server were alone. A question
+goes out as the caller's era has it: mid-call as `elicitation/create`
+(2025-11-25), waiting no longer than the caller's deadline, or as an
+`input_required` result (2026-07-28) whose `requestState` this host seals
+(the SDK's `RequestStateBoundary`, as a standalone `MCPServer` would) and
+which the caller's retry, with the answers, resumes. Such a round is
+recorded with the outcome `input_required`, without a receipt: only the
+round that answers is a served call.
 
 When the peer stops, `calls.stop(reason)` ends every call in flight and
 refuses new ones: each caller gets `reason` as a tool error (and the ledger a
@@ -29,8 +36,11 @@ from typing import Any, Protocol, runtime_checkable
 import anyio
 import mcp.types as types
 from mcp.server import Server, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult
+from mcp.server.elicitation import CancelledElicitation, ElicitationResult, ElicitSchemaModelT
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ToolsListChanged
@@ -41,7 +51,7 @@ from federation.identity import Identity
 from federation.receipt import RECEIPT_META_KEY, add_hop, sign_receipt
 from federation.trace import DEFAULT_MAX_HOPS, LoopError, Trace
 
-__all__ = ["CallOutcome", "CallsInFlight", "ClaimingProvider", "HostedServer", "ToolHost", "ToolProvider", "error_result", "settle"]
+__all__ = ["CallOutcome", "CallsInFlight", "ClaimingProvider", "HostedServer", "ToolAnswer", "ToolHost", "ToolProvider", "error_result", "input_params", "settle"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +61,16 @@ def error_result(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
 
 
+ToolAnswer = types.CallToolResult | types.InputRequiredResult
+"""What a tool call answers: its result, or (2026-07-28) a round asking the client for input first."""
+
+
 class ToolProvider(Protocol):
     """A source of tools behind the peer's MCP face."""
 
     async def list_tools(self) -> list[types.Tool]: ...
 
-    async def call_tool(
-        self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]
-    ) -> types.CallToolResult: ...
+    async def call_tool(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> ToolAnswer: ...
 
 
 @runtime_checkable
@@ -77,8 +89,8 @@ class HostedServer:
     async def list_tools(self) -> list[types.Tool]:
         return await self.server.list_tools()
 
-    async def call_tool(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self.server)
+    async def call_tool(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> ToolAnswer:
+        context = _HostedContext(request_context=ctx, mcp_server=self.server, input_params=input_params(ctx))  # type: ignore[call-arg]  # Context's own __init__, which mypy's pydantic plugin hides in a subclass
         try:
             result = await self.server.call_tool(name, arguments, context)
         except UnexpectedToolError as exc:
@@ -91,9 +103,27 @@ class HostedServer:
             if isinstance(exc.__cause__, ToolError):  # the tool's own words, without the SDK's "Error executing tool X: "
                 return error_result(str(exc.__cause__))
             return error_result(str(exc))
-        if not isinstance(result, types.CallToolResult):
-            return error_result(f"tool {name} asked for input, which this peer cannot relay yet")
         return result
+
+
+def input_params(ctx: ServerRequestContext[Any]) -> types.InputResponseRequestParams:
+    """The answers a retried call carries (2026-07-28): `inputResponses` and `requestState` of the request's params."""
+    params = ctx.params or {}
+    return types.InputResponseRequestParams.model_validate({k: params[k] for k in ("inputResponses", "requestState") if k in params})
+
+
+class _HostedContext(Context[Any, Any]):
+    """A hosted tool's context whose mid-call question (2025-11-25 `elicitation/create`) waits no longer than the caller's deadline.
+
+    A user who never answers must not hold the tool, and the caller, forever:
+    at the deadline the question is withdrawn and the tool sees it cancelled.
+    """
+
+    async def elicit(self, message: str, schema: type[ElicitSchemaModelT]) -> ElicitationResult[ElicitSchemaModelT]:
+        with anyio.move_on_after(Trace.from_meta(dict(self.request_context.meta or {})).remaining_s()):
+            return await super().elicit(message, schema)
+        logger.info("the user did not answer %r within the caller's deadline", message)
+        return CancelledElicitation()
 
 
 def _label(provider: ToolProvider) -> str:
@@ -141,8 +171,11 @@ class CallOutcome:
     result: types.CallToolResult | None = field(default=None, repr=False)
 
 
-def settle(outcome: CallOutcome, result: types.CallToolResult) -> None:
+def settle(outcome: CallOutcome, result: ToolAnswer) -> None:
     """Fill in how a call ended from its result: outcome, error text, tokens from `usage`."""
+    if isinstance(result, types.InputRequiredResult):  # a round that asks the client first: not an answer
+        outcome.outcome = "input_required"
+        return
     outcome.result = result
     if result.is_error:
         outcome.outcome = "error"
@@ -233,6 +266,9 @@ class ToolHost:
             on_read_resource=self._on_read_resource,
         )
         self._resources: dict[str, tuple[types.Resource, ResourceReader]] = {}
+        # Process-local key: a round's state comes back to the peer that minted it.
+        self._state_boundary = RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=name)
+        self.server.middleware.append(self._seal_local_state)
 
     def add_resource(self, resource: types.Resource, read: ResourceReader) -> None:
         """Offer one resource of the peer's own (its server card); `read` makes its text afresh on each read."""
@@ -301,6 +337,17 @@ class ToolHost:
                 _label(providers[loser]), ", ".join(names), _label(providers[winner]), _label(providers[loser]),
             )
 
+    async def _seal_local_state(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Seal the `requestState` of this peer's own tools (as a standalone `MCPServer` does); pass other peers' on untouched.
+
+        A remote tool's state was sealed by the peer that serves it, which alone can open it.
+        """
+        name = (ctx.params or {}).get("name") if ctx.method == "tools/call" else None
+        provider = self._owners.get(name) if isinstance(name, str) else None
+        if provider is not None and id(provider) in self._local:
+            return await self._state_boundary(ctx, call_next)
+        return await call_next(ctx)
+
     def _input_schema(self, name: str) -> dict[str, Any] | None:
         """For the SDK's Mcp-Param header check; without it the SDK re-lists every tool on every call."""
         return self._schemas.get(name)
@@ -314,7 +361,7 @@ class ToolHost:
         """This peer's own tools (models, shared servers), without the mesh's."""
         return [t for t in self._tools if id(self._owners[t.name]) in self._local]
 
-    async def call_local(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any], meta: dict[str, Any]) -> types.CallToolResult:
+    async def call_local(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any], meta: dict[str, Any]) -> ToolAnswer:
         """Serve one of this peer's own tools in-process, recorded and receipted like a remote call."""
         return await self._serve(ctx, name, arguments, meta, only_local=True)
 
@@ -331,12 +378,12 @@ class ToolHost:
             self._legacy_sessions.add(ctx.session)
         return types.ListToolsResult(tools=self._tools)
 
-    async def _on_call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def _on_call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> ToolAnswer:
         return await self._serve(ctx, params.name, params.arguments or {}, dict(ctx.meta or {}), only_local=False)
 
     async def _serve(
         self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any], meta: dict[str, Any], *, only_local: bool
-    ) -> types.CallToolResult:
+    ) -> ToolAnswer:
         outcome = CallOutcome(tool=name, arguments=arguments, trace=Trace.from_meta(meta), started=time.time())
         if not isinstance(meta.get(TRACE_META_KEY), dict):  # a client's call starts a trace here: the provider must see this one, not mint another
             ctx = replace(ctx, meta={**meta, **outcome.trace.as_meta()})  # type: ignore[arg-type]
@@ -356,7 +403,8 @@ class ToolHost:
             except BaseException as exc:
                 if not (stopping.cancel_called and isinstance(exc, anyio.get_cancelled_exc_class())):  # a stop is answered below
                     outcome.ms = (time.perf_counter() - clock) * 1000
-                    outcome.outcome, outcome.error = "cancelled", "the caller cancelled or the call failed"
+                    # a JSON-RPC error (e.g. a question the client cannot answer) is an error with its message
+                    outcome.outcome, outcome.error = ("error", exc.error.message) if isinstance(exc, MCPError) else ("cancelled", "the caller cancelled or the call failed")
                     self._notify(outcome, finished=True)
                 raise
         outcome.ms = (time.perf_counter() - clock) * 1000
@@ -368,8 +416,11 @@ class ToolHost:
         """The provider answering for an unlisted `name`, if any (see `ClaimingProvider`)."""
         return next((p for p in self._providers if isinstance(p, ClaimingProvider) and p.claims(name)), None)
 
-    def _finish(self, outcome: CallOutcome, result: types.CallToolResult) -> types.CallToolResult:
+    def _finish(self, outcome: CallOutcome, result: ToolAnswer) -> ToolAnswer:
         settle(outcome, result)
+        if isinstance(result, types.InputRequiredResult):  # nothing served yet: no receipt
+            self._notify(outcome, finished=True)
+            return result
         meta, trace = dict(result.meta or {}), outcome.trace
         forwarded = meta.get(RECEIPT_META_KEY)
         if isinstance(forwarded, dict) and forwarded.get("peer") != self._identity.peer_id:

@@ -9,6 +9,7 @@
 - `choose`: which peer answers a chat, and which next on failover.
 - `sessions`: the per-peer pool of SDK sessions.
 - `mesh_tools`: the `mesh_*` MCP server.
+- `elicitation`: a remote tool's questions for the user, carried back to the caller in its era.
 """
 
 from federation.routing.asgi import FastForward

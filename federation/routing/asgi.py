@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import anyio
-import mcp.types as types
 
 from federation.bodylimit import BodyTooLarge, read_body
 from federation.errors import PeerError
@@ -27,7 +26,7 @@ from federation.identity import Identity
 from federation.receipt import add_hop
 from federation.routing.forwarder import Forwarder
 from federation.routing.transports import Reply, Send
-from federation.toolhost import CallObserver, CallOutcome, CallsInFlight, error_result, settle
+from federation.toolhost import CallObserver, CallOutcome, CallsInFlight, ToolAnswer, error_result, settle
 from federation.trace import Trace
 
 __all__ = ["FastForward"]
@@ -138,7 +137,7 @@ class FastForward:
             outcome.outcome, outcome.error = "error", "no result in the peer's answer"
             self._observe(outcome, True)
 
-    def _finish(self, outcome: CallOutcome, result: types.CallToolResult) -> None:
+    def _finish(self, outcome: CallOutcome, result: ToolAnswer) -> None:
         settle(outcome, result)
         self._observe(outcome, True)
 

@@ -30,6 +30,7 @@ from federation.routing.ledger import CallLedger
 from federation.routing.sessions import PeerGone, SessionPool
 from federation.routing.transports import Delivery, Failure, MessageTransport, ProgressRelay, Reply, SessionTransport, TransportFailure
 from federation.settings import PeerSettings
+from federation.toolhost import ToolAnswer
 from federation.trace import LoopError, Trace
 
 __all__ = ["CallRefused", "Forwarder"]
@@ -78,22 +79,27 @@ class Forwarder:
             raise PeerError(_unreachable(peer))
         return peer
 
-    async def call(self, peer: Peer, tool: str, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None) -> types.CallToolResult:
-        """Call `tool` on `peer` over its SDK session; CallRefused for a loop, PeerGone if the peer fails to answer."""
-        result = await self._forward(peer, tool, trace, self._session_transport.delivery(tool, arguments, on_progress))
+    async def call(
+        self, peer: Peer, tool: str, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None, answers: types.InputResponseRequestParams | None = None
+    ) -> ToolAnswer:
+        """Call `tool` on `peer` over its SDK session; CallRefused for a loop, PeerGone if the peer fails to answer.
+
+        The answer may be an `input_required` round; `answers` are what its retry carries.
+        """
+        result = await self._forward(peer, tool, trace, self._session_transport.delivery(tool, arguments, on_progress, answers))
         assert result is not None, "an SDK call returns a result or raises"
         return result
 
     async def relay(
         self, peer: Peer, tool: str, trace: Trace, request: dict[str, Any], headers: list[tuple[bytes, bytes]], stamp: MetaStamp, reply: Reply
-    ) -> types.CallToolResult | None:
+    ) -> ToolAnswer | None:
         """Pass a well-formed tools/call message on to `peer` as `tool`, its answer streaming to `reply`.
 
         Returns the peer's result (None if its answer held none); raises as `call` does.
         """
         return await self._forward(peer, tool, trace, self._message_transport.delivery(tool, request, headers, stamp, reply))
 
-    async def _forward(self, peer: Peer, tool: str, trace: Trace, deliver: Delivery) -> types.CallToolResult | None:
+    async def _forward(self, peer: Peer, tool: str, trace: Trace, deliver: Delivery) -> ToolAnswer | None:
         """The books every forwarded call keeps, around whichever transport `deliver` uses."""
         try:
             trace.check(self._peer_id, self._max_hops)

@@ -24,7 +24,7 @@ from federation.events import EventBus
 from federation.peers import Peer
 from federation.receipt import RECEIPT_META_KEY, ledger_fields
 from federation.store import Store
-from federation.toolhost import CallOutcome
+from federation.toolhost import CallOutcome, ToolAnswer
 
 __all__ = ["CallLedger"]
 
@@ -67,16 +67,21 @@ class CallLedger:
         finished = _Call(trace.trace_id, trace.span_id, trace.parent, trace.caller, self._peer_id, call.tool, call.ms, call.outcome, call.error, call.tokens_in, call.tokens_out)
         self._record("served", finished, call.started)
 
-    def made(self, peer: Peer, tool: str, meta: dict[str, Any], result: types.CallToolResult, started: float, ms: float) -> None:
-        """A call this peer made to `peer` (as `tool`, with request `meta`) was answered with `result`."""
+    def made(self, peer: Peer, tool: str, meta: dict[str, Any], result: ToolAnswer, started: float, ms: float) -> None:
+        """A call this peer made to `peer` (as `tool`, with request `meta`) was answered with `result`.
+
+        An `input_required` round is recorded as such, as its callee records it: no receipt comes with it.
+        """
         span = next(iter(meta.values()))
         receipt = (result.meta or {}).get(RECEIPT_META_KEY)
         usage = receipt if isinstance(receipt, dict) else {}
+        outcome = "input_required" if isinstance(result, types.InputRequiredResult) else "error" if result.is_error else "ok"
         finished = _Call(
             span["trace_id"], span["span_id"], span["parent"], self._peer_id, peer.id, tool, ms,
-            "error" if result.is_error else "ok", None, int(usage.get("tokens_in", 0) or 0), int(usage.get("tokens_out", 0) or 0),
+            outcome, None, int(usage.get("tokens_in", 0) or 0), int(usage.get("tokens_out", 0) or 0),
         )
-        self._record("made", finished, started, on_write=_receipt_check(peer, tool, result) if isinstance(receipt, dict) else None)
+        check = _receipt_check(peer, tool, result) if isinstance(receipt, dict) and isinstance(result, types.CallToolResult) else None
+        self._record("made", finished, started, on_write=check)
 
     def _record(self, role: str, call: _Call, started: float, *, on_write: Callable[[dict[str, Any]], None] | None = None) -> None:
         fields = dict(vars(call))  # its fields are all plain values: `asdict`'s deep copy cost ~15 µs a call, three times a hop

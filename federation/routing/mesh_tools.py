@@ -69,7 +69,9 @@ class MeshRouting(Protocol):
 
     async def fan_out(self, arguments: dict[str, Any], n: int, trace: Trace, *, model: str | None = None, ctx: ServerRequestContext[Any] | None = None) -> FanOutResult: ...
 
-    async def call_peer(self, ctx: ServerRequestContext[Any], peer: str, tool: str, arguments: dict[str, Any], trace: Trace) -> types.CallToolResult: ...
+    async def call_peer(
+        self, ctx: ServerRequestContext[Any], peer: str, tool: str, arguments: dict[str, Any], trace: Trace, answers: types.InputResponseRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult: ...
 
     def note_sharers(self) -> list[Sharer]: ...
 
@@ -132,10 +134,11 @@ def build_mesh_server(router: MeshRouting) -> MCPServer:
         tool: Annotated[str, Field(description="Tool name on that peer.")],
         ctx: Context,
         arguments: Annotated[dict[str, Any] | None, Field(description="The tool's arguments.")] = None,
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         """Call any tool on a named peer; its result (or error) comes back unchanged."""
+        answers = types.InputResponseRequestParams(input_responses=ctx.input_responses, request_state=ctx.request_state)  # a retry after the tool asked the user
         try:
-            return await router.call_peer(ctx.request_context, peer, tool, arguments or {}, _trace_of(ctx))
+            return await router.call_peer(ctx.request_context, peer, tool, arguments or {}, _trace_of(ctx), answers)
         except PeerError as exc:  # the text as `<peer>__<tool>` and `Mesh.call` give it, without the SDK's "Error executing tool" prefix
             return error_result(str(exc))
 
@@ -157,7 +160,10 @@ def build_mesh_server(router: MeshRouting) -> MCPServer:
         trace, request = _trace_of(ctx), ctx.request_context
 
         async def search(sharer: Sharer, arguments: dict[str, Any]) -> types.CallToolResult:
-            return await router.call_peer(request, sharer.id, SEARCH_TOOL, arguments, trace)
+            result = await router.call_peer(request, sharer.id, SEARCH_TOOL, arguments, trace, types.InputResponseRequestParams())
+            if not isinstance(result, types.CallToolResult):  # search_notes never asks the user; a peer whose does is not searched
+                raise PeerError(f"{SEARCH_TOOL} asked for input instead of answering")
+            return result
 
         return await search_everywhere(sharers, search, query, limit=limit, deadline_s=deadline_s, trace_id=trace.trace_id)
 

@@ -34,12 +34,13 @@ from federation.events import EventBus, Subscription
 from federation.peers import Peer, PeerTable
 from federation.routing.catalog import Catalog
 from federation.routing.choose import Target, choose, fits, next_target, ranked
+from federation.routing.elicitation import carry_input
 from federation.routing.forwarder import Forwarder
 from federation.routing.mesh_tools import AskResult, Attempt, FanOutResult, build_mesh_server
 from federation.routing.search import SEARCH_TOOL, Sharer
 from federation.routing.sessions import PeerGone
 from federation.routing.transports import ProgressRelay
-from federation.toolhost import HostedServer, ToolHost, error_result
+from federation.toolhost import HostedServer, ToolAnswer, ToolHost, error_result, input_params
 from federation.trace import Trace
 from servers.fair_queue import BUSY_PREFIX
 
@@ -129,17 +130,26 @@ class Router:
         """Answers for `name` though it is not listed: a dead peer's tool, so the call can say why it fails."""
         return self.catalog.remote_tool(name) is not None
 
-    async def call_tool(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+    async def call_tool(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> ToolAnswer:
         remote = self.catalog.remote_tool(name)
         if remote is None:
             return await self._mesh_tools.call_tool(ctx, name, arguments)
         peer_id, tool = remote
         trace = Trace.from_meta(dict(ctx.meta or {}))
         try:
-            peer = self.forwarder.peer(peer_id)
-            return await self.forwarder.call(peer, tool, arguments, trace, ctx.session.report_progress)
+            return await self._call_remote(ctx, self.forwarder.peer(peer_id), tool, arguments, trace, input_params(ctx), exposed=name)
         except PeerError as exc:
             return error_result(str(exc))
+
+    async def _call_remote(
+        self, ctx: ServerRequestContext[Any], peer: Peer, tool: str, arguments: dict[str, Any], trace: Trace, answers: types.InputResponseRequestParams, *, exposed: str
+    ) -> ToolAnswer:
+        """`tool` on `peer`, its questions for the user (if any) carried to this call's caller (`federation.routing.elicitation`)."""
+
+        async def send(with_answers: types.InputResponseRequestParams) -> ToolAnswer:
+            return await self.forwarder.call(peer, tool, arguments, trace, ctx.session.report_progress, with_answers)
+
+        return await carry_input(ctx, await send(answers), send, trace, tool=exposed)
 
     # -- what the mesh tools ask (federation.routing.mesh_tools.MeshRouting) --
     def known_peers(self) -> Iterable[Peer]:
@@ -148,11 +158,16 @@ class Router:
     def is_self(self, name_or_id: str) -> bool:
         return name_or_id in (self._peer_id, self._name) or (len(name_or_id) >= 4 and self._peer_id.startswith(name_or_id))
 
-    async def call_peer(self, ctx: ServerRequestContext[Any], peer: str, tool: str, arguments: dict[str, Any], trace: Trace) -> types.CallToolResult:
-        """`tool` on the named peer (this one served in-process); PeerError if it is unknown or gone."""
+    async def call_peer(
+        self, ctx: ServerRequestContext[Any], peer: str, tool: str, arguments: dict[str, Any], trace: Trace, answers: types.InputResponseRequestParams
+    ) -> ToolAnswer:
+        """`tool` on the named peer (this one served in-process); PeerError if it is unknown or gone.
+
+        `answers`: what the caller's retry carries after an `input_required` round.
+        """
         if self.is_self(peer):
             return await self._tools.call_local(ctx, tool, arguments, trace.child_meta(self._peer_id, local=True))
-        return await self.forwarder.call(self.forwarder.peer(peer), tool, arguments, trace, ctx.session.report_progress)
+        return await self._call_remote(ctx, self.forwarder.peer(peer), tool, arguments, trace, answers, exposed=f"{tool} on {peer}")
 
     def note_sharers(self) -> list[Sharer]:
         """Peers whose `search_notes` `mesh_search` asks: this one if it shares notes, and every peer up whose card offers it."""
@@ -174,9 +189,13 @@ class Router:
     async def _ask_once(self, target: Target, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None, ctx: ServerRequestContext[Any] | None) -> types.CallToolResult:
         if target.local:
             assert ctx is not None, "the local model is only reachable from inside a request"
-            return await self._tools.call_local(ctx, "chat", arguments, trace.child_meta(self._peer_id, local=True))
-        assert target.peer is not None
-        return await self.forwarder.call(target.peer, "chat", arguments, trace, on_progress)
+            result = await self._tools.call_local(ctx, "chat", arguments, trace.child_meta(self._peer_id, local=True))
+        else:
+            assert target.peer is not None
+            result = await self.forwarder.call(target.peer, "chat", arguments, trace, on_progress)
+        if not isinstance(result, types.CallToolResult):  # chat asks the user nothing
+            return error_result(f"chat on {target.name} asked for input from the user, which mesh_ask cannot give")
+        return result
 
     async def ask(
         self,

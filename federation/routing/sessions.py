@@ -11,8 +11,10 @@ from types import TracebackType
 
 import anyio
 import httpx2
+import mcp.types as types
 from anyio.abc import TaskGroup
 from mcp import Client
+from mcp.client.context import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from federation.errors import PeerError
@@ -56,7 +58,7 @@ class _PeerLink:
         try:
             timeout = httpx2.Timeout(CONNECT_SECONDS, read=None)
             async with httpx2.AsyncClient(auth=self._auth, timeout=timeout, verify=client_context()) as http:
-                async with Client(streamable_http_client(self.url, http_client=http)) as client:
+                async with Client(streamable_http_client(self.url, http_client=http), elicitation_callback=_elicitation_relayed) as client:
                     self.client = client
                     self._ready.set()
                     await self._close.wait()
@@ -76,6 +78,13 @@ class _PeerLink:
 
     def close(self) -> None:
         self._close.set()
+
+
+async def _elicitation_relayed(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
+    """Declares elicitation, so a peer's tool may ask this peer's callers (as `input_required` rounds, carried by
+    `federation.routing.elicitation`); a mid-call `elicitation/create` on this shared session could not tell whose
+    user to ask, so it is refused."""
+    return types.ErrorData(code=types.INVALID_REQUEST, message="a mid-call elicitation/create cannot be relayed; ask with an input_required result (2026-07-28)")
 
 
 class SessionPool:

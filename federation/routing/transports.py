@@ -6,9 +6,12 @@
   progress) streams straight back to the caller, stamped with this peer's
   hop record (`federation.hopstamp`). A hop through the SDK would re-run the
   whole client and server machinery and cost about as much as the call.
-- `SessionTransport`: `Client.call_tool` over the peer's pooled SDK session,
+- `SessionTransport`: a `tools/call` over the peer's pooled SDK session,
   for callers that are not an HTTP request to pass through (legacy sessions,
-  the gateway, `mesh_call`, `Mesh.call`).
+  the gateway, `mesh_call`, `Mesh.call`). A round that asks for the user's
+  input (`input_required`) comes back to the caller as it is, and the retry
+  carries the answers (`federation.routing.elicitation` decides what to do
+  with it).
 
 A delivery raises `TransportFailure` when the call did not reach an answer;
 the forwarder (`federation.routing.forwarder`) turns it into the caller's
@@ -33,6 +36,7 @@ from federation.listen import KEEP_ALIVE_SECONDS
 from federation.peers import Peer
 from federation.proof import Tokens
 from federation.routing.sessions import CONNECT_SECONDS, PeerGone, SessionPool, root_cause
+from federation.toolhost import ToolAnswer
 
 __all__ = ["Delivery", "Failure", "MessageTransport", "ProgressRelay", "Reply", "Send", "SessionTransport", "TransportFailure"]
 
@@ -72,7 +76,7 @@ class Delivery(Protocol):
     delivery that passed the answer through as it was).
     """
 
-    async def __call__(self, peer: Peer, meta: dict[str, Any], remaining: float) -> types.CallToolResult | None: ...
+    async def __call__(self, peer: Peer, meta: dict[str, Any], remaining: float) -> ToolAnswer | None: ...
 
 
 class SessionTransport:
@@ -81,11 +85,21 @@ class SessionTransport:
     def __init__(self, sessions: SessionPool) -> None:
         self._sessions = sessions
 
-    def delivery(self, tool: str, arguments: dict[str, Any], on_progress: ProgressRelay | None) -> Delivery:
-        async def deliver(peer: Peer, meta: dict[str, Any], remaining: float) -> types.CallToolResult:
+    def delivery(self, tool: str, arguments: dict[str, Any], on_progress: ProgressRelay | None, answers: types.InputResponseRequestParams | None = None) -> Delivery:
+        """`answers`: what a retried call carries back after an `input_required` round."""
+        answers = answers or types.InputResponseRequestParams()
+
+        async def deliver(peer: Peer, meta: dict[str, Any], remaining: float) -> ToolAnswer:
             try:
                 client = await self._sessions.client(peer)
-                return await client.call_tool(tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress, meta=cast(types.RequestParamsMeta, meta))  # an open map: any dict is one
+                result = await client.session.call_tool(
+                    tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress,
+                    meta=cast(types.RequestParamsMeta, meta),  # an open map: any dict is one
+                    input_responses=answers.input_responses, request_state=answers.request_state, allow_input_required=True,
+                )
+                if not isinstance(result, ToolAnswer):
+                    raise TransportFailure(Failure.UNREACHABLE, f"an answer that is neither a result nor an input round: {type(result).__name__}")
+                return result
             except MCPError as exc:
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     raise TransportFailure(Failure.TIMEOUT) from exc
@@ -125,7 +139,7 @@ class MessageTransport:
     def delivery(self, tool: str, request: dict[str, Any], headers: list[tuple[bytes, bytes]], stamp: MetaStamp, reply: Reply) -> Delivery:
         """Send `request` (a well-formed tools/call) for `tool`, passing the answer to `reply` with `stamp`ed `_meta`."""
 
-        async def deliver(peer: Peer, meta: dict[str, Any], remaining: float) -> types.CallToolResult | None:
+        async def deliver(peer: Peer, meta: dict[str, Any], remaining: float) -> ToolAnswer | None:
             params = request["params"]
             params["name"] = tool
             params["_meta"] = {**(params.get("_meta") or {}), **meta}
@@ -149,7 +163,7 @@ class MessageTransport:
 
     async def _stream(
         self, url: str, headers: list[tuple[bytes, bytes]], payload: bytes, timeouts: dict[str, float], stamp: MetaStamp, reply: Reply
-    ) -> types.CallToolResult | None:
+    ) -> ToolAnswer | None:
         async with self._pool.stream("POST", url, headers=headers, content=payload, extensions={"timeout": timeouts}) as response:
             content_type = next((v.decode() for k, v in response.headers if k.lower() == b"content-type"), "")
             sse = content_type.startswith("text/event-stream")
@@ -170,11 +184,13 @@ class MessageTransport:
         return _as_result(stamper.result)
 
 
-def _as_result(raw: dict[str, Any] | None) -> types.CallToolResult | None:
-    """The peer's JSON-RPC result as a `CallToolResult`; None if its answer held none, or none that parses."""
+def _as_result(raw: dict[str, Any] | None) -> ToolAnswer | None:
+    """The peer's JSON-RPC result as a `CallToolResult` (or an input round); None if its answer held none, or none that parses."""
     if raw is None:
         return None
     try:
+        if raw.get("resultType") == "input_required":
+            return types.InputRequiredResult.model_validate(raw)
         return types.CallToolResult.model_validate(raw)
     except ValueError:
         return None
