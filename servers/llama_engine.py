@@ -66,6 +66,13 @@ __all__ = [
 TokenCallback = Callable[[str], Awaitable[None]]
 
 _GEMMA_STOP = "<end_of_turn>"
+REPEAT_PENALTY = 1.1
+"""Mild penalty on repeated tokens: the small embedded models otherwise loop at low temperatures.
+
+Measured on SmolLM2 135M, "What is the capital of France?", 4 seeds, 200 tokens: at temperature 0
+penalty 1.0 never ended its turn (4 of 4 ran to the limit, repeating a phrase), 1.1 ended every time
+(29 tokens); at 0.8 both ended 4 of 4. llama.cpp's own CLI default is 1.0, its server's was 1.1.
+"""
 _SHUTTING_DOWN = "the model server is shutting down; send the request to another server."
 
 
@@ -309,6 +316,7 @@ class LlamaEngine:
         max_tokens: int = 256,
         temperature: float = 0.8,
         top_p: float = 0.95,
+        repeat_penalty: float = REPEAT_PENALTY,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
         on_token: TokenCallback | None = None,
@@ -330,6 +338,7 @@ class LlamaEngine:
             "max_tokens": max_tokens,
             "temperature": temperature,
             "top_p": top_p,
+            "repeat_penalty": repeat_penalty,
             "stop": list(stop or []),
             "seed": seed,
         }
@@ -424,7 +433,7 @@ class LlamaEngine:
         completion_tokens = 0
         vocab = llama._model.vocab  # what llama-cpp-python's own create_completion checks for end-of-generation
         llama.reset()
-        for token in llama.generate(tokens, temp=options["temperature"], top_p=options["top_p"]):
+        for token in llama.generate(tokens, temp=options["temperature"], top_p=options["top_p"], repeat_penalty=options["repeat_penalty"]):
             if self._closing.is_set():  # the engine is closing: end here, the free waits for this thread
                 raise ModelUnavailable(_SHUTTING_DOWN)
             if cancelled.is_set():

@@ -260,6 +260,15 @@ async def test_the_default_model_answers_and_ends_at_its_end_of_turn() -> None:
     assert "Red" in done.text
 
 
+async def test_the_default_model_does_not_loop_on_the_readme_question_at_temperature_0() -> None:
+    """Greedy decoding without a repeat penalty ran this question to the token limit on SmolLM2 (issue 10)."""
+    async with LlamaEngine(model_path("default"), n_ctx=1024) as default:
+        await default.wait_ready()
+        done = await default.chat([ChatMessage("user", "What is the capital of France?")], max_tokens=200, temperature=0.0)
+    assert done.finish_reason == "stop", done.text
+    assert done.usage.completion_tokens < 100
+
+
 async def test_request_while_loading_says_still_loading() -> None:
     async with LlamaEngine(model_path(BASE_MODEL), n_ctx=256) as loading:
         assert loading.state is EngineState.LOADING  # the load runs in a thread; entering does not wait for it
