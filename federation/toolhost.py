@@ -31,10 +31,9 @@ import mcp.types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
-from mcp.shared.subscriptions import ToolsListChanged
 from pydantic import ValidationError
 
+from federation.announce import ListChanges
 from federation.const import TRACE_META_KEY
 from federation.identity import Identity
 from federation.receipt import RECEIPT_META_KEY, add_hop, sign_receipt
@@ -214,8 +213,8 @@ class ToolHost:
         self._schemas: dict[str, dict[str, Any]] = {}
         self._observer = observer
         self.calls = CallsInFlight()
-        self._bus = InMemorySubscriptionBus()
-        self._legacy_sessions: set[Any] = set()
+        self.changes = ListChanges()
+        """The clients told when the tools (or, see `federation.content`, prompts or resources) change."""
         self.server: Server[Any] = Server(
             name,
             version=version,
@@ -223,7 +222,7 @@ class ToolHost:
             on_list_tools=self._on_list_tools,
             on_call_tool=self._on_call_tool,
             get_tool_input_schema=self._input_schema,
-            on_subscriptions_listen=ListenHandler(self._bus),
+            on_subscriptions_listen=self.changes.listen,
         )
 
     async def add_provider(self, provider: ToolProvider, *, local: bool = True) -> None:
@@ -261,7 +260,7 @@ class ToolHost:
         names = [t.name for t in tools]
         if announce and names != self._announced:
             self._announced = names
-            await self._announce_tools_changed()
+            await self.changes.announce("tools")
 
     def _warn_hidden(self, hidden: dict[tuple[int, int], list[str]]) -> None:
         """Say on stderr (once per clash) which tools are not offered because another source claimed the name first.
@@ -297,17 +296,8 @@ class ToolHost:
         """Serve one of this peer's own tools in-process, recorded and receipted like a remote call."""
         return await self._serve(ctx, name, arguments, meta, only_local=True)
 
-    async def _announce_tools_changed(self) -> None:
-        await self._bus.publish(ToolsListChanged())
-        for session in list(self._legacy_sessions):
-            try:
-                await session.send_tool_list_changed()
-            except Exception:  # noqa: BLE001 - a closed session just leaves the set
-                self._legacy_sessions.discard(session)
-
     async def _on_list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        if ctx.protocol_version < "2026":  # handshake-era clients are notified directly
-            self._legacy_sessions.add(ctx.session)
+        self.changes.remember(ctx)
         return types.ListToolsResult(tools=self._tools)
 
     async def _on_call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
