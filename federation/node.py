@@ -452,7 +452,10 @@ def _router(node: Node) -> Router:
 
 def _mesh_content(node: Node) -> MeshContent:
     """Other peers' resources, templates and prompts, learned over the forwarder's session pool."""
-    return MeshContent(peer_id=node.peer_id, peers=node.peers, events=node.events, sessions=node.forwarder.sessions, host=node.content)
+    catalog = node.service(Router).catalog
+    return MeshContent(
+        peer_id=node.peer_id, peers=node.peers, events=node.events, sessions=node.forwarder.sessions, host=node.content, on_tools_changed=catalog.learn
+    )
 
 
 def _recall_peers(node: Node) -> AbstractAsyncContextManager[Recollection]:

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from federation.announce import ListChanges
 from federation.const import TRACE_META_KEY
 from federation.identity import Identity
+from federation.logrelay import stamped
 from federation.receipt import RECEIPT_META_KEY, add_hop, sign_receipt
 from federation.trace import DEFAULT_MAX_HOPS, LoopError, Trace
 
@@ -76,7 +77,7 @@ class HostedServer:
         return await self.server.list_tools()
 
     async def call_tool(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self.server)
+        context: Context[Any, Any] = Context(request_context=stamped(ctx), mcp_server=self.server)  # its log messages carry the call's span
         try:
             result = await self.server.call_tool(name, arguments, context)
         except UnexpectedToolError as exc:

@@ -10,11 +10,16 @@ loops back. URIs travel unchanged (`ai://<owner>/…` names its owner); a
 peer's own prompts are offered as `<peer>__<prompt>`, like its tools, and
 keep that name further on. Reads, prompt gets and completions are forwarded
 by `federation.content.ContentHost` to the peer an offer came from.
+
+The same stream carries the peer's `tools/list_changed`, handed to
+`on_tools_changed` (the router's catalog lists the peer's tools again), so a
+tool added two peers away reaches this peer's clients too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import anyio
@@ -23,6 +28,7 @@ from anyio.abc import TaskGroup
 from mcp import Client
 from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ToolsListChanged
 
 from federation.content import ContentHost, Item, Offer, list_everything, offers_of, route_of
 from federation.events import EventBus, Subscription
@@ -60,8 +66,11 @@ class _PeerSource:
 class MeshContent:
     """The mesh's offers on one peer; a service (`async with MeshContent(...)`) built from the parts it uses."""
 
-    def __init__(self, *, peer_id: str, peers: PeerTable, events: EventBus, sessions: SessionPool, host: ContentHost) -> None:
+    def __init__(
+        self, *, peer_id: str, peers: PeerTable, events: EventBus, sessions: SessionPool, host: ContentHost, on_tools_changed: Callable[[str], Awaitable[None]]
+    ) -> None:
         self._peer_id = peer_id
+        self._on_tools_changed = on_tools_changed
         self._peers = peers
         self._events = events
         self._sessions = sessions
@@ -112,10 +121,10 @@ class MeshContent:
         source = _PeerSource(self._peers, self._sessions, peer_id)
         try:
             client = await source.client()
-            async with client.listen(prompts_list_changed=True, resources_list_changed=True) as changes:
+            async with client.listen(tools_list_changed=True, prompts_list_changed=True, resources_list_changed=True) as changes:
                 await self._read(peer_id)
-                async for _change in changes:
-                    await self._read(peer_id)
+                async for change in changes:
+                    await (self._on_tools_changed(peer_id) if isinstance(change, ToolsListChanged) else self._read(peer_id))
         except ListenNotSupportedError:  # a handshake-era peer: read once
             await self._read(peer_id)
         except Exception as exc:  # noqa: BLE001 - a lost session ends the watch; the next learn starts another

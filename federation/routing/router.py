@@ -31,6 +31,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.errors import PeerError
 from federation.events import EventBus, Subscription
+from federation.logrelay import relay_to
 from federation.peers import Peer, PeerTable
 from federation.routing.catalog import Catalog
 from federation.routing.choose import Target, choose, fits, next_target, ranked
@@ -136,7 +137,7 @@ class Router:
         trace = Trace.from_meta(dict(ctx.meta or {}))
         try:
             peer = self.forwarder.peer(peer_id)
-            return await self.forwarder.call(peer, tool, arguments, trace, ctx.session.report_progress)
+            return await self.forwarder.call(peer, tool, arguments, trace, ctx.session.report_progress, relay_to(ctx))
         except PeerError as exc:
             return error_result(str(exc))
 
@@ -151,7 +152,7 @@ class Router:
         """`tool` on the named peer (this one served in-process); PeerError if it is unknown or gone."""
         if self.is_self(peer):
             return await self._tools.call_local(ctx, tool, arguments, trace.child_meta(self._peer_id, local=True))
-        return await self.forwarder.call(self.forwarder.peer(peer), tool, arguments, trace, ctx.session.report_progress)
+        return await self.forwarder.call(self.forwarder.peer(peer), tool, arguments, trace, ctx.session.report_progress, relay_to(ctx))
 
     def _targets(self, model: str | None, *, local: bool) -> list[Target]:
         """Peers able to answer a chat: up, with a model matching `model` (substring, any case)."""

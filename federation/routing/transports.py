@@ -28,8 +28,10 @@ import httpcore
 import mcp.types as types
 from mcp.shared.exceptions import MCPError
 
+from federation.const import TRACE_META_KEY
 from federation.hopstamp import MetaStamp, ResultStamper
 from federation.listen import KEEP_ALIVE_SECONDS
+from federation.logrelay import LogRoutes, LogWish
 from federation.peers import Peer
 from federation.proof import Tokens
 from federation.routing.sessions import CONNECT_SECONDS, PeerGone, SessionPool, root_cause
@@ -76,16 +78,21 @@ class Delivery(Protocol):
 
 
 class SessionTransport:
-    """Calls over the peer's pooled SDK session."""
+    """Calls over the peer's pooled SDK session; log messages come back through `logs` (see `federation.logrelay`)."""
 
-    def __init__(self, sessions: SessionPool) -> None:
+    def __init__(self, sessions: SessionPool, logs: LogRoutes) -> None:
         self._sessions = sessions
+        self._logs = logs
 
-    def delivery(self, tool: str, arguments: dict[str, Any], on_progress: ProgressRelay | None) -> Delivery:
+    def delivery(self, tool: str, arguments: dict[str, Any], on_progress: ProgressRelay | None, logs: LogWish | None = None) -> Delivery:
         async def deliver(peer: Peer, meta: dict[str, Any], remaining: float) -> types.CallToolResult:
             try:
                 client = await self._sessions.client(peer)
-                return await client.call_tool(tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress, meta=cast(types.RequestParamsMeta, meta))  # an open map: any dict is one
+                if logs is None:
+                    return await client.call_tool(tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress, meta=cast(types.RequestParamsMeta, meta))  # an open map: any dict is one
+                with self._logs.route(meta[TRACE_META_KEY]["trace_id"], logs.relay):
+                    asked = cast(types.RequestParamsMeta, {**meta, types.LOG_LEVEL_META_KEY: logs.level})
+                    return await client.call_tool(tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress, meta=asked)
             except MCPError as exc:
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     raise TransportFailure(Failure.TIMEOUT) from exc
