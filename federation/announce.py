@@ -21,7 +21,7 @@ __all__ = ["ListChanges", "ListKind"]
 
 ListKind = Literal["tools", "prompts", "resources"]
 
-_EVENTS = {"tools": ToolsListChanged, "prompts": PromptsListChanged, "resources": ResourcesListChanged}
+_EVENTS: dict[str, type[ToolsListChanged | PromptsListChanged | ResourcesListChanged]] = {"tools": ToolsListChanged, "prompts": PromptsListChanged, "resources": ResourcesListChanged}
 _LEGACY = {"tools": "send_tool_list_changed", "prompts": "send_prompt_list_changed", "resources": "send_resource_list_changed"}
 
 

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import anyio
 import mcp.types as types
@@ -53,6 +53,7 @@ PAGE_SIZE = 100
 MARKDOWN = "text/markdown"
 Kind = Literal["resource", "template", "prompt"]
 Item = types.Resource | types.ResourceTemplate | types.Prompt
+_Answer = TypeVar("_Answer")
 
 
 def peer_base(name: str) -> str:
@@ -336,7 +337,7 @@ class ContentHost:
         context = params.context.arguments if params.context else None
         return await self._forward(ctx, offer_, lambda client, meta: client.complete(there_ref, argument, context))
 
-    async def _forward(self, ctx: ServerRequestContext[Any], offer_: Offer, ask: Callable[[Client, Any], Awaitable[Any]]) -> Any:
+    async def _forward(self, ctx: ServerRequestContext[Any], offer_: Offer, ask: Callable[[Client, Any], Awaitable[_Answer]]) -> _Answer:
         """Ask the offer's source, with the trace one hop further (the loop guard); its errors reach the caller as they are."""
         trace = Trace.from_meta(dict(ctx.meta or {}))
         try:

@@ -21,12 +21,13 @@ one caller's logs never reach another.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import mcp.types as types
+from mcp.client.session import LoggingFnT
 from mcp.server import ServerRequestContext
 from mcp.server.connection import allowed_log_levels
 
@@ -37,7 +38,8 @@ __all__ = ["TRACE_ID_META_KEY", "LogRelay", "LogRoutes", "LogWish", "relay_to", 
 TRACE_ID_META_KEY = "io.mcp-federation/trace"
 _LEVELS: tuple[types.LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
-LogRelay = Callable[[types.LoggingMessageNotificationParams], Awaitable[None]]
+LogRelay = LoggingFnT
+"""Where log messages go: `async (params: LoggingMessageNotificationParams) -> None`."""
 
 
 def wanted_level(ctx: ServerRequestContext[Any]) -> types.LoggingLevel | None:
