@@ -39,6 +39,10 @@ class ListChanges:
         if ctx.protocol_version < "2026":
             self._legacy_sessions.add(ctx.session)
 
+    def close(self) -> None:
+        """End every `subscriptions/listen` stream gracefully (the peer is stopping: the server need not wait for them)."""
+        self.listen.close()
+
     async def announce(self, kind: ListKind) -> None:
         await self._bus.publish(_EVENTS[kind]())
         for session in list(self._legacy_sessions):

@@ -51,6 +51,7 @@ PAGE_SIZE = 100
 """Items per page of `resources/list`, `resources/templates/list` and `prompts/list`."""
 
 MARKDOWN = "text/markdown"
+_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 Kind = Literal["resource", "template", "prompt"]
 Item = types.Resource | types.ResourceTemplate | types.Prompt
 _Answer = TypeVar("_Answer")
@@ -345,4 +346,7 @@ class ContentHost:
         except LoopError as exc:
             raise MCPError(types.INVALID_REQUEST, str(exc)) from exc
         client = await offer_.source.client()
-        return await ask(client, trace.child_meta(self._peer_id))
+        answer = await ask(client, trace.child_meta(self._peer_id))
+        if isinstance(answer, types.Result) and answer.meta and _SERVER_INFO in answer.meta:  # the source's name stamp: this peer answers
+            answer = answer.model_copy(update={"meta": {k: v for k, v in answer.meta.items() if k != _SERVER_INFO} or None})
+        return answer

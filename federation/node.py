@@ -206,6 +206,7 @@ class Node:
             if callable(leave := getattr(service, "leave", None)):
                 await leave()
         await self.tools.calls.stop(f"peer {self.name} is shutting down; retry on another peer.", grace=STOP_GRACE_SECONDS)
+        self.tools.changes.close()
 
     async def _host_shared_tools(self, stack: AsyncExitStack) -> None:
         """`--notes` and each `--share` child; a child that fails to start offers nothing (see `shares[i].error`)."""

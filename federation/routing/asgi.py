@@ -215,7 +215,9 @@ async def _unless_caller_leaves(receive: Receive, forward: Callable[[], Awaitabl
         group.cancel_scope.cancel()
     if failure:
         raise failure[0]
-    return (got[0] if got else None), left
+    if got:  # answered: a caller who hangs up after the last byte cancelled nothing
+        return got[0], False
+    return None, left
 
 
 def _replay(body: bytes) -> Receive:
