@@ -38,6 +38,6 @@ async def run_gateway(settings: PeerSettings) -> None:
         print(look.summary("gateway"), file=sys.stderr, flush=True)
         look.raise_for_named()
         server = node.tools.server
-        options = server.create_initialization_options(NotificationOptions(tools_changed=True))
+        options = server.create_initialization_options(NotificationOptions(tools_changed=True, prompts_changed=True, resources_changed=True))
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, options)

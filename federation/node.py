@@ -29,6 +29,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -57,6 +58,7 @@ from federation.const import (
     PROOF_PATH,
     STOP_GRACE_SECONDS,
 )
+from federation.content import ContentHost, peer_base
 from federation.contract import EventModel, Hello
 from federation.discovery import HealthMonitor, MdnsDiscovery, health_monitor, mdns_discovery, persist_peers, recall_peers, static_peers
 from federation.discovery.admission import Member, discovery_client, fetch_card
@@ -77,12 +79,13 @@ from federation.proof import MeshKeys, ProofDesk
 from federation.pull.serve import ChunkServer
 from federation.ratelimit import RateLimit
 from federation.routing import CallLedger, FastForward, Forwarder, Router
+from federation.routing.content import MeshContent
 from federation.settings import PeerSettings
 from federation.store import Store, database_url
 from federation.tls import server_options, trust
 from federation.toolhost import CallOutcome, HostedServer, ToolHost
 from federation.urls import http_url, mcp_url
-from federation.wellknown import SERVER_CARD_RESOURCE, Publication
+from federation.wellknown import Publication
 from servers.embedded_models import EmbeddedModelError, model_path
 from servers.gguf_file import GGUFError
 from servers.llama import build_server as build_llama_server
@@ -146,6 +149,8 @@ class Node:
             observer=self.observe_call,
             max_hops=self.settings.max_hops,
         )
+        self.content = ContentHost(self.tools, name=self.name, identity=self.identity, card_markdown=lambda: card_markdown(self.card()), max_hops=self.settings.max_hops)
+        """Resources (notes and the card as `ai://<peer>/…`), templates and prompts on the same MCP face."""
         self.store = Store(self.settings.db or database_url(self.home), self.identity)
         self.ledger = CallLedger(store=self.store, events=self.events, peer_id=self.identity.peer_id)
         """Events and ledger rows of every call this peer serves or makes."""
@@ -178,7 +183,6 @@ class Node:
             auth_required=bool(self.settings.mesh_secret),
         )
         """The standard documents about this peer (server card, agent card, llms.txt), made from its card."""
-        self.tools.add_resource(SERVER_CARD_RESOURCE, lambda: self.publication.server_card_json())
 
     def _make_engine(self) -> LlamaEngine | None:
         choice = self.settings.model
@@ -204,9 +208,13 @@ class Node:
         async with AsyncExitStack() as stack:
             stack.callback(sock.close)
             await stack.enter_async_context(self.store)
+            await stack.enter_async_context(self.content)
+            await self.content.add_server(self.publication.resource_server())
             if self.engine is not None:
                 await stack.enter_async_context(self.engine)
-                await self.tools.add_provider(HostedServer(build_llama_server(self.engine, caller_of=mesh_caller)))
+                model_server = build_llama_server(self.engine, caller_of=mesh_caller)
+                await self.tools.add_provider(HostedServer(model_server))
+                await self.content.add_server(model_server)
             await self._host_shared_tools(stack)
             await stack.enter_async_context(self.forwarder)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
@@ -229,17 +237,25 @@ class Node:
             if callable(leave := getattr(service, "leave", None)):
                 await leave()
         await self.tools.calls.stop(f"peer {self.name} is shutting down; retry on another peer.", grace=STOP_GRACE_SECONDS)
+        self.tools.changes.close()
 
     async def _host_shared_tools(self, stack: AsyncExitStack) -> None:
         """`--notes` and each `--share` child; a child that fails to start offers nothing (see `shares[i].error`)."""
         if self.settings.notes is not None:
-            notes = await anyio.to_thread.run_sync(build_notes_server, self.settings.notes)  # it checks the folder on disk
+            notes = await anyio.to_thread.run_sync(partial(build_notes_server, self.settings.notes, uri_base=peer_base(self.name)))  # it checks the folder on disk
             await self.tools.add_provider(HostedServer(notes))
+            await self.content.add_server(notes)
         allowed = self.settings.allowed_tools()
         for share_name, command in self.settings.shares():
-            share = SharedStdioServer(share_name, command, on_change=self.tools.refresh, allow=allowed.get(share_name))
+            share = SharedStdioServer(share_name, command, on_change=self._share_changed, allow=allowed.get(share_name))
             self.shares.append(await stack.enter_async_context(share))
             await self.tools.add_provider(share)
+            await self.content.add_share(share)
+
+    async def _share_changed(self) -> None:
+        """A shared child (re)started or said its lists changed: its tools, resources and prompts are listed again."""
+        await self.tools.refresh()
+        await self.content.refresh()
 
     async def _shared_notes(self) -> list[str]:
         """The notes `--notes` shares (their relative paths), read in a worker thread."""
@@ -260,6 +276,7 @@ class Node:
         settings = self.settings
         return [
             _router,
+            _mesh_content,
             _recall_peers,
             _persist_peers,
             _health_monitor,
@@ -479,6 +496,14 @@ def _router(node: Node) -> Router:
     """The router, handed the parts of the node it uses."""
     return Router(
         peer_id=node.peer_id, name=node.name, peers=node.peers, events=node.events, forwarder=node.forwarder, tools=node.tools, engine=node.engine
+    )
+
+
+def _mesh_content(node: Node) -> MeshContent:
+    """Other peers' resources, templates and prompts, learned over the forwarder's session pool."""
+    catalog = node.service(Router).catalog
+    return MeshContent(
+        peer_id=node.peer_id, peers=node.peers, events=node.events, sessions=node.forwarder.sessions, host=node.content, on_tools_changed=catalog.learn
     )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
@@ -41,13 +41,13 @@ from mcp.server.elicitation import CancelledElicitation, ElicitationResult, Elic
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPError
-from mcp.shared.subscriptions import ToolsListChanged
 from pydantic import ValidationError
 
+from federation.announce import ListChanges
 from federation.const import TRACE_META_KEY
 from federation.identity import Identity
+from federation.logrelay import stamped
 from federation.receipt import RECEIPT_META_KEY, add_hop, sign_receipt
 from federation.trace import DEFAULT_MAX_HOPS, LoopError, Trace
 
@@ -90,7 +90,7 @@ class HostedServer:
         return await self.server.list_tools()
 
     async def call_tool(self, ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> ToolAnswer:
-        context = _HostedContext(request_context=ctx, mcp_server=self.server, input_params=input_params(ctx))  # type: ignore[call-arg]  # Context's own __init__, which mypy's pydantic plugin hides in a subclass
+        context = _HostedContext(request_context=stamped(ctx), mcp_server=self.server, input_params=input_params(ctx))  # type: ignore[call-arg]  # Context's own __init__, which mypy's pydantic plugin hides in a subclass; its log messages carry the call's span
         try:
             result = await self.server.call_tool(name, arguments, context)
         except UnexpectedToolError as exc:
@@ -224,10 +224,6 @@ CallObserver = Callable[[CallOutcome, bool], None]
 """Called with (outcome, finished): once when a call starts, once when it ends."""
 
 
-ResourceReader = Callable[[], Awaitable[str]]
-"""Makes a resource's text when it is read."""
-
-
 class ToolHost:
     """Merges providers into one low-level MCP `Server` (`.server`)."""
 
@@ -252,8 +248,8 @@ class ToolHost:
         self._schemas: dict[str, dict[str, Any]] = {}
         self._observer = observer
         self.calls = CallsInFlight()
-        self._bus = InMemorySubscriptionBus()
-        self._legacy_sessions: set[Any] = set()
+        self.changes = ListChanges()
+        """The clients told when the tools (or, see `federation.content`, prompts or resources) change."""
         self.server: Server[Any] = Server(
             name,
             version=version,
@@ -261,27 +257,11 @@ class ToolHost:
             on_list_tools=self._on_list_tools,
             on_call_tool=self._on_call_tool,
             get_tool_input_schema=self._input_schema,
-            on_subscriptions_listen=ListenHandler(self._bus),
-            on_list_resources=self._on_list_resources,
-            on_read_resource=self._on_read_resource,
+            on_subscriptions_listen=self.changes.listen,
         )
-        self._resources: dict[str, tuple[types.Resource, ResourceReader]] = {}
         # Process-local key: a round's state comes back to the peer that minted it.
         self._state_boundary = RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=name)
         self.server.middleware.append(self._seal_local_state)
-
-    def add_resource(self, resource: types.Resource, read: ResourceReader) -> None:
-        """Offer one resource of the peer's own (its server card); `read` makes its text afresh on each read."""
-        self._resources[resource.uri] = (resource, read)
-
-    async def _on_list_resources(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=[resource for resource, _ in self._resources.values()])
-
-    async def _on_read_resource(self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
-        if (found := self._resources.get(params.uri)) is None:
-            raise MCPError(types.INVALID_PARAMS, f"no resource {params.uri[:200]!r} on this peer; resources/list names the ones it has.")
-        resource, read = found
-        return types.ReadResourceResult(contents=[types.TextResourceContents(uri=resource.uri, mime_type=resource.mime_type, text=await read())])
 
     async def add_provider(self, provider: ToolProvider, *, local: bool = True) -> None:
         """Add a tool source; `local=False` marks mesh tools, which the peer card does not advertise."""
@@ -318,7 +298,7 @@ class ToolHost:
         names = [t.name for t in tools]
         if announce and names != self._announced:
             self._announced = names
-            await self._announce_tools_changed()
+            await self.changes.announce("tools")
 
     def _warn_hidden(self, hidden: dict[tuple[int, int], list[str]]) -> None:
         """Say on stderr (once per clash) which tools are not offered because another source claimed the name first.
@@ -365,17 +345,8 @@ class ToolHost:
         """Serve one of this peer's own tools in-process, recorded and receipted like a remote call."""
         return await self._serve(ctx, name, arguments, meta, only_local=True)
 
-    async def _announce_tools_changed(self) -> None:
-        await self._bus.publish(ToolsListChanged())
-        for session in list(self._legacy_sessions):
-            try:
-                await session.send_tool_list_changed()
-            except Exception:  # noqa: BLE001 - a closed session just leaves the set
-                self._legacy_sessions.discard(session)
-
     async def _on_list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        if ctx.protocol_version < "2026":  # handshake-era clients are notified directly
-            self._legacy_sessions.add(ctx.session)
+        self.changes.remember(ctx)
         return types.ListToolsResult(tools=self._tools)
 
     async def _on_call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> ToolAnswer:

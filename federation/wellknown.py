@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mcp.types as types
+from mcp.server.mcpserver import MCPServer
 from mcp_types.version import SUPPORTED_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -204,6 +205,14 @@ class Publication:
     async def server_card_json(self) -> str:
         """The server card as the `mcp://server-card.json` resource's text."""
         return json.dumps(await self.server_card(), separators=(",", ":"))
+
+    def resource_server(self) -> MCPServer:
+        """An in-process server offering the server card as `mcp://server-card.json`; the content host
+        (`federation.content`) lists and reads it beside the peer's other resources."""
+        server = MCPServer("server-card", version="0.1.0", log_level="WARNING")
+        resource = SERVER_CARD_RESOURCE
+        server.resource(resource.uri, name=resource.name, title=resource.title, mime_type=resource.mime_type)(self.server_card_json)
+        return server
 
     async def server_card(self) -> dict[str, Any]:
         return server_card(

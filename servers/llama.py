@@ -1,4 +1,4 @@
-"""A llama.cpp model as an MCP server: `generate`, `chat`, `embed`, `model_info`.
+"""A llama.cpp model as an MCP server: `generate`, `chat`, `embed`, `model_info`; prompts `summarize` and `ask`.
 
 Standalone: `python -m servers.llama --model PATH --port 8811` serves it over
 Streamable HTTP at /mcp (`--stdio` for stdio). A call that arrives while the
@@ -191,7 +191,22 @@ def build_server(engine: LlamaEngine, *, name: str = "llama", lifespan: Any = No
             **engine.describe(), in_flight=engine.in_flight, queued=engine.queued, requests_served=engine.requests_served
         )
 
+    _add_prompts(server)
     return server
+
+
+def _add_prompts(server: MCPServer) -> None:
+    """Two ready-made turns a client can offer its user (`prompts/list`), to send to `chat`."""
+
+    @server.prompt(title="Summarize")
+    def summarize(text: str, words: str = "50") -> str:
+        """Summarize a text in a few words."""
+        return f"Summarize the following text in at most {words} words. Keep names and numbers.\n\n{text}"
+
+    @server.prompt(title="Ask")
+    def ask(question: str) -> str:
+        """Ask the model one question, answered briefly and plainly."""
+        return f"Answer briefly and plainly. If you do not know, say so.\n\nQuestion: {question}"
 
 
 def build_standalone(engine: LlamaEngine) -> MCPServer:

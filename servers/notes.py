@@ -1,4 +1,4 @@
-"""Local Markdown notes as an MCP server: `search_notes` and `read_note`.
+"""Local Markdown notes as an MCP server: `search_notes` and `read_note`, and each note as a resource.
 
 The data-sovereignty demo: the notes stay on the machine that owns them and
 only answers travel. A peer started with `mcpfed serve --notes DIR` hosts this
@@ -11,6 +11,11 @@ edits show up at once, and each query word scores by where it appears —
 title over heading over body — scaled by how many of the query's words the
 note contains. `read_note` only opens Markdown files inside the folder:
 absolute paths, `..` and symlinks that lead out are refused.
+
+Every note is also a Markdown resource `<uri_base><path>` (a peer passes
+`ai://<peer>/`; standalone it is `notes:///`), listed afresh on each
+`resources/list`, with the template `<uri_base>{+path}` whose `path`
+completes to note paths. Reads go through the same checks as `read_note`.
 """
 
 from __future__ import annotations
@@ -20,19 +25,25 @@ import difflib
 import errno
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+import mcp.types as types
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from servers.standalone import add_transport_args, serve
 
 __all__ = ["Note", "NoteHit", "NoteSearch", "NotesFolder", "build_server", "main"]
+
+MARKDOWN = "text/markdown"
+STANDALONE_URI_BASE = "notes:///"
 
 NOTE_SUFFIXES = (".md", ".markdown")
 MAX_NOTE_BYTES = 1_000_000
@@ -228,15 +239,52 @@ def _shown(requested: str) -> str:
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
-def build_server(notes_dir: Path, *, name: str = "notes") -> MCPServer:
+class _NotesServer(MCPServer):
+    """An `MCPServer` whose resources are the folder's notes as they are now, not a list fixed at start."""
+
+    def __init__(self, folder: NotesFolder, uri_base: str, name: str) -> None:
+        super().__init__(
+            name,
+            version="0.1.0",
+            instructions="Local Markdown notes. search_notes finds notes by words; read_note returns one note's text; each note is a resource.",
+            log_level="WARNING",
+        )
+        self._folder = folder
+        self._base = uri_base
+
+    async def list_resources(self) -> list[types.Resource]:
+        files = await anyio.to_thread.run_sync(self._folder.files)
+        return [types.Resource(uri=self._base + path, name=path, mime_type=MARKDOWN) for path in files]
+
+    async def list_resource_templates(self) -> list[types.ResourceTemplate]:
+        return [types.ResourceTemplate(uri_template=self._base + "{+path}", name="note", description="A note by its path in the notes folder.", mime_type=MARKDOWN)]
+
+    async def read_resource(self, uri: Any, context: Context[Any, Any] | None = None) -> Iterable[ReadResourceContents]:
+        uri = str(uri)
+        if not uri.startswith(self._base):
+            raise ResourceError(f"{uri} is not a note here; notes are {self._base}<path>, see resources/list.")
+        try:
+            note = await anyio.to_thread.run_sync(self._folder.read, uri.removeprefix(self._base))
+        except ToolError as exc:
+            raise ResourceError(str(exc)) from exc
+        return [ReadResourceContents(content=note.text, mime_type=MARKDOWN)]
+
+    async def complete_path(self, partial: str) -> types.Completion:
+        files = await anyio.to_thread.run_sync(self._folder.files)
+        found = [path for path in files if path.startswith(partial)] or [path for path in files if partial.lower() in path.lower()]
+        return types.Completion(values=found[:100], total=len(found), has_more=len(found) > 100)
+
+
+def build_server(notes_dir: Path, *, name: str = "notes", uri_base: str = STANDALONE_URI_BASE) -> MCPServer:
     """An MCP server over the Markdown notes in `notes_dir` (NotADirectoryError if it is not a folder)."""
     folder = NotesFolder(notes_dir)
-    server: MCPServer = MCPServer(
-        name,
-        version="0.1.0",
-        instructions="Local Markdown notes. search_notes finds notes by words; read_note returns one note's text.",
-        log_level="WARNING",
-    )
+    server = _NotesServer(folder, uri_base, name)
+
+    @server.completion()
+    async def complete(ref: types.PromptReference | types.ResourceTemplateReference, argument: types.CompletionArgument, context: Any) -> types.Completion | None:
+        if isinstance(ref, types.ResourceTemplateReference) and argument.name == "path":
+            return await server.complete_path(argument.value)
+        return None
 
     @server.tool(annotations=_READ_ONLY)
     async def search_notes(

@@ -20,6 +20,11 @@ not only in the tool list: a client that calls a hidden tool by name is
 refused, and the child never sees the call. (A share says what it trusts the
 mesh with; `tools/list` is only what a polite client looks at.)
 
+The child's prompts and resources are the host's to offer (`connection()`
+hands out the live session); when the child announces that its tools,
+prompts or resources changed, its tools are listed again and `on_change` is
+awaited, so the host can tell its own clients.
+
 The child's stderr goes to a pipe of ours, never to our stdout (which a stdio
 gateway uses for protocol): its lines are logged, and the last few explain a
 crash. A child that fails to start does not break its host: `error` says why
@@ -183,6 +188,7 @@ class SharedStdioServer:
         self.allow = frozenset(allow) if allow is not None else None
         self._tools: list[types.Tool] = []  # all the child's, allowed or not
         self._up = anyio.Event()
+        self._child_changed = anyio.Event()
         self._stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
 
@@ -242,6 +248,10 @@ class SharedStdioServer:
             if exc.error.code == types.CONNECTION_CLOSED:
                 return _error(f"shared server {self.name!r} exited during the call to {name}; it is being restarted, try again.")
             return _error(f"{name} on shared server {self.name!r}: {exc.error.message}")
+
+    async def connection(self) -> Client | None:
+        """The live session with the child (waiting a while if it restarts), or None if it is not running."""
+        return await self._wait_up()
 
     async def _wait_up(self) -> Client | None:
         with anyio.move_on_after(RESTART_WAIT):
@@ -310,7 +320,8 @@ class SharedStdioServer:
             pumps.start_soon(self._pump_stderr, read_fd, tail, pumped)
             with os.fdopen(write_fd, "w") as errlog, anyio.CancelScope(deadline=anyio.current_time() + self._start_timeout) as handshake:
                 try:
-                    async with Client(_child_transport(self._params, errlog, exited), mode="legacy", cache=None, read_timeout_seconds=self._call_timeout) as client:
+                    transport = _child_transport(self._params, errlog, exited)
+                    async with Client(transport, mode="legacy", cache=None, read_timeout_seconds=self._call_timeout, message_handler=self._on_message) as client:
                         tools = await self._child_tools(client)
                         handshake.deadline = math.inf
                         started = True
@@ -320,7 +331,10 @@ class SharedStdioServer:
                         logger.info("shared server %r serving %d tools", self.name, len(tools))
                         self._warn_unknown_allowed(tools)
                         await self._changed()
-                        await exited.wait()
+                        async with anyio.create_task_group() as following:
+                            following.start_soon(self._follow_changes, client)
+                            await exited.wait()
+                            following.cancel_scope.cancel()
                         self._mark_down()  # new calls wait for the restart, not for this teardown
                 except Exception as exc:  # noqa: BLE001 - explained to the user below, with the stderr tail
                     failure = _root_cause(exc)
@@ -330,6 +344,22 @@ class SharedStdioServer:
                 await pumped.wait()
             pumps.cancel_scope.cancel()
         return _Ending(started, self._describe_end(started, handshake.cancelled_caught, failure), list(tail))
+
+    async def _on_message(self, message: Any) -> None:
+        """The child said a list changed: wake `_follow_changes` (the SDK calls this inline, so no session I/O here)."""
+        if isinstance(message, types.ToolListChangedNotification | types.PromptListChangedNotification | types.ResourceListChangedNotification):
+            self._child_changed.set()
+
+    async def _follow_changes(self, client: Client) -> None:
+        """List the child's tools again after it announces a change, then tell the host."""
+        while True:
+            await self._child_changed.wait()
+            self._child_changed = anyio.Event()
+            try:
+                self._tools = await self._child_tools(client)
+            except MCPError as exc:
+                logger.warning("shared server %r: could not list its tools after a change: %s", self.name, exc.error.message)
+            await self._changed()
 
     def _warn_unknown_allowed(self, tools: list[types.Tool]) -> None:
         """An `allow` naming a tool the child lacks is most likely a typo: say so, since nothing else will."""

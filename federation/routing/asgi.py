@@ -7,7 +7,9 @@ the body is a well-formed call, and hands it to the forwarder's message
 transport; it records the call as served (as the tool host does for every
 other call) and answers the caller's errors. Anything else (legacy sessions,
 other methods, tools that are not remote, malformed calls) goes to the SDK
-app untouched, so both paths refuse alike.
+app untouched, so both paths refuse alike. A caller who hangs up mid-call has
+cancelled it (in the 2026 era closing the request is the cancellation): the
+forward is cut, which closes the request to the next peer in turn.
 """
 
 from __future__ import annotations
@@ -123,10 +125,14 @@ class FastForward:
         clock = time.perf_counter()
         with self._calls.track() as stopping:  # this peer stopping answers the caller, below
             try:
-                result = await self._forwarder.relay(peer, tool, trace, request, headers, stamp, reply)
+                result, left = await _unless_caller_leaves(receive, lambda: self._forwarder.relay(peer, tool, trace, request, headers, stamp, reply))
             except PeerError as exc:
                 await self._end_with_error(reply, request_id, str(exc), outcome)
                 return
+        if left:
+            outcome.outcome, outcome.error = "cancelled", "the caller cancelled the call (closed its request)"
+            self._observe(outcome, True)
+            return
         if stopping.cancelled_caught:
             await self._end_with_error(reply, request_id, self._calls.refusal or "this peer is shutting down.", outcome)
             return
@@ -184,6 +190,33 @@ def _well_formed_call(body: bytes, *, exposed_name: bytes | None) -> dict[str, A
     if not isinstance(params.get("arguments", {}), dict) or not isinstance(params.get("_meta", {}), dict):
         return None
     return request
+
+
+async def _unless_caller_leaves(receive: Receive, forward: Callable[[], Awaitable[ToolAnswer | None]]) -> tuple[ToolAnswer | None, bool]:
+    """Run `forward`, cut short if the caller disconnects: (its result, whether the caller left)."""
+    got: list[ToolAnswer | None] = []
+    failure: list[PeerError] = []
+    left = False
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            nonlocal left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        try:
+            got.append(await forward())
+        except PeerError as exc:  # raised after the group, never wrapped in its exception group
+            failure.append(exc)
+        group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    if got:  # answered: a caller who hangs up after the last byte cancelled nothing
+        return got[0], False
+    return None, left
 
 
 def _replay(body: bytes) -> Receive:

@@ -24,6 +24,7 @@ import mcp.types as types
 from federation.errors import PeerError
 from federation.hopstamp import MetaStamp
 from federation.identity import Identity
+from federation.logrelay import LogRoutes, LogWish
 from federation.peers import Peer, PeerTable
 from federation.proof import MeshKeys, Tokens
 from federation.routing.ledger import CallLedger
@@ -51,8 +52,10 @@ class Forwarder:
         self._peer_id = identity.peer_id
         self._max_hops = settings.max_hops
         tokens = Tokens(MeshKeys(settings.mesh_secret), self._peer_id) if settings.mesh_secret else None  # never the raw secret
-        self.sessions = SessionPool(tokens)
-        self._session_transport = SessionTransport(self.sessions)
+        self.logs = LogRoutes()
+        """Where log messages of calls sent over a session go back to (`federation.logrelay`)."""
+        self.sessions = SessionPool(tokens, on_log=self.logs.deliver)
+        self._session_transport = SessionTransport(self.sessions, self.logs)
         self._message_transport = MessageTransport(tokens)
         self.outstanding: Counter[str] = Counter()
         """Calls this peer has sent to each peer and not yet seen answered."""
@@ -80,13 +83,21 @@ class Forwarder:
         return peer
 
     async def call(
-        self, peer: Peer, tool: str, arguments: dict[str, Any], trace: Trace, on_progress: ProgressRelay | None, answers: types.InputResponseRequestParams | None = None
+        self,
+        peer: Peer,
+        tool: str,
+        arguments: dict[str, Any],
+        trace: Trace,
+        on_progress: ProgressRelay | None,
+        answers: types.InputResponseRequestParams | None = None,
+        logs: LogWish | None = None,
     ) -> ToolAnswer:
         """Call `tool` on `peer` over its SDK session; CallRefused for a loop, PeerGone if the peer fails to answer.
 
-        The answer may be an `input_required` round; `answers` are what its retry carries.
+        The answer may be an `input_required` round; `answers` are what its retry carries. `logs`: where the
+        peer's log messages for this call go (`federation.logrelay`).
         """
-        result = await self._forward(peer, tool, trace, self._session_transport.delivery(tool, arguments, on_progress, answers))
+        result = await self._forward(peer, tool, trace, self._session_transport.delivery(tool, arguments, on_progress, answers, logs))
         assert result is not None, "an SDK call returns a result or raises"
         return result
 

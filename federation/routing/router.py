@@ -31,6 +31,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.errors import PeerError
 from federation.events import EventBus, Subscription
+from federation.logrelay import relay_to
 from federation.peers import Peer, PeerTable
 from federation.routing.catalog import Catalog
 from federation.routing.choose import Target, choose, fits, next_target, ranked
@@ -147,7 +148,7 @@ class Router:
         """`tool` on `peer`, its questions for the user (if any) carried to this call's caller (`federation.routing.elicitation`)."""
 
         async def send(with_answers: types.InputResponseRequestParams) -> ToolAnswer:
-            return await self.forwarder.call(peer, tool, arguments, trace, ctx.session.report_progress, with_answers)
+            return await self.forwarder.call(peer, tool, arguments, trace, ctx.session.report_progress, with_answers, relay_to(ctx))
 
         return await carry_input(ctx, await send(answers), send, trace, tool=exposed)
 

@@ -18,6 +18,7 @@ from mcp.client.context import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from federation.errors import PeerError
+from federation.logrelay import LogRelay
 from federation.peers import Peer
 from federation.proof import TokenAuth, Tokens
 from federation.tls import client_context
@@ -45,9 +46,10 @@ class _PeerLink:
     session lives in `run()`; callers borrow `client` while it is open.
     """
 
-    def __init__(self, url: str, auth: TokenAuth | None) -> None:
+    def __init__(self, url: str, auth: TokenAuth | None, on_log: LogRelay | None) -> None:
         self.url = url
         self._auth = auth
+        self._on_log = on_log
         self.client: Client | None = None
         self.failure: str | None = None
         self._ready = anyio.Event()
@@ -58,7 +60,9 @@ class _PeerLink:
         try:
             timeout = httpx2.Timeout(CONNECT_SECONDS, read=None)
             async with httpx2.AsyncClient(auth=self._auth, timeout=timeout, verify=client_context()) as http:
-                async with Client(streamable_http_client(self.url, http_client=http), elicitation_callback=_elicitation_relayed) as client:
+                async with Client(
+                    streamable_http_client(self.url, http_client=http), elicitation_callback=_elicitation_relayed, logging_callback=self._on_log
+                ) as client:
                     self.client = client
                     self._ready.set()
                     await self._close.wait()
@@ -88,10 +92,14 @@ async def _elicitation_relayed(context: ClientRequestContext, params: types.Elic
 
 
 class SessionPool:
-    """One session per peer, each run by a task of the pool's own task group (`async with SessionPool(tokens)`)."""
+    """One session per peer, each run by a task of the pool's own task group (`async with SessionPool(tokens)`).
 
-    def __init__(self, tokens: Tokens | None) -> None:
+    `on_log` gets every log message the peers send (`federation.logrelay.LogRoutes.deliver`).
+    """
+
+    def __init__(self, tokens: Tokens | None, on_log: LogRelay | None = None) -> None:
         self._tokens = tokens
+        self._on_log = on_log
         self._links: dict[str, _PeerLink] = {}
         self._task_group: TaskGroup | None = None
 
@@ -116,7 +124,7 @@ class SessionPool:
         if link is None or link.closed or link.url != peer.url:
             if link is not None:
                 link.close()
-            link = _PeerLink(peer.url, TokenAuth(self._tokens, peer.id) if self._tokens else None)
+            link = _PeerLink(peer.url, TokenAuth(self._tokens, peer.id) if self._tokens else None, self._on_log)
             self._links[peer.id] = link
             assert self._task_group is not None, "the pool is not running"
             self._task_group.start_soon(link.run)

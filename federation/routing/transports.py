@@ -29,10 +29,13 @@ from urllib.parse import urlsplit
 
 import httpcore
 import mcp.types as types
+from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from federation.const import TRACE_META_KEY
 from federation.hopstamp import MetaStamp, ResultStamper
 from federation.listen import KEEP_ALIVE_SECONDS
+from federation.logrelay import LogRoutes, LogWish
 from federation.peers import Peer
 from federation.proof import Tokens
 from federation.routing.sessions import CONNECT_SECONDS, PeerGone, SessionPool, root_cause
@@ -80,26 +83,35 @@ class Delivery(Protocol):
 
 
 class SessionTransport:
-    """Calls over the peer's pooled SDK session."""
+    """Calls over the peer's pooled SDK session; log messages come back through `logs` (see `federation.logrelay`)."""
 
-    def __init__(self, sessions: SessionPool) -> None:
+    def __init__(self, sessions: SessionPool, logs: LogRoutes) -> None:
         self._sessions = sessions
+        self._logs = logs
 
-    def delivery(self, tool: str, arguments: dict[str, Any], on_progress: ProgressRelay | None, answers: types.InputResponseRequestParams | None = None) -> Delivery:
-        """`answers`: what a retried call carries back after an `input_required` round."""
+    def delivery(
+        self, tool: str, arguments: dict[str, Any], on_progress: ProgressRelay | None, answers: types.InputResponseRequestParams | None = None, logs: LogWish | None = None
+    ) -> Delivery:
+        """`answers`: what a retried call carries back after an `input_required` round; `logs`: where the call's log messages go."""
         answers = answers or types.InputResponseRequestParams()
+
+        async def call(client: Client, meta: dict[str, Any], remaining: float) -> ToolAnswer:
+            result = await client.session.call_tool(
+                tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress,
+                meta=cast(types.RequestParamsMeta, meta),  # an open map: any dict is one
+                input_responses=answers.input_responses, request_state=answers.request_state, allow_input_required=True,
+            )
+            if not isinstance(result, ToolAnswer):
+                raise TransportFailure(Failure.UNREACHABLE, f"an answer that is neither a result nor an input round: {type(result).__name__}")
+            return result
 
         async def deliver(peer: Peer, meta: dict[str, Any], remaining: float) -> ToolAnswer:
             try:
                 client = await self._sessions.client(peer)
-                result = await client.session.call_tool(
-                    tool, arguments, read_timeout_seconds=remaining, progress_callback=on_progress,
-                    meta=cast(types.RequestParamsMeta, meta),  # an open map: any dict is one
-                    input_responses=answers.input_responses, request_state=answers.request_state, allow_input_required=True,
-                )
-                if not isinstance(result, ToolAnswer):
-                    raise TransportFailure(Failure.UNREACHABLE, f"an answer that is neither a result nor an input round: {type(result).__name__}")
-                return result
+                if logs is None:
+                    return await call(client, meta, remaining)
+                with self._logs.route(meta[TRACE_META_KEY]["trace_id"], logs.relay):
+                    return await call(client, {**meta, types.LOG_LEVEL_META_KEY: logs.level}, remaining)
             except MCPError as exc:
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     raise TransportFailure(Failure.TIMEOUT) from exc
