@@ -94,7 +94,7 @@ async def test_server_card_is_also_the_mcp_server_card_resource(alice: Node, mod
 
 async def test_unknown_resource_is_refused_with_a_clear_error(alice: Node) -> None:
     async with httpx2.AsyncClient(timeout=10) as http, Client(streamable_http_client(alice.mcp_url, http_client=http)) as client:
-        with pytest.raises(MCPError, match=re.escape("no resource 'mcp://nothing.json' on this peer")):
+        with pytest.raises(MCPError, match=re.escape("no resource mcp://nothing.json on this peer or the peers it knows")):
             await client.read_resource("mcp://nothing.json")
 
 

@@ -117,6 +117,11 @@ def _gateway(home: Path, peer: str) -> StdioServerParameters:
     return StdioServerParameters(command=sys.executable, args=["-m", "federation.cli", "gateway", "--mdns", "off", "--peer", peer], env=env, cwd=REPO)
 
 
+async def _user_answers_blue(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+    """The user behind every matrix client: answers any question (echo's `ask`) with "blue"."""
+    return types.ElicitResult(action="accept", content={"answer": "blue"})
+
+
 async def _open(stack: AsyncExitStack, target: str | StdioServerParameters, mode: str, errlog: Any) -> Session:
     session = Session(client=None)  # type: ignore[arg-type]
 
@@ -131,7 +136,7 @@ async def _open(stack: AsyncExitStack, target: str | StdioServerParameters, mode
     else:
         transport = stdio_client(target, errlog=errlog)
     options: dict[str, Any] = {"log_level": "debug"} if mode == "auto" else {}
-    session.client = await stack.enter_async_context(Client(transport, mode=mode, logging_callback=on_log, message_handler=on_message, cache=None, **options))  # type: ignore[arg-type]
+    session.client = await stack.enter_async_context(Client(transport, mode=mode, logging_callback=on_log, message_handler=on_message, elicitation_callback=_user_answers_blue, cache=None, **options))  # type: ignore[arg-type]
     return session
 
 

@@ -169,8 +169,16 @@ async def list_changed(world: World, path: str, era: str, session: Session) -> N
     assert wanted["resources"] in {r.uri for r in resource_uris}
 
 
+async def elicitation(world: World, path: str, era: str, session: Session) -> None:
+    """echo's `ask` asks the user; the question reaches this client and its answer the tool
+    (`test_elicitation_paths.py` has the declined, refused and deadline cases)."""
+    result = await _call(session, path, "ask", {"question": "Favourite colour?"})
+    assert not result.is_error, _text(result)
+    assert _text(result) == "blue"
+
+
 FEATURES: dict[str, Callable[[World, str, str, Session], Awaitable[None]]] = {
-    f.__name__: f for f in (tools, resources, templates, prompts, completions, logging, progress, cancellation, list_changed)
+    f.__name__: f for f in (tools, resources, templates, prompts, completions, elicitation, logging, progress, cancellation, list_changed)
 }
 """feature name -> check(world, path, era, session): asserts, or skips with the spec's reason."""
 
