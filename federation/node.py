@@ -399,11 +399,11 @@ class Node:
         }
 
     async def _get_health(self, request: Request) -> Response:
-        """`health()`, plus liveness news both ways (discovery/rumours.py): heard from the pinger, told back."""
+        """`health()`, plus liveness news both ways (discovery/rumours.py) and the pings sent so far (bench.scale)."""
         body = self.health()
         for monitor in (s for s in self.services if isinstance(s, HealthMonitor)):
             monitor.hear(request.headers.get(NEWS_HEADER, ""))
-            body["news"] = monitor.news()
+            body["news"], body["pings"] = monitor.news(), monitor.pings
         return JSONResponse(body)
 
     async def _get_peers(self, request: Request) -> Response:
