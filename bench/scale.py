@@ -180,36 +180,36 @@ def _cell(value: float | None, fmt: str) -> str:
     return f"{'missed':>8}" if value is None else format(value, fmt)
 
 
-def _print(via: str, results: dict[int, Figures]) -> None:
-    sizes = list(results)
-    print(f"\n{via}: {', '.join(map(str, sizes))} light peers")
+def _header(via: str) -> None:
+    print(f"\n{via}")
     print("   N | launch->serving | serving->converged | RSS/peer | idle CPU (cores) | pings/s/peer | SIGKILL->everyone knows | relay idle CPU")
-    for n, f in results.items():
-        relay = "" if f["relay_cpu"] is None else f"{f['relay_cpu']:6.3f}"
-        print(
-            f"{n:4d} | {f['serving']:13.1f} s | {_cell(f['converge'], '16.1f')} s | {f['rss_mb']:5.0f} MB | {f['cpu_cores']:16.2f} | "
-            f"{f['pings_per_peer_s']:12.1f} | {_cell(f['crash'], '21.1f')} s | {relay}"
-        )
+
+
+def _row(n: int, f: Figures) -> None:
+    relay = "" if f["relay_cpu"] is None else f"{f['relay_cpu']:6.3f}"
+    print(
+        f"{n:4d} | {f['serving']:13.1f} s | {_cell(f['converge'], '16.1f')} s | {f['rss_mb']:5.0f} MB | {f['cpu_cores']:16.2f} | "
+        f"{f['pings_per_peer_s']:12.1f} | {_cell(f['crash'], '21.1f')} s | {relay}",
+        flush=True,
+    )
 
 
 async def run(sizes: list[int], ways: list[str], calls: int, budget: float) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mcpfed-bench-scale-") as home:
         print(f"scale benchmark: light peers on loopback, default timings; budget {budget:.0f} s")
-        print(f"import floor (python + federation.node imported): {_import_floor_mb():.0f} MB RSS")
+        print(f"import floor (python + federation.node imported): {_import_floor_mb():.0f} MB RSS", flush=True)
         async with Fleet(Path(home), f"bench-{uuid.uuid4().hex[:8]}") as fleet, httpx.AsyncClient(trust_env=False, timeout=10) as http:
             relay = await fleet.start("relay", "--port", "0", "--home", str(Path(home) / "relay"))
             relay_url = await fleet.url_of(relay)
-            for via in ways:
-                results: dict[int, Figures] = {}
+            for via in ways if sizes else []:
+                _header(via)
                 for size in sizes:
                     if time.perf_counter() - started > budget:
                         print(f"   (budget spent: {via} N={size} and beyond skipped)")
                         break
-                    results[size] = await _mesh_run(fleet, http, size, via, relay if via == "relay" else None, relay_url)
+                    _row(size, await _mesh_run(fleet, http, size, via, relay if via == "relay" else None, relay_url))
                     await anyio.sleep(2)  # the killed fleet's records and tunnels fade before the next size
-                if results:
-                    _print(via, results)
             if calls:
                 per_thousand = await _relay_cost(fleet, relay, relay_url, calls)
                 print(f"\nrelay CPU per 1,000 relayed echo calls: {per_thousand:.2f} s ({per_thousand:.2f} ms per call)")
