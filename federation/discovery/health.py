@@ -4,24 +4,27 @@ A crashed peer sends no mDNS goodbye and its records stay cached for an
 hour, so only asking tells us it is gone. Pinging every peer every interval
 costs N² pings across a mesh (50 peers saturated 2 cores), so a round pings
 `PROBES_PER_ROUND` peers, taken in turn from a shuffled list (each peer is
-pinged within N/k rounds), plus every peer now suspect. Across the mesh a
-peer is still pinged about k times per interval, by someone.
+pinged within N/k rounds). Across the mesh a peer is still pinged about k
+times per interval, by someone.
 
 What a ping shows is told to others (rumours.py) on the pings themselves:
-in the request and in the answer. Hearing "suspect"/"dead" about a peer makes
-us ping it at once; a miss then, backed by that report, is dead at once
-(`PeerTable.fail`). Telling a new suspect/dead also pings k random peers at
-once, so the news reaches everyone in a few hops, not a few rounds: a killed
-peer is dead everywhere about one interval after the first miss. Per peer
-that is k pings per interval plus, per crash, one confirmation and k pushes,
-whatever N is. A peer that hears itself suspected answers "up" (SWIM's
-refutation).
-
-Without reports the old rule holds: a miss marks a peer suspect, three in a
-row dead (`PeerTable.miss`), and any answer brings it back up with fresh
-latency and load. Dead peers stay in the rotation, so one that returns comes
-back by itself; one dead for `DEAD_FORGET_SECONDS` is dropped. Peers known
-only through a relay are the relay link's business.
+in the request and in the answer. Hearing "suspect" or "dead" about a peer
+makes us ping it soon (once per interval per peer, k per wave, however
+many tell us). A miss counts as usual: the first marks the peer suspect,
+three in a row dead, and a suspect is pinged every round, so the first
+peer to notice a crash calls it dead within about three intervals. A miss
+backed by another peer's "dead" is dead at once (`PeerTable.fail`), and
+telling a new suspect or dead also pings k random peers at once: the
+verdict spreads hop by hop in a fraction of an interval, each hearer
+checking it with its own ping. Only "dead" backs a miss: counting every
+"suspect" as a second witness made an overloaded machine's slow answers
+spread as deaths. Per peer that is k pings per interval, plus k dead and
+every suspect peer, plus per crash one confirmation and k pushes, whatever
+N is. A peer that hears itself suspected answers "up" (SWIM's refutation),
+and a peer that sees a suspect or dead peer answer tells "up". Dead peers
+stay in play (k of them per round), so one that returns comes back by
+itself; one dead for `DEAD_FORGET_SECONDS` is dropped. Peers known only
+through a relay are the relay link's business.
 
 Each peer gets one kept-alive connection: a `HealthProbe` for plain HTTP
 (the cheap path, see probe.py), httpx for HTTPS. `/health` is open, so pings
@@ -54,7 +57,7 @@ PROBES_PER_ROUND = 3
 _DIRECT: tuple[Via, ...] = ("static", "mdns")
 _PARALLEL_PINGS = 64
 _NEWS_ROUNDS = 3  # news is told for this many intervals
-_WAVE_SPACING = 0.1  # of an interval: pings prompted by news wait this long after the last such wave
+_WAVE_SPACING = 0.25  # of an interval: pings prompted by news wait this long after the last such wave
 
 
 def _direct_url(peer: Peer) -> str | None:
@@ -79,9 +82,10 @@ class HealthMonitor:
         self._limiter = anyio.CapacityLimiter(_PARALLEL_PINGS)
         self._probes: dict[str, HealthProbe] = {}  # health URL -> its kept-alive connection
         self._rumours = Rumours(ttl=interval * _NEWS_ROUNDS)
-        self._reported: dict[str, float] = {}  # peer id -> until when another peer's "suspect"/"dead" backs a miss
+        self._reported: dict[str, float] = {}  # peer id -> until when another peer's "dead" backs a miss
         self._turns: list[str] = []  # peer ids still to ping this pass, in shuffled order
         self._prompted: set[str] = set()  # peer ids news asks us to ping now
+        self._pinged: dict[str, float] = {}  # peer id -> when we last pinged it: news older than that is no reason to ping
         self._push = False  # we have new bad news: ping k random peers now to pass it on
         self._wake = anyio.Event()
         self.pings = 0
@@ -102,9 +106,10 @@ class HealthMonitor:
             peer = self._peers.get(peer_id)
             if peer is None or _direct_url(peer) is None:
                 continue
-            if status != "up":
+            if status == "dead":
                 self._reported[peer_id] = now + self._interval * _NEWS_ROUNDS
-            if (peer.status != "up") if status == "up" else (peer.status != "dead"):
+            fresh = now - self._pinged.get(peer_id, 0.0) >= self._interval  # the same news comes from many peers
+            if fresh and ((peer.status != "up") if status == "up" else (peer.status != "dead")):
                 self._prompted.add(peer_id)
                 self._wake.set()
 
@@ -147,11 +152,15 @@ class HealthMonitor:
         return targets
 
     def _round(self, targets: dict[str, str]) -> dict[str, str]:
-        """This interval's pings: the next k in turn, every suspect, whatever news asked for."""
+        """This interval's pings: the next k in turn, every suspect, k dead ones, k of those news asked about."""
         now = time.monotonic()
         self._reported = {p: until for p, until in self._reported.items() if until > now}
-        chosen = {p for p in targets if self._peers.get(p).status == "suspect"}  # type: ignore[union-attr]  # from the table just now
-        chosen |= self._prompted & targets.keys()
+        self._pinged = {p: at for p, at in self._pinged.items() if p in targets}
+        status = {p: self._peers.get(p).status for p in targets}  # type: ignore[union-attr]  # from the table just now
+        chosen = {p for p in targets if status[p] == "suspect"}
+        dead = [p for p in targets if status[p] == "dead"]
+        chosen |= set(random.sample(dead, min(PROBES_PER_ROUND, len(dead))))  # so a wrongly dead peer is soon back
+        chosen |= self._take_prompted(targets)
         in_turn = 0
         for _refill in range(2):
             while self._turns and in_turn < PROBES_PER_ROUND:
@@ -161,19 +170,24 @@ class HealthMonitor:
                     in_turn += 1
             if in_turn < PROBES_PER_ROUND:
                 self._turns = random.sample(list(targets), len(targets))
-        self._prompted.clear()
         self._push = False  # this round carries the news anyway
         return {peer_id: targets[peer_id] for peer_id in chosen}
 
     def _wave(self, targets: dict[str, str]) -> dict[str, str]:
-        """Pings between rounds: the peers news asked about, and k random up peers to pass our news on."""
-        chosen = self._prompted & targets.keys()
+        """Pings between rounds: k of the peers news asked about, and k random up peers to pass our news on."""
+        chosen = self._take_prompted(targets)
         if self._push:
             up = [p.id for p in self._peers.up() if p.id in targets and p.id not in chosen]
             chosen |= set(random.sample(up, min(PROBES_PER_ROUND, len(up))))
-        self._prompted.clear()
         self._push = False
         return {peer_id: targets[peer_id] for peer_id in chosen}
+
+    def _take_prompted(self, targets: dict[str, str]) -> set[str]:
+        """k of the peers news asked us to ping; the rest wait for the next wave or round."""
+        asked = list(self._prompted & targets.keys())
+        taken = set(random.sample(asked, min(PROBES_PER_ROUND, len(asked))))
+        self._prompted = set(asked) - taken
+        return taken
 
     async def _ping_each(self, targets: dict[str, str]) -> None:
         async with anyio.create_task_group() as task_group:
@@ -194,6 +208,7 @@ class HealthMonitor:
         return response.json()
 
     async def _ping(self, peer_id: str, url: str) -> None:
+        self._pinged[peer_id] = time.monotonic()
         async with self._limiter:
             clock = time.perf_counter()
             health: object = None
