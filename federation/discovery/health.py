@@ -13,12 +13,14 @@ makes us ping it soon (once per interval per peer, k per wave, however
 many tell us). A miss counts as usual: the first marks the peer suspect,
 three in a row dead, and a suspect is pinged every round, so the first
 peer to notice a crash calls it dead within about three intervals. A miss
-backed by another peer's "dead" is dead at once (`PeerTable.fail`), and
-telling a new suspect or dead also pings k random peers at once: the
-verdict spreads hop by hop in a fraction of an interval, each hearer
-checking it with its own ping. Only "dead" backs a miss: counting every
-"suspect" as a second witness made an overloaded machine's slow answers
-spread as deaths. Per peer that is k pings per interval, plus k dead and
+that is a refusal or a reset (no process there, not a slow one), backed
+by another peer's "dead", is dead at once (`PeerTable.fail`), and telling
+a new suspect or dead also pings k random peers at once: the verdict
+spreads hop by hop in a fraction of an interval, each hearer checking it
+with its own ping. A timeout never counts as more than one miss: on an
+overloaded machine (40 peers on 2 cores) treating slow answers as a
+second witness spread false deaths mesh-wide, and each flip costs every
+peer work. Per peer that is k pings per interval, plus k dead and
 every suspect peer, plus per crash one confirmation and k pushes, whatever
 N is. A peer that hears itself suspected answers "up" (SWIM's refutation),
 and a peer that sees a suspect or dead peer answer tells "up". Dead peers
@@ -212,7 +214,7 @@ class HealthMonitor:
         async with self._limiter:
             clock = time.perf_counter()
             health: object = None
-            with anyio.move_on_after(self._timeout):
+            with anyio.move_on_after(self._timeout) as waited:
                 try:
                     health = await self._health(url)
                 except (ProbeError, httpx.HTTPError, ValueError):
@@ -223,8 +225,8 @@ class HealthMonitor:
             return
         was = peer.status
         if not isinstance(health, dict) or health.get("id") != peer_id:  # silent, failing, or someone else now answers there
-            if self._reported.get(peer_id, 0.0) > time.monotonic():
-                self._peers.fail(peer_id)
+            if not waited.cancelled_caught and self._reported.get(peer_id, 0.0) > time.monotonic():
+                self._peers.fail(peer_id)  # refused or reset, and reported dead: a gone process, not a slow one
             else:
                 self._peers.miss(peer_id)
         else:
