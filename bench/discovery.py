@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -41,18 +38,16 @@ from typing import Any
 
 import anyio
 import httpx
-from anyio.abc import Process
 from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from bench._fleet import Fleet, cpu_seconds, rss_bytes
 from federation.discovery.probe import HealthProbe
 from federation.node import Node
 from federation.settings import PeerSettings
 
-REPO = Path(__file__).resolve().parents[1]
 _DEADLINE = 60.0
 _RAW_TYPE = "_mcpfed-bench._tcp.local."
-_TICKS = os.sysconf("SC_CLK_TCK")
 _IDLE_SECONDS = 5.0
 
 
@@ -161,7 +156,7 @@ class Bench:
     async def crash(self, reps: int) -> tuple[list[float], list[float], list[float]]:
         """(launch -> visible, SIGKILL -> suspect, SIGKILL -> dead) for a peer process."""
         cold, suspect, dead = [], [], []
-        async with Node(self.settings(name="observer")) as observer, Fleet(self) as fleet:
+        async with Node(self.settings(name="observer")) as observer, Fleet(self.home, self.mesh) as fleet:
             for i in range(reps):
                 launched = time.perf_counter()
                 victim = await fleet.launch(f"victim{i}")
@@ -179,7 +174,7 @@ class Bench:
 
     # -- 4. N light peers ---------------------------------------------------
     async def mesh_of(self, size: int) -> dict[str, float]:
-        async with Fleet(self) as fleet, httpx.AsyncClient(trust_env=False, timeout=5) as http:
+        async with Fleet(self.home, self.mesh) as fleet, httpx.AsyncClient(trust_env=False, timeout=5) as http:
             launched = time.perf_counter()
             processes = [await fleet.launch(f"m{size}-{i}") for i in range(size)]
             urls: list[str] = [""] * size
@@ -208,10 +203,10 @@ class Bench:
                                 task_group.start_soon(check, i)
                     await anyio.sleep(0.1)
             meshed = time.perf_counter()
-            rss = [_rss_bytes(p.pid) for p in processes]
-            cpu_before = sum(_cpu_seconds(p.pid) for p in processes)
+            rss = [rss_bytes(p.pid) for p in processes]
+            cpu_before = sum(cpu_seconds(p.pid) for p in processes)
             await anyio.sleep(_IDLE_SECONDS)
-            cpu = (sum(_cpu_seconds(p.pid) for p in processes) - cpu_before) / _IDLE_SECONDS
+            cpu = (sum(cpu_seconds(p.pid) for p in processes) - cpu_before) / _IDLE_SECONDS
             statuses = [p["status"] for url in urls for p in (await http.get(url.removesuffix("/mcp") + "/peers")).json()["peers"]]
         return {
             "launch_to_mesh": meshed - launched,
@@ -220,53 +215,6 @@ class Bench:
             "cpu_cores": cpu,
             "up_share": statuses.count("up") / max(1, len(statuses)),
         }
-
-
-def _rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
-
-
-class Fleet:
-    """Peer processes (`mcpfed serve --model none`), all killed on exit."""
-
-    def __init__(self, bench: Bench) -> None:
-        self._bench = bench
-        self._processes: list[Process] = []
-
-    async def __aenter__(self) -> Fleet:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        with anyio.CancelScope(shield=True):
-            for process in self._processes:
-                if process.returncode is None:
-                    process.send_signal(signal.SIGKILL)
-            for process in self._processes:
-                await process.wait()
-
-    async def launch(self, name: str) -> Process:
-        command = [sys.executable, "-m", "federation.cli", "serve", "--model", "none", "--port", "0", "--name", name, "--home", str(self._bench.home / name)]
-        env = os.environ | {"MCPFED_MESH": self._bench.mesh, "PYTHONUNBUFFERED": "1"}
-        process = await anyio.open_process(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self._processes.append(process)
-        return process
-
-    @staticmethod
-    async def url_of(process: Process) -> str:
-        assert process.stdout is not None
-        buffered = b""
-        with anyio.fail_after(_DEADLINE * 2):
-            while b"\n" not in buffered:
-                buffered += await process.stdout.receive()
-        return buffered.decode().splitlines()[0].strip()
 
 
 async def run(reps: int, sizes: list[int]) -> None:

@@ -65,6 +65,7 @@ from federation.discovery.admission import Member, discovery_client, fetch_card
 from federation.discovery.interfaces import advertised_hosts, plan_mdns
 from federation.discovery.persist import Recollection
 from federation.discovery.relay import LinkParts, RelayLinks
+from federation.discovery.rumours import NEWS_HEADER
 from federation.discovery.static import StaticPeers
 from federation.errors import ConfigError, ModelFileError, PeerError
 from federation.events import EventBus
@@ -463,7 +464,12 @@ class Node:
         }
 
     async def _get_health(self, request: Request) -> Response:
-        return JSONResponse(self.health())
+        """`health()`, plus liveness news both ways (discovery/rumours.py) and the pings sent so far (bench.scale)."""
+        body = self.health()
+        for monitor in (s for s in self.services if isinstance(s, HealthMonitor)):
+            monitor.hear(request.headers.get(NEWS_HEADER, ""))
+            body["news"], body["pings"] = monitor.news(), monitor.pings
+        return JSONResponse(body)
 
     async def _get_peers(self, request: Request) -> Response:
         return JSONResponse({"self": self.peer_id, "peers": [row.model_dump(mode="json") for row in self.peers.snapshot()]})
@@ -533,7 +539,7 @@ def _mdns_discovery(node: Node) -> AbstractAsyncContextManager[MdnsDiscovery | N
 
 def _health_monitor(node: Node) -> AbstractAsyncContextManager[HealthMonitor]:
     """Health pings, handed the peer table and the interval."""
-    return health_monitor(node.peers, interval=node.settings.health_interval)
+    return health_monitor(node.peers, self_id=node.peer_id, interval=node.settings.health_interval)
 
 
 def _static_peers(node: Node) -> AbstractAsyncContextManager[StaticPeers]:

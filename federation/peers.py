@@ -6,7 +6,8 @@ the `peer_*` events). Only verified cards enter it. A peer reachable several
 ways keeps every route; a direct one (static, mDNS) wins over a relayed one.
 
 Liveness: each health miss counts; the first marks a peer `suspect`, the
-third `dead`. Any success brings it back `up`. A clean leave (mDNS goodbye)
+third `dead`, or the first already when another peer reported it failing
+(`fail`). Any success brings it back `up`. A clean leave (mDNS goodbye)
 removes it at once.
 """
 
@@ -173,6 +174,16 @@ class PeerTable:
         elif peer.status == "up":
             peer.status = "suspect"
             self._events.publish("peer_suspect", **peer.fields())
+
+    def fail(self, peer_id: str) -> None:
+        """A miss another peer's report backs up (health.py): dead at once, through suspect so `/events` tells it in order."""
+        peer = self._peers.get(peer_id)
+        if peer is None or peer.status == "dead":
+            return
+        if peer.status == "up":
+            self.miss(peer_id)
+        peer.misses = DEAD_AFTER_MISSES - 1
+        self.miss(peer_id)
 
     def drop_route(self, peer_id: str, via: Via, *, reason: Literal["left", "forgotten"] = "left") -> None:
         """One way to a peer went away (mDNS goodbye, relay lost); remove the peer if none is left.

@@ -1,20 +1,41 @@
-"""Liveness: ping every directly reachable peer's `/health` each interval.
+"""Liveness, SWIM-style: each interval ping a few peers' `/health`, and spread what the pings show.
 
 A crashed peer sends no mDNS goodbye and its records stay cached for an
-hour, so only asking tells us it is gone: each ping has a deadline, a miss
-marks the peer suspect, three in a row dead (`PeerTable.miss`), and any answer
-brings it back up with fresh latency and load. Dead peers keep being pinged,
-so one that returns comes back by itself; one dead for `DEAD_FORGET_SECONDS`
-is dropped. Peers known only through a relay are the relay link's business.
+hour, so only asking tells us it is gone. Pinging every peer every interval
+costs N² pings across a mesh (50 peers saturated 2 cores), so a round pings
+`PROBES_PER_ROUND` peers, taken in turn from a shuffled list (each peer is
+pinged within N/k rounds). Across the mesh a peer is still pinged about k
+times per interval, by someone.
+
+What a ping shows is told to others (rumours.py) on the pings themselves:
+in the request and in the answer. Hearing "suspect" or "dead" about a peer
+makes us ping it soon (once per interval per peer, k per wave, however
+many tell us). A miss counts as usual: the first marks the peer suspect,
+three in a row dead, and a suspect is pinged every round, so the first
+peer to notice a crash calls it dead within about three intervals. A miss
+that is a refusal or a reset (no process there, not a slow one), backed
+by another peer's "dead", is dead at once (`PeerTable.fail`), and telling
+a new suspect or dead also pings k random peers at once: the verdict
+spreads hop by hop in a fraction of an interval, each hearer checking it
+with its own ping. A timeout never counts as more than one miss: on an
+overloaded machine (40 peers on 2 cores) treating slow answers as a
+second witness spread false deaths mesh-wide, and each flip costs every
+peer work. Per peer that is k pings per interval, plus k dead and
+every suspect peer, plus per crash one confirmation and k pushes, whatever
+N is. A peer that hears itself suspected answers "up" (SWIM's refutation),
+and a peer that sees a suspect or dead peer answer tells "up". Dead peers
+stay in play (k of them per round), so one that returns comes back by
+itself; one dead for `DEAD_FORGET_SECONDS` is dropped. Peers known only
+through a relay are the relay link's business.
 
 Each peer gets one kept-alive connection: a `HealthProbe` for plain HTTP
 (the cheap path, see probe.py), httpx for HTTPS. `/health` is open, so pings
-carry no credential: whoever answers at a peer's old address learns nothing. A round pings all peers at once (bounded)
-and the next round starts one interval after the last began.
+carry no credential and news is only ever a reason to ping (rumours.py).
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,13 +47,19 @@ from federation.const import DEAD_FORGET_SECONDS, HEALTH_PATH, HEALTH_TIMEOUT_SE
 from federation.contract import Via
 from federation.discovery.admission import discovery_client
 from federation.discovery.probe import HealthProbe, ProbeError
+from federation.discovery.rumours import NEWS_HEADER, Rumours, Status, decode_news, encode_news
 from federation.peers import Peer, PeerTable
 from federation.urls import base_url
 
-__all__ = ["HealthMonitor", "health_monitor"]
+__all__ = ["PROBES_PER_ROUND", "HealthMonitor", "health_monitor"]
+
+PROBES_PER_ROUND = 3
+"""Peers pinged per interval in turn (SWIM's k); suspects and news add to it."""
 
 _DIRECT: tuple[Via, ...] = ("static", "mdns")
 _PARALLEL_PINGS = 64
+_NEWS_ROUNDS = 3  # news is told for this many intervals
+_WAVE_SPACING = 0.25  # of an interval: pings prompted by news wait this long after the last such wave
 
 
 def _direct_url(peer: Peer) -> str | None:
@@ -43,28 +70,76 @@ def _direct_url(peer: Peer) -> str | None:
 
 
 class HealthMonitor:
-    """Pings peers on a schedule and feeds the results to the peer table."""
+    """Pings a few peers per interval, tells and hears liveness news, feeds the results to the peer table.
 
-    def __init__(self, peers: PeerTable, http: httpx.AsyncClient, *, interval: float) -> None:
+    `pings` and `rounds` count what it sent, so a caller can see the rate stay flat as the mesh grows.
+    """
+
+    def __init__(self, peers: PeerTable, http: httpx.AsyncClient, *, self_id: str, interval: float) -> None:
         self._peers = peers
         self._http = http
+        self._self_id = self_id
         self._interval = interval
         self._timeout = max(interval, HEALTH_TIMEOUT_SECONDS)
         self._limiter = anyio.CapacityLimiter(_PARALLEL_PINGS)
         self._probes: dict[str, HealthProbe] = {}  # health URL -> its kept-alive connection
+        self._rumours = Rumours(ttl=interval * _NEWS_ROUNDS)
+        self._reported: dict[str, float] = {}  # peer id -> until when another peer's "dead" backs a miss
+        self._turns: list[str] = []  # peer ids still to ping this pass, in shuffled order
+        self._prompted: set[str] = set()  # peer ids news asks us to ping now
+        self._pinged: dict[str, float] = {}  # peer id -> when we last pinged it: news older than that is no reason to ping
+        self._push = False  # we have new bad news: ping k random peers now to pass it on
+        self._wake = anyio.Event()
+        self.pings = 0
+        self.rounds = 0
+
+    def news(self) -> list[str]:
+        """What this peer tells whoever pings it (its `/health` reply carries it)."""
+        return encode_news(self._rumours.news())
+
+    def hear(self, raw: object) -> None:
+        """News from a ping's request header or a reply: ping the peers it names whose state it contradicts."""
+        now = time.monotonic()
+        for status, peer_id in decode_news(raw):
+            if peer_id == self._self_id:
+                if status != "up":
+                    self._tell(peer_id, "up")  # refute: we are alive
+                continue
+            peer = self._peers.get(peer_id)
+            if peer is None or _direct_url(peer) is None:
+                continue
+            if status == "dead":
+                self._reported[peer_id] = now + self._interval * _NEWS_ROUNDS
+            fresh = now - self._pinged.get(peer_id, 0.0) >= self._interval  # the same news comes from many peers
+            if fresh and ((peer.status != "up") if status == "up" else (peer.status != "dead")):
+                self._prompted.add(peer_id)
+                self._wake.set()
 
     async def run(self) -> None:
+        next_round = anyio.current_time()
         try:
             while True:
-                started = anyio.current_time()
-                await self.ping_all()
-                await anyio.sleep(max(0.0, started + self._interval - anyio.current_time()))
+                due = anyio.current_time() >= next_round
+                if due or self._prompted or self._push:
+                    targets = self._targets()
+                    for url in set(self._probes) - set(targets.values()):  # peers gone or moved
+                        await self._probes.pop(url).aclose()
+                    await self._ping_each(self._round(targets) if due else self._wave(targets))
+                    if due:
+                        next_round = anyio.current_time() + self._interval
+                        self.rounds += 1
+                    else:
+                        await anyio.sleep(self._interval * _WAVE_SPACING)
+                self._wake = anyio.Event()
+                if not (self._prompted or self._push):
+                    with anyio.move_on_after(max(0.0, next_round - anyio.current_time())):
+                        await self._wake.wait()
         finally:
             for probe in self._probes.values():
                 await probe.aclose()
 
-    async def ping_all(self) -> None:
-        """One round: ping every direct peer at once, forget the long dead."""
+    def _targets(self) -> dict[str, str]:
+        """Peer id -> health URL of every direct peer; the long dead are forgotten here."""
         now = time.time()
         targets: dict[str, str] = {}
         for peer in self._peers:
@@ -76,42 +151,102 @@ class HealthMonitor:
                     self._peers.drop_route(peer.id, via, reason="forgotten")
                 continue
             targets[peer.id] = url
-        for url in set(self._probes) - set(targets.values()):  # peers gone or moved
-            await self._probes.pop(url).aclose()
+        return targets
+
+    def _round(self, targets: dict[str, str]) -> dict[str, str]:
+        """This interval's pings: the next k in turn, every suspect, k dead ones, k of those news asked about."""
+        now = time.monotonic()
+        self._reported = {p: until for p, until in self._reported.items() if until > now}
+        self._pinged = {p: at for p, at in self._pinged.items() if p in targets}
+        status = {p: self._peers.get(p).status for p in targets}  # type: ignore[union-attr]  # from the table just now
+        chosen = {p for p in targets if status[p] == "suspect"}
+        dead = [p for p in targets if status[p] == "dead"]
+        chosen |= set(random.sample(dead, min(PROBES_PER_ROUND, len(dead))))  # so a wrongly dead peer is soon back
+        chosen |= self._take_prompted(targets)
+        in_turn = 0
+        for _refill in range(2):
+            while self._turns and in_turn < PROBES_PER_ROUND:
+                peer_id = self._turns.pop()
+                if peer_id in targets and peer_id not in chosen:
+                    chosen.add(peer_id)
+                    in_turn += 1
+            if in_turn < PROBES_PER_ROUND:
+                self._turns = random.sample(list(targets), len(targets))
+        self._push = False  # this round carries the news anyway
+        return {peer_id: targets[peer_id] for peer_id in chosen}
+
+    def _wave(self, targets: dict[str, str]) -> dict[str, str]:
+        """Pings between rounds: k of the peers news asked about, and k random up peers to pass our news on."""
+        chosen = self._take_prompted(targets)
+        if self._push:
+            up = [p.id for p in self._peers.up() if p.id in targets and p.id not in chosen]
+            chosen |= set(random.sample(up, min(PROBES_PER_ROUND, len(up))))
+        self._push = False
+        return {peer_id: targets[peer_id] for peer_id in chosen}
+
+    def _take_prompted(self, targets: dict[str, str]) -> set[str]:
+        """k of the peers news asked us to ping; the rest wait for the next wave or round."""
+        asked = list(self._prompted & targets.keys())
+        taken = set(random.sample(asked, min(PROBES_PER_ROUND, len(asked))))
+        self._prompted = set(asked) - taken
+        return taken
+
+    async def _ping_each(self, targets: dict[str, str]) -> None:
         async with anyio.create_task_group() as task_group:
             for peer_id, url in targets.items():
                 task_group.start_soon(self._ping, peer_id, url)
 
     async def _health(self, url: str) -> object:
+        news = self.news()
+        headers = {NEWS_HEADER: " ".join(news)} if news else None
+        self.pings += 1
         if url.startswith("http://"):
             probe = self._probes.get(url)
             if probe is None:
                 probe = self._probes[url] = HealthProbe(url)
-            return await probe.get()
-        response = await self._http.get(url)
+            return await probe.get(headers)
+        response = await self._http.get(url, headers=headers)
         response.raise_for_status()
         return response.json()
 
     async def _ping(self, peer_id: str, url: str) -> None:
+        self._pinged[peer_id] = time.monotonic()
         async with self._limiter:
             clock = time.perf_counter()
             health: object = None
-            with anyio.move_on_after(self._timeout):
+            with anyio.move_on_after(self._timeout) as waited:
                 try:
                     health = await self._health(url)
                 except (ProbeError, httpx.HTTPError, ValueError):
                     pass
             latency_ms = (time.perf_counter() - clock) * 1000
-        if not isinstance(health, dict) or health.get("id") != peer_id:
-            self._peers.miss(peer_id)  # silent, failing, or someone else now answers there
+        peer = self._peers.get(peer_id)
+        if peer is None:
             return
-        self._peers.observe(
-            peer_id,
-            latency_ms=latency_ms,
-            in_flight=_count(health.get("in_flight")),
-            queued=_count(health.get("queued")),
-            calls_served=_count(health.get("calls_served")),
-        )
+        was = peer.status
+        if not isinstance(health, dict) or health.get("id") != peer_id:  # silent, failing, or someone else now answers there
+            if not waited.cancelled_caught and self._reported.get(peer_id, 0.0) > time.monotonic():
+                self._peers.fail(peer_id)  # refused or reset, and reported dead: a gone process, not a slow one
+            else:
+                self._peers.miss(peer_id)
+        else:
+            self._reported.pop(peer_id, None)
+            self._peers.observe(
+                peer_id,
+                latency_ms=latency_ms,
+                in_flight=_count(health.get("in_flight")),
+                queued=_count(health.get("queued")),
+                calls_served=_count(health.get("calls_served")),
+            )
+            self.hear(health.get("news"))
+        if peer.status != was:
+            self._tell(peer_id, peer.status)
+
+    def _tell(self, peer_id: str, status: Status) -> None:
+        self._rumours.tell(peer_id, status)
+        if status != "up":
+            self._push = True
+            self._wake.set()
 
 
 def _count(value: object) -> int:
@@ -119,10 +254,10 @@ def _count(value: object) -> int:
 
 
 @asynccontextmanager
-async def health_monitor(peers: PeerTable, *, interval: float) -> AsyncIterator[HealthMonitor]:
-    """Node service: health pings of the peers in `peers` every `interval` s for the node's lifetime."""
+async def health_monitor(peers: PeerTable, *, self_id: str, interval: float) -> AsyncIterator[HealthMonitor]:
+    """Node service: liveness pings among the peers in `peers` every `interval` s for the node's lifetime."""
     async with discovery_client() as http, anyio.create_task_group() as task_group:
-        monitor = HealthMonitor(peers, http, interval=interval)
+        monitor = HealthMonitor(peers, http, self_id=self_id, interval=interval)
         task_group.start_soon(monitor.run)
         yield monitor
         task_group.cancel_scope.cancel()

@@ -8,7 +8,8 @@ the peer 0.10 ms (fewer headers to parse): ~5x less in all
 (`python -m bench.discovery` measures it again). With httpx, 50 peers on
 one 2-core machine could not keep up with their own pings.
 
-So this sends one fixed request line on a held connection and reads back a
+So this sends a fixed request (plus any headers the caller adds: the
+liveness news, rumours.py) on a held connection and reads back a
 status line, headers and a `Content-Length` body (what uvicorn always sends
 for `/health`), nothing more. Anything unexpected (chunked, no length, too
 big, a reset) closes the connection and counts as a failed ping; the next
@@ -43,19 +44,20 @@ class HealthProbe:
             raise ValueError(f"HealthProbe speaks plain http only, not {url!r}")
         self._host = parts.hostname
         self._port = parts.port or 80
-        lines = [f"GET {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}"]
-        self._request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self._head = f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n".encode("latin-1")
         self._stream: SocketStream | None = None
         self._reader: BufferedByteReceiveStream | None = None
 
-    async def get(self) -> object:
-        """The parsed JSON body of one ping (the caller sets the deadline); raises `ProbeError`."""
+    async def get(self, headers: dict[str, str] | None = None) -> object:
+        """The parsed JSON body of one ping (the caller sets the deadline), `headers` sent along; raises `ProbeError`."""
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        request = self._head + extra.encode("latin-1") + b"\r\n"
         try:
             if self._stream is None:
                 self._stream = await anyio.connect_tcp(self._host, self._port)
                 self._reader = BufferedByteReceiveStream(self._stream)
             assert self._reader is not None
-            await self._stream.send(self._request)
+            await self._stream.send(request)
             head = await self._reader.receive_until(b"\r\n\r\n", _MAX_HEAD)
             body = await self._reader.receive_exactly(_content_length(head))
             return json.loads(body)

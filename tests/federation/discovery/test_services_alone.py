@@ -34,7 +34,7 @@ async def test_static_health_persist_and_recall_without_a_node(start_node: Calla
         async with (
             persist_peers(store=store, peer_id=identity.peer_id, peers=peers, events=events),
             static_peers([other.url], name="alone", peer_id=identity.peer_id, mesh=mesh, member=None, peers=peers) as static,
-            health_monitor(peers, interval=0.05),
+            health_monitor(peers, self_id=identity.peer_id, interval=0.05),
         ):
             look = await first_look(peers, [static], limit=10)
             assert [p.name for p in look.peers] == ["other"] and not look.named_problems
