@@ -178,13 +178,13 @@ def _checked(make: Callable[[], Settings]) -> Settings:
 
 
 def _print_if_asked(ctx: typer.Context, settings: MeshSettings) -> None:
-    """`--print-settings` prints them and exits; `--check` applies the start-up rules too, and exits."""
+    """`--print-settings` prints them and exits; else the start-up rules apply (a refusal comes before anything starts); `--check` then exits."""
     if ctx.params.get("print_settings"):
         sys.stdout.write(json.dumps(settings.shown(), indent=2) + "\n")
         raise typer.Exit(0)
+    if problem := settings.bind_problem():
+        _fail(problem, 2)
     if ctx.params.get("check"):
-        if problem := settings.bind_problem():
-            _fail(problem, 2)
         mesh = f"mesh {settings.mesh_name!r}" if settings.mesh_secret else "no mesh"
         err.print(f"settings OK ({ctx.info_name}, {mesh}, host {settings.host}, {settings.scheme}); nothing was started", highlight=False)
         raise typer.Exit(0)
