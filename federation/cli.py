@@ -121,6 +121,14 @@ CheckOption = Annotated[
 ]
 TlsCertOption = Annotated[Path | None, typer.Option(help="PEM certificate (chain) to serve HTTPS (and WSS) with; URLs handed out become https://. Needs --tls-key.")]
 TlsKeyOption = Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")]
+PlainHttpOption = Annotated[
+    bool,
+    typer.Option(
+        "--plain-http",
+        help="Serve plain HTTP on a --host other than loopback knowingly: behind a TLS-terminating proxy, or on a trusted LAN/VPN. "
+        "Without it such a --host needs --tls-cert/--tls-key.",
+    ),
+]
 CaOption = Annotated[
     Path | None,
     typer.Option("--ca", help="PEM CA certificate(s) to trust besides the system's, for a mesh with its own CA (certificates are always verified)."),
@@ -171,15 +179,15 @@ def _checked(make: Callable[[], Settings]) -> Settings:
 
 
 def _print_if_asked(ctx: typer.Context, settings: MeshSettings) -> None:
-    """`--print-settings` prints them and exits; `--check` applies the start-up rules too, and exits."""
+    """`--print-settings` prints them and exits; else the start-up rules apply (a refusal comes before anything starts); `--check` then exits."""
     if ctx.params.get("print_settings"):
         sys.stdout.write(json.dumps(settings.shown(), indent=2) + "\n")
         raise typer.Exit(0)
+    if problem := settings.bind_problem():
+        _fail(problem, 2)
     if ctx.params.get("check"):
-        if problem := settings.bind_problem():
-            _fail(problem, 2)
         mesh = f"mesh {settings.mesh_name!r}" if settings.mesh_secret else "no mesh"
-        err.print(f"settings OK ({ctx.info_name}, {mesh}, host {settings.host}); nothing was started", highlight=False)
+        err.print(f"settings OK ({ctx.info_name}, {mesh}, host {settings.host}, {settings.scheme}); nothing was started", highlight=False)
         raise typer.Exit(0)
 
 
@@ -196,7 +204,7 @@ def serve(
     ctx: typer.Context,
     model: Annotated[str, typer.Option(help="GGUF file to serve, an embedded model (smollm2-135m, gemma3-270m), 'default' (smollm2-135m) or 'none'.")] = "default",
     name: Annotated[str | None, typer.Option(help="Display name (default: host name).")] = None,
-    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = DEFAULT_HOST,
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret, and --tls-cert/--tls-key or --plain-http.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = DEFAULT_PORT,
     gpu_layers: Annotated[str, typer.Option("--gpu-layers", help="'auto' (all when the build has GPU offload), -1 or N.")] = "auto",
     n_ctx: Annotated[int, typer.Option("--ctx", help="Context window in tokens.")] = DEFAULT_CONTEXT,
@@ -230,6 +238,7 @@ def serve(
     public_url: PublicUrlOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
+    plain_http: PlainHttpOption = False,
     ca: CaOption = None,
     print_settings: PrintSettingsOption = False,
     check: CheckOption = False,
@@ -770,7 +779,7 @@ def tui(
 @app.command("relay", epilog="Every flag is also an environment variable MCPFED_RELAY_<FLAG> (MCPFED_RELAY_PORT, …).")
 def relay_command(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret.")] = DEFAULT_HOST,
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs a mesh secret, and --tls-cert/--tls-key or --plain-http.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = DEFAULT_RELAY_PORT,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the card directory; share one Postgres between relays.")] = None,
     public_url: PublicUrlOption = None,
@@ -782,6 +791,7 @@ def relay_command(
     max_connections_per_address: MaxConnectionsOption = MAX_CONNECTIONS_PER_ADDRESS,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
+    plain_http: PlainHttpOption = False,
     ca: CaOption = None,
     print_settings: PrintSettingsOption = False,
     check: CheckOption = False,

@@ -178,6 +178,9 @@ class MeshSettings(BaseSettings):
     tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) to serve HTTPS with; needs tls_key")
     tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
     ca: Path | None = Field(default=None, description="PEM CA certificate(s) trusted besides the system's, for a mesh with its own CA")
+    plain_http: bool = Field(
+        default=False, description="serve plain HTTP on a non-loopback host knowingly (behind a TLS-terminating proxy, on a trusted LAN/VPN)"
+    )
 
     @field_validator("tls_cert", "tls_key", "ca")
     @classmethod
@@ -279,12 +282,25 @@ class MeshSettings(BaseSettings):
         return self
 
     def bind_problem(self) -> str | None:
-        """Why binding `host` is refused, or None when it is allowed."""
-        if is_loopback(self.host) or self.mesh_secret:
+        """Why binding `host` is refused, or None when it is allowed.
+
+        Off loopback the mesh secret is what keeps strangers out, and it travels
+        as a bearer header: in plain HTTP anyone on the path reads it. So the
+        network needs TLS, or the operator's word (`plain_http`) that something
+        else protects the wire.
+        """
+        if is_loopback(self.host):
+            return None
+        if not self.mesh_secret:
+            return (
+                f"binding {self.host} exposes this to the network, which needs a mesh secret: "
+                "create one with `mcpfed init` (or `mcpfed join TOKEN`), or bind 127.0.0.1."
+            )
+        if self.tls_cert or self.plain_http:
             return None
         return (
-            f"binding {self.host} exposes this to the network, which needs a mesh secret: "
-            "create one with `mcpfed init` (or `mcpfed join TOKEN`), or bind 127.0.0.1."
+            f"binding {self.host} would serve plain HTTP to the network: pass --tls-cert/--tls-key, or --plain-http "
+            "to accept plain HTTP knowingly (behind a TLS-terminating proxy, on a trusted LAN/VPN), or bind 127.0.0.1."
         )
 
 

@@ -3,7 +3,8 @@
 What is checked: compose.yaml parses; every mcpfed service's command, run
 through the image's entrypoint script with the variables compose would give it
 and `--check` added, is accepted by `mcpfed` (the secret flow: the join token
-puts each container in the mesh, so binding 0.0.0.0 is allowed); volumes,
+puts each container in the mesh, and --plain-http is said inside Docker's
+network, so binding 0.0.0.0 is allowed); volumes,
 published ports, public URLs, healthchecks, `depends_on` conditions and
 restart policies agree with those commands; the healthcheck command passes
 against a real relay that has a mesh secret; the Dockerfile installs what the
@@ -103,6 +104,14 @@ def _bind_mounts(service: dict[str, Any]) -> Iterator[tuple[Path, str]]:
             yield (COMPOSE_DIR / source).resolve(), target
 
 
+def _mounted_here(service: dict[str, Any]) -> list[str]:
+    """The service's command with its mounted folders' paths where the test can read them."""
+    command = list(service["command"])
+    for host_path, container_path in _bind_mounts(service):
+        command = [word.replace(f"={container_path}", f"={host_path}") if container_path != STATE else word for word in command]
+    return command
+
+
 @pytest.fixture
 def mcpfed_on_path(tmp_path: Path) -> Path:
     """A folder holding an `mcpfed` that runs this checkout's CLI, as the image's does."""
@@ -127,9 +136,7 @@ def test_every_mcpfed_service_starts_its_command_in_the_mesh(compose: dict[str, 
     services = _mcpfed_services(compose)
     assert {"relay", "alice", "bob", "notes", "gateway", "gpu"} <= set(services)
     for name, service in services.items():
-        command = list(service["command"])
-        for host_path, container_path in _bind_mounts(service):  # the mounted folders, where the test can read them
-            command = [word.replace(f"={container_path}", f"={host_path}") if container_path != STATE else word for word in command]
+        command = _mounted_here(service)
         done = _run_container([*command, "--check"], service["environment"], tmp_path / name, mcpfed_on_path)
         assert done.returncode == 0, f"{name}: {done.stderr}"
         assert "joined mesh compose" in done.stderr and "settings OK" in done.stderr and "mesh 'compose'" in done.stderr, f"{name}: {done.stderr}"
@@ -147,6 +154,18 @@ def test_without_a_mesh_binding_the_network_is_refused_and_the_entrypoint_makes_
     assert direct.returncode == 2 and "needs a mesh secret" in direct.stderr
 
 
+def test_services_binding_the_network_say_plain_http_knowingly(compose: dict[str, Any], mcpfed_on_path: Path, tmp_path: Path) -> None:
+    """Inside Docker's network every server says --plain-http; the flag is what lets it through (without it, --check refuses)."""
+    for name, service in _mcpfed_services(compose).items():
+        command = _mounted_here(service)
+        if _flag(command, "host") != "0.0.0.0":
+            continue
+        assert "--plain-http" in command, f"{name} binds 0.0.0.0 without TLS, so it must say --plain-http"
+        unsaid = [word for word in command if word != "--plain-http"]
+        refused = _run_container([*unsaid, "--check"], service["environment"], tmp_path / name, mcpfed_on_path)
+        assert refused.returncode == 2 and "would serve plain HTTP to the network" in refused.stderr, f"{name}: {refused.stderr}"
+
+
 def test_the_image_default_command_serves_on_the_network_without_any_setup(mcpfed_on_path: Path, tmp_path: Path) -> None:
     """`docker run mcp-federation` (ENTRYPOINT + CMD of the Dockerfile, no token) makes a mesh and passes --check."""
     dockerfile = _dockerfile()
@@ -154,7 +173,7 @@ def test_the_image_default_command_serves_on_the_network_without_any_setup(mcpfe
     assert entrypoint == ["mcpfed-entrypoint"] and f"COPY compose/entrypoint.sh /usr/local/bin/{entrypoint[0]}" in dockerfile
     done = _run_container([*cmd, "--check"], {}, tmp_path / "state", mcpfed_on_path)
     assert done.returncode == 0, done.stderr
-    assert "host 0.0.0.0" in done.stderr
+    assert "host 0.0.0.0, http)" in done.stderr and "--plain-http" in cmd, "no certificate in the image: plain HTTP, said knowingly"
 
 
 def test_the_token_sends_joining_machines_to_the_relay_public_url(compose: dict[str, Any], join_token: str) -> None:

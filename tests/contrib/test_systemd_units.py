@@ -16,6 +16,7 @@ import pytest
 from federation.const import STOP_GRACE_SECONDS
 from tests.support.cli import EXIT_BOUND, mcpfed_sync
 from tests.support.paths import REPO
+from tests.support.pki import make_pki
 
 UNITS = REPO / "contrib" / "systemd"
 INSTALLED = "/opt/mcpfed/bin/mcpfed"
@@ -80,7 +81,23 @@ def test_exec_start_with_the_example_environment_is_accepted_by_the_cli(unit: st
     assert args == [command]
     checked = subprocess.run([sys.executable, "-m", "federation.cli", *args, "--check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=EXIT_BOUND, check=False)
     assert checked.returncode == 0, checked.stderr
-    assert "mesh 'service'" in checked.stderr and "host 0.0.0.0" in checked.stderr
+    assert "mesh 'service'" in checked.stderr and "host 0.0.0.0, http)" in checked.stderr
+
+
+@pytest.mark.parametrize(("unit", "command", "prefix"), [("mcpfed-peer", "serve", "MCPFED_"), ("mcpfed-relay", "relay", "MCPFED_RELAY_")])
+def test_the_example_says_plain_http_knowingly_and_a_certificate_replaces_it(unit: str, command: str, prefix: str, joined: dict[str, str], tmp_path: Path) -> None:
+    """Binding 0.0.0.0 needs TLS or --plain-http: the example says the latter; without it the unit is refused, with a certificate it serves HTTPS."""
+    pytest.importorskip("trustme")
+    example = _env_file(UNITS / f"{unit}.env")
+    assert example.pop(f"{prefix}PLAIN_HTTP") == "true"
+    state = tmp_path / "state"
+    assert mcpfed_sync("join", joined["MCPFED_JOIN_TOKEN"], "--home", str(state)).returncode == 0
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **example, "MCPFED_HOME": str(state)}
+    refused = mcpfed_sync(command, "--check", env=env)
+    assert refused.returncode == 2 and "would serve plain HTTP to the network" in refused.stderr, refused.stderr
+    pki = make_pki(tmp_path)
+    served = mcpfed_sync(command, "--check", env={**env, f"{prefix}TLS_CERT": str(pki["cert"]), f"{prefix}TLS_KEY": str(pki["key"])})
+    assert served.returncode == 0 and "host 0.0.0.0, https)" in served.stderr, served.stderr
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here; the parser checks above still ran")

@@ -69,6 +69,8 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("relay", "--allowed-host"): ("relay", ["relay"]),
     ("relay", "--header-timeout"): ("3", 3.0),
     ("relay", "--max-connections-per-address"): ("0", 0),
+    ("serve", "--plain-http"): ("true", True),
+    ("relay", "--plain-http"): ("true", True),
     **{
         (command, flag): (_A_FILE, _A_FILE)  # any file passes as a path; what is inside is read when the server starts
         for command in ("serve", "relay")

@@ -121,4 +121,4 @@ def test_exposing_a_peer_without_a_mesh_secret_is_refused(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="must look like http://host:port"):
         PeerSettings(home=tmp_path, relays=["relay.example:8800"])
     exposed = mcpfed_sync("relay", "--host", "0.0.0.0", "--port", "0", "--home", str(tmp_path / "relay"))
-    assert exposed.returncode == 1 and "needs a mesh secret" in exposed.stderr and "Traceback" not in exposed.stderr
+    assert exposed.returncode == 2 and "needs a mesh secret" in exposed.stderr and "Traceback" not in exposed.stderr

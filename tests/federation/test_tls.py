@@ -22,10 +22,11 @@ from federation.relay.settings import RelaySettings
 from federation.settings import PeerSettings
 from federation.tls import client_context
 from tests.support.cli import mcpfed
+from tests.support.pki import make_pki
 from tests.support.relay import AUTH, MESH, MESH_FIELDS
 from tests.support.waiting import wait_until
 
-trustme = pytest.importorskip("trustme")
+pytest.importorskip("trustme")
 
 pytestmark = pytest.mark.anyio
 
@@ -33,15 +34,7 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, Path]:
     """A CA of the test's own and a certificate for 127.0.0.1 and localhost, as PEM files."""
-    ca = trustme.CA()
-    issued = ca.issue_cert("127.0.0.1", "localhost")
-    paths = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "cert.pem", "key": tmp_path / "key.pem"}
-    ca.cert_pem.write_to_path(str(paths["ca"]))
-    issued.private_key_pem.write_to_path(str(paths["key"]))
-    with paths["cert"].open("wb") as chain:
-        for blob in issued.cert_chain_pems:
-            chain.write(blob.bytes())
-    return paths
+    return make_pki(tmp_path)
 
 
 async def test_a_peer_attaches_to_a_relay_over_wss_and_clients_with_the_ca_reach_both(

@@ -87,6 +87,8 @@ async def _in_host(host: str, code: str) -> object:
 
 _SECRET = "netns-test-secret"
 _AUTH = {"Authorization": f"Bearer {_SECRET}"}  # a mesh with a secret: every route but /health wants it
+_ON_THE_LAN = {"MCPFED_MESH_SECRET": _SECRET, "MCPFED_PLAIN_HTTP": "true"}
+"""What binding the test's LAN takes: a mesh secret, and plain HTTP said knowingly (the namespaces are private)."""
 _PEERS = "import httpx, json; print(json.dumps(httpx.get({url!r} + '/peers', headers={auth!r}, timeout=5, trust_env=False).json()['peers']))"
 
 _CALL = """
@@ -103,11 +105,10 @@ anyio.run(main)
 
 
 async def test_peers_on_three_hosts_discover_each_other_and_call_a_tool_across(lan: list[str], spawn_peer: SpawnPeer) -> None:
-    secret = {"MCPFED_MESH_SECRET": _SECRET}
     peers = []
     for i, host in enumerate(lan, 1):
         model = "default" if i == 1 else "none"  # the first host serves a model; the others will call it
-        peers.append(await spawn_peer(f"host{i}", "--host", f"10.77.0.{i}", "--mdns", "auto", model=model, prefix=("ip", "netns", "exec", host), env=secret))
+        peers.append(await spawn_peer(f"host{i}", "--host", f"10.77.0.{i}", "--mdns", "auto", model=model, prefix=("ip", "netns", "exec", host), env=_ON_THE_LAN))
     urls = [peer.mcp_url for peer in peers]
     assert [url.split("/")[2].split(":")[0] for url in urls] == ["10.77.0.1", "10.77.0.2", "10.77.0.3"]
 
@@ -201,13 +202,12 @@ _ENDPOINTS = "import httpx, json; print(json.dumps(httpx.get({url!r} + '/peer', 
 
 
 async def test_a_peer_on_every_interface_advertises_its_real_addresses(lan: list[str], spawn_peer: SpawnPeer) -> None:
-    secret = {"MCPFED_MESH_SECRET": _SECRET}
-    everywhere = await spawn_peer("everywhere", "--host", "0.0.0.0", "--mdns", "auto", prefix=("ip", "netns", "exec", lan[0]), env=secret)
+    everywhere = await spawn_peer("everywhere", "--host", "0.0.0.0", "--mdns", "auto", prefix=("ip", "netns", "exec", lan[0]), env=_ON_THE_LAN)
     port = everywhere.mcp_url.split(":")[2].split("/")[0]
     assert everywhere.mcp_url == f"http://10.77.0.1:{port}/mcp", "the printed URL is one another host can dial"
     endpoints = await _in_host(lan[0], _ENDPOINTS.format(url=f"http://127.0.0.1:{port}", auth=_AUTH))
     assert endpoints == [f"http://10.77.0.1:{port}/mcp", f"http://127.0.0.1:{port}/mcp"]
-    neighbour = await spawn_peer("neighbour", "--host", "10.77.0.2", "--mdns", "auto", prefix=("ip", "netns", "exec", lan[1]), env=secret)
+    neighbour = await spawn_peer("neighbour", "--host", "10.77.0.2", "--mdns", "auto", prefix=("ip", "netns", "exec", lan[1]), env=_ON_THE_LAN)
 
     async def neighbour_admitted_it() -> bool:
         seen = await _in_host(lan[1], _PEERS.format(url=neighbour.mcp_url.removesuffix("/mcp"), auth=_AUTH))

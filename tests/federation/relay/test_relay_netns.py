@@ -114,7 +114,7 @@ def test_client_reaches_a_natted_peer_only_through_the_relay(namespaces: dict[st
     join(homes["client"], token)
     peer_id = Identity.load_or_create(homes["peer"]).peer_id
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "cwd": REPO}
-    relay = subprocess.Popen(_in(namespaces["relay"], homes["relay"], "-m", "federation.cli", "relay", "--host", "0.0.0.0", "--port", "8800"), **quiet)
+    relay = subprocess.Popen(_in(namespaces["relay"], homes["relay"], "-m", "federation.cli", "relay", "--host", "0.0.0.0", "--plain-http", "--port", "8800"), **quiet)
     peer = subprocess.Popen(
         _in(namespaces["peer"], homes["peer"], "-m", "federation.cli", "serve", "--port", "8801", "--ctx", "2048", "--relay", "http://10.77.1.1:8800"),
         **quiet,
