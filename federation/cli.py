@@ -319,7 +319,7 @@ async def _serve(settings: Any, signals: _StopSignals) -> None:
     from federation.pull.mesh import pull_for_serve
     from federation.pull.progress import PullBar
 
-    with signals.until_signalled(), PullBar(err, f"pulling {settings.model}") as bar:
+    with signals.until_signalled(), PullBar(err, f"pulling {settings.model}", quiet_until_pulling=True) as bar:
         settings = await pull_for_serve(settings, on_progress=bar.show, on_warning=err.print)
     if signals.received is not None:
         return

@@ -68,7 +68,7 @@ async def test_a_peer_flooding_the_model_gets_its_share_another_is_served_before
         over_cap = await direct.call_tool("generate", {"prompt": "c1:", "max_tokens": 2})
         assert engine.in_flight == 1 and "a1" not in calls.finished, "the refusals came while alice's first call ran"
     assert calls.finished == ["a1", "a2", "b1", "a3", "a4"], "bob waited for one more of alice's calls, not for all of them"
-    assert all(calls.results[label].structured_content["finish_reason"] == "length" for label in calls.finished), "every accepted call ran to its end"
+    assert all(calls.results[label].structured_content["finish_reason"] in ("length", "stop") for label in calls.finished), "every accepted call ran to its end"
     assert over_share.is_error and re.fullmatch(
         r"busy: 3 calls are waiting for this model; retry after ~\d+ s \(3 of them are yours, the most one caller may have waiting\)\.", result_text(over_share)
     )

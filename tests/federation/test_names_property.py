@@ -96,7 +96,7 @@ async def test_peers_that_share_a_name_get_the_same_names_whatever_order_they_ar
                 await observer.add_peer(twin.mcp_url)
 
         def remote_names(node: Node) -> set[str]:
-            return {t.name for t in node.tools.tools if "__" in t.name}
+            return {t.name for t in node.tools.tools if t.name.endswith("__echo")}
 
         expected = {f"twin-{first_twin.peer_id[:6]}__echo", f"twin-{second_twin.peer_id[:6]}__echo"}
         await wait_until(lambda: remote_names(left) == expected and remote_names(right) == expected, "both observers name both twins' echo")
