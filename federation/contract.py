@@ -140,7 +140,8 @@ class CallStarted(EventModel):
 
 
 class CallFinished(CallStarted):
-    """A call ended; `outcome` is ok, error or cancelled (a watcher that lost the stream says `lost`)."""
+    """A call ended; `outcome` is ok, error, cancelled or input_required (the callee asked the caller a question
+    and the call goes on as a retry); a watcher that lost the stream says `lost`."""
 
     kind: ClassVar[EventKind] = "call_finished"
     outcome: str
@@ -148,6 +149,11 @@ class CallFinished(CallStarted):
     error: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+
+    @property
+    def failed(self) -> bool:
+        """Whether a user should see this call as failed: a question back to the caller is not a failure."""
+        return self.outcome not in ("ok", "input_required")
 
 
 class Dropped(EventModel):

@@ -320,5 +320,5 @@ class MeshState:
                     continue
                 if call.running or now - call.seen < EDGE_TTL:
                     finished = None if call.running else call.seen
-                    edges.append(Edge(caller, callee, finished, failed=isinstance(call.info, CallFinished) and call.info.outcome != "ok"))
+                    edges.append(Edge(caller, callee, finished, failed=isinstance(call.info, CallFinished) and call.info.failed))
         return Topology(self.self_id, tuple(peers), frozenset(self._running_by_callee()), tuple(edges))

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
+from rich.style import Style
+
 from federation import CallFinished, CallStarted, PeerCard, PeerDown, PeerRow
 from tui.state import EDGE_TTL, MAX_TRACES, MeshState
+from tui.widgets.call_log import call_line
 from tui.wire import Connected, Disconnected, node_event
 
 SELF = PeerCard(id="selfselfselfself", name="atlas", pubkey="")
@@ -28,8 +33,8 @@ def started(tool: str, callee: str, trace: str | None = None, caller: str | None
     return CallStarted(tool=tool, callee=callee, trace_id=trace, caller=caller, at=1.0)
 
 
-def finished(tool: str, callee: str, trace: str | None = None, caller: str | None = None, **rest: object) -> CallFinished:
-    return CallFinished(tool=tool, callee=callee, trace_id=trace, caller=caller, at=2.0, outcome="ok", **rest)  # type: ignore[arg-type]
+def finished(tool: str, callee: str, trace: str | None = None, caller: str | None = None, outcome: str = "ok", **rest: object) -> CallFinished:
+    return CallFinished(tool=tool, callee=callee, trace_id=trace, caller=caller, at=2.0, outcome=outcome, **rest)  # type: ignore[arg-type]
 
 
 def down(peer: PeerRow, reason: str) -> PeerDown:
@@ -105,6 +110,16 @@ def test_edges_fade_out_after_the_call_ends() -> None:
     state.apply(finished("chat", OTHER.id, caller=SELF.id, ms=5.0))
     clock.now += EDGE_TTL + 1
     assert state.topology().edges == ()
+
+
+def test_a_question_back_to_the_caller_is_not_shown_as_a_failure() -> None:
+    state = connected_state()
+    state.apply(finished("book", OTHER.id, trace="t1", caller=SELF.id, outcome="input_required", ms=4.0))
+    state.apply(finished("book", OTHER.id, trace="t2", caller=SELF.id, outcome="error", ms=4.0, error="no seats"))
+    assert [edge.failed for edge in state.topology().edges] == [False, True]
+    lines = {t.key: call_line(t.calls[0], {}, UTC, lambda _: Style()).plain for t in state.traces()}
+    assert lines["t1"].endswith("asked the caller") and "error" not in lines["t1"]
+    assert lines["t2"].endswith("error: no seats")
 
 
 def test_the_log_keeps_a_bounded_number_of_traces() -> None:

@@ -168,8 +168,10 @@ def call_line(call: LoggedCall, names: dict[str, str], tz: tzinfo | None, style_
         parts.append((f" {info.ms:.0f} ms" if info.ms is not None else "", style_of("call-log--detail")))
         if info.tokens_in or info.tokens_out:
             parts.append((f" {info.tokens_in}→{info.tokens_out} tok", style_of("call-log--detail")))
-        ok = info.outcome == "ok"
-        parts.append((f" {info.outcome}", style_of("call-log--ok" if ok else "call-log--failed")))
-        if info.error and not ok:
+        if info.outcome == "input_required":  # the callee asked the caller something; the call goes on as a retry
+            parts.append((" asked the caller", style_of("call-log--running")))
+        else:
+            parts.append((f" {info.outcome}", style_of("call-log--failed" if info.failed else "call-log--ok")))
+        if info.error and info.failed:
             parts.append((f": {info.error.splitlines()[0][:80]}", style_of("call-log--failed")))
     return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
