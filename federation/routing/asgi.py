@@ -121,12 +121,12 @@ class FastForward:
             except PeerError as exc:
                 await self._end_with_error(reply, request_id, str(exc), outcome)
                 return
+        if stopping.cancelled_caught:  # first: a stop cancels the call before `left` is known
+            await self._end_with_error(reply, request_id, self._calls.refusal or "this peer is shutting down.", outcome)
+            return
         if left:
             outcome.outcome, outcome.error = "cancelled", "the caller cancelled the call (closed its request)"
             self._observe(outcome, True)
-            return
-        if stopping.cancelled_caught:
-            await self._end_with_error(reply, request_id, self._calls.refusal or "this peer is shutting down.", outcome)
             return
         outcome.ms = (time.perf_counter() - clock) * 1000
         if result is not None:
