@@ -6,9 +6,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-import anyio
-
-__all__ = ["MODERN", "Receive", "Scope", "Send", "header", "replay", "send_json"]
+__all__ = ["MODERN", "Receive", "Scope", "Send", "header", "replay", "send_json", "send_too_large"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -27,18 +25,18 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def replay(body: bytes) -> Receive:
-    """A `receive` that hands the app a body already read, then waits (as for a caller who stays)."""
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app a body already read, then the caller's own messages (its disconnect above all)."""
     sent = False
 
-    async def receive() -> MutableMapping[str, Any]:
+    async def replayed() -> MutableMapping[str, Any]:
         nonlocal sent
         if sent:
-            await anyio.sleep_forever()
+            return await receive()
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return receive
+    return replayed
 
 
 async def send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
@@ -46,3 +44,8 @@ async def send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload, separators=(",", ":")).encode()
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_too_large(send: Send, limit: int) -> None:
+    """The answer to a body that grew past `limit` as it came (a declared one never gets this far: `BodyLimit`)."""
+    await send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"request body over {limit} bytes"}})

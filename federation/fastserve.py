@@ -46,7 +46,7 @@ from mcp.shared.transport_context import TransportContext
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from federation.asgiutil import MODERN, Receive, Scope, Send, header, replay, send_json
+from federation.asgiutil import MODERN, Receive, Scope, Send, header, replay, send_json, send_too_large
 from federation.bodylimit import BodyTooLarge, read_body
 
 __all__ = ["FastServe"]
@@ -130,13 +130,13 @@ class FastServe:
         try:
             body = await read_body(scope, receive, self._limit)
         except BodyTooLarge:
-            await self._app(scope, replay(b""), send)  # unreachable behind BodyLimit; the SDK's own limit answers
+            await send_too_large(send, self._limit)
             return
         if body is None:  # the caller left before sending the whole request
             return
         call = _plain_call(scope, body)
         if call is None or self._header_mismatch(scope, call[0]["params"]):
-            await self._app(scope, replay(body), send)
+            await self._app(scope, replay(body, receive), send)
             return
         await self._serve(scope, body, *call, receive, send)
 
@@ -168,7 +168,7 @@ class FastServe:
         exchange = _Exchange(
             transport=TransportContext(kind="streamable-http", can_send_request=False, headers=headers),
             request_id=request["id"],
-            message_metadata=ServerMessageMetadata(request_context=Request(scope, replay(body))),
+            message_metadata=ServerMessageMetadata(request_context=Request(scope, replay(body, receive))),
             answer=answer,
         )
         connection = Connection.from_envelope(route.protocol_version, route.client_info, route.client_capabilities)

@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from federation.asgiutil import MODERN, Receive, Scope, header, replay, send_json
+from federation.asgiutil import MODERN, Receive, Scope, header, replay, send_json, send_too_large
 from federation.bodylimit import BodyTooLarge, read_body
 from federation.errors import PeerError
 from federation.identity import Identity
@@ -90,13 +90,13 @@ class FastForward:
         try:
             body = await read_body(scope, receive, self._limit)
         except BodyTooLarge:
-            await send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"request body over {self._limit} bytes"}})
+            await send_too_large(send, self._limit)
             return
         if body is None:  # the caller left before sending the whole request
             return
         request = _well_formed_call(body, exposed_name=header(scope, b"mcp-name"))
         if request is None:
-            await self._app(scope, replay(body), send)  # the SDK answers malformed requests with its own JSON-RPC error
+            await self._app(scope, replay(body, receive), send)  # the SDK answers malformed requests with its own JSON-RPC error
             return
         params, request_id = request["params"], request.get("id")
         trace = Trace.from_meta(params.get("_meta") or {})
