@@ -69,6 +69,7 @@ from federation.discovery.rumours import NEWS_HEADER
 from federation.discovery.static import StaticPeers
 from federation.errors import ConfigError, ModelFileError, PeerError
 from federation.events import EventBus
+from federation.fastserve import FastServe
 from federation.home import state_dir
 from federation.hostguard import HostGuard, machine_names
 from federation.identity import Identity
@@ -293,8 +294,9 @@ class Node:
             max_request_body_size=self.settings.max_request_bytes,
             custom_starlette_routes=self._routes(),
         )
+        served_here = FastServe(app, server=self.tools.server, max_request_bytes=self.settings.max_request_bytes, mcp_path=MCP_PATH)
         fast_forward = FastForward(
-            app,
+            served_here,
             forwarder=self.forwarder,
             resolve=self._remote_tool,
             identity=self.identity,

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 
+from federation.asgiutil import MODERN, Receive, Scope, header, replay, send_json, send_too_large
 from federation.bodylimit import BodyTooLarge, read_body
 from federation.errors import PeerError
 from federation.identity import Identity
@@ -35,21 +36,12 @@ __all__ = ["FastForward"]
 
 logger = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Resolve = Callable[[str], tuple[str, str] | None]
 """(peer id, tool) behind an exposed `<peer>__<tool>` name, or None when it is not a remote tool."""
 
-_MODERN = b"2026-07-28"
 _HOP_HEADERS = {b"host", b"content-length", b"connection", b"mcp-name", b"authorization", b"accept-encoding"}
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
 
 
 class FastForward:
@@ -87,10 +79,10 @@ class FastForward:
         """(peer id, upstream tool) for a modern tools/call of a remote tool, else None."""
         if scope["method"] != "POST" or scope["path"] != self._path:
             return None
-        if _header(scope, b"mcp-method") != b"tools/call" or _header(scope, b"mcp-protocol-version") != _MODERN:
+        if header(scope, b"mcp-method") != b"tools/call" or header(scope, b"mcp-protocol-version") != MODERN:
             return None
-        name = _header(scope, b"mcp-name")
-        if name is None or _header(scope, b"mcp-session-id") is not None:
+        name = header(scope, b"mcp-name")
+        if name is None or header(scope, b"mcp-session-id") is not None:
             return None
         return self._resolve(name.decode("utf-8", "replace"))
 
@@ -98,13 +90,13 @@ class FastForward:
         try:
             body = await read_body(scope, receive, self._limit)
         except BodyTooLarge:
-            await _send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"request body over {self._limit} bytes"}})
+            await send_too_large(send, self._limit)
             return
         if body is None:  # the caller left before sending the whole request
             return
-        request = _well_formed_call(body, exposed_name=_header(scope, b"mcp-name"))
+        request = _well_formed_call(body, exposed_name=header(scope, b"mcp-name"))
         if request is None:
-            await self._app(scope, _replay(body), send)  # the SDK answers malformed requests with its own JSON-RPC error
+            await self._app(scope, replay(body, receive), send)  # the SDK answers malformed requests with its own JSON-RPC error
             return
         params, request_id = request["params"], request.get("id")
         trace = Trace.from_meta(params.get("_meta") or {})
@@ -129,12 +121,12 @@ class FastForward:
             except PeerError as exc:
                 await self._end_with_error(reply, request_id, str(exc), outcome)
                 return
+        if stopping.cancelled_caught:  # first: a stop cancels the call before `left` is known
+            await self._end_with_error(reply, request_id, self._calls.refusal or "this peer is shutting down.", outcome)
+            return
         if left:
             outcome.outcome, outcome.error = "cancelled", "the caller cancelled the call (closed its request)"
             self._observe(outcome, True)
-            return
-        if stopping.cancelled_caught:
-            await self._end_with_error(reply, request_id, self._calls.refusal or "this peer is shutting down.", outcome)
             return
         outcome.ms = (time.perf_counter() - clock) * 1000
         if result is not None:
@@ -168,7 +160,7 @@ class FastForward:
             data = json.dumps(payload, separators=(",", ":")).encode()
             await send({"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": False})
         else:
-            await _send_json(send, 200, payload)
+            await send_json(send, 200, payload)
 
 
 def _well_formed_call(body: bytes, *, exposed_name: bytes | None) -> dict[str, Any] | None:
@@ -219,20 +211,5 @@ async def _unless_caller_leaves(receive: Receive, forward: Callable[[], Awaitabl
     return None, left
 
 
-def _replay(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> MutableMapping[str, Any]:
-        nonlocal sent
-        if sent:
-            await anyio.sleep_forever()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
