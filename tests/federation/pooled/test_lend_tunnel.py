@@ -81,7 +81,7 @@ async def round_trip(endpoint: str, payload: bytes) -> bytes:
 
 
 async def test_bytes_round_trip_through_the_tunnel() -> None:
-    async with echo_server() as rpc, lender(rpc) as (url, desk), LenderTunnel(url, lambda: token_of(HOST), name="lender") as tunnel:
+    async with echo_server() as rpc, lender(rpc) as (url, _), LenderTunnel(url, lambda: token_of(HOST), name="lender") as tunnel:
         payload = bytes(range(256)) * 2000  # 512 KB: several messages each way
         assert await round_trip(tunnel.endpoint, payload) == payload
         assert rpc.connections == 1
@@ -132,5 +132,5 @@ async def test_a_lender_that_is_not_serving_says_so() -> None:
     desk = LendDesk(lambda: None, require_proof=True)
     app = MeshGuard(Starlette(routes=[WebSocketRoute(LEND_PATH, desk)]), secret=SECRET, mesh_name="test", audience=lambda scope: LENDER)
     async with serve_app(app) as url, LenderTunnel(url, lambda: token_of(HOST), name="lender") as tunnel:
-        with pytest.raises(TunnelRefused, match="HTTP 503.*not lending"):
+        with pytest.raises(TunnelRefused, match=r"HTTP 503.*not lending"):
             await tunnel.probe()
