@@ -6,7 +6,8 @@ lender peer's own HTTP app: a WebSocket on `LEND_PATH`, behind the node's
 guards (Host check, mesh guard), that `LendDesk` accepts only from a peer
 that proved membership (a per-pair peer token addressed to the lender;
 `federation.proof`) and only while no other host is attached (one host at a
-time: a second one gets HTTP 409 saying who holds it). Each accepted tunnel
+time: another gets HTTP 409 saying who holds it; the attached host may open
+several, as ggml's client reconnects between its probe and the load). Each accepted tunnel
 is piped, byte for byte, to the RPC port.
 
 On the host, `LenderTunnel` listens on 127.0.0.1:0 per lender; the split
@@ -68,6 +69,7 @@ class LendDesk:
         self._rpc_port = rpc_port
         self._require_proof = require_proof
         self._on_change = on_change
+        self._tunnels = 0
         self.host: str | None = None
         """The peer id of the host attached now ("local" for a caller outside any mesh), None when free."""
 
@@ -83,18 +85,21 @@ class LendDesk:
         if port is None:
             await refuse(scope, send, 503, "this peer is not lending now (its RPC server is not running)", code=LEND_BUSY_CODE)
             return
-        if self.host is not None:
+        caller = caller or "local"
+        if self.host not in (None, caller):
             message = f"lender busy: it lends to host {self.host} now (one host at a time); try another lender or later"
             await refuse(scope, send, 409, message, code=LEND_BUSY_CODE, data={"reason": "lender_busy", "host": self.host})
             return
-        self._attach(caller or "local")
+        self._attach(caller, +1)
         try:
             await self._serve(port, scope, receive, send)
         finally:
-            self._attach(None)
+            self._attach(caller, -1)
 
-    def _attach(self, host: str | None) -> None:
-        self.host = host
+    def _attach(self, host: str, change: int) -> None:
+        """Count the attached host's tunnels: its model reconnects (a probe, then the load) and may overlap the last close."""
+        self._tunnels += change
+        self.host = host if self._tunnels else None
         self._on_change()
 
     async def _serve(self, port: int, scope: Scope, receive: Receive, send: Send) -> None:
