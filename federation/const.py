@@ -165,3 +165,6 @@ the lender for nobody. Once RPC traffic flowed, an idle model keeps its tunnel: 
 
 LEND_CONNECT_SECONDS = 5.0
 """Deadline for a host to open a lend tunnel (WebSocket handshake), and for the lender to reach its own RPC port."""
+
+SPLIT_FIND_SECONDS = 30.0
+"""How long `serve --split` waits for lenders enough to appear in the peer table before it gives up on the model."""

@@ -62,13 +62,11 @@ class LendDesk:
     `rpc_port()` is None while the lender is not serving. `require_proof`:
     the node is in a mesh with a secret, so only peer tokens pass (a node
     outside any mesh is open on loopback only, like all its routes).
-    `on_change` runs when a host attaches or leaves (the card says it).
     """
 
-    def __init__(self, rpc_port: Callable[[], int | None], *, require_proof: bool, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, rpc_port: Callable[[], int | None], *, require_proof: bool) -> None:
         self._rpc_port = rpc_port
         self._require_proof = require_proof
-        self._on_change = on_change
         self._tunnels = 0
         self.host: str | None = None
         """The peer id of the host attached now ("local" for a caller outside any mesh), None when free."""
@@ -100,7 +98,6 @@ class LendDesk:
         """Count the attached host's tunnels: its model reconnects (a probe, then the load) and may overlap the last close."""
         self._tunnels += change
         self.host = host if self._tunnels else None
-        self._on_change()
 
     async def _serve(self, port: int, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
