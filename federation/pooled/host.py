@@ -14,11 +14,11 @@ The peer itself never dies with a lender: only the child does.
 from __future__ import annotations
 
 import logging
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from federation.const import SPLIT_FIND_SECONDS
 from federation.peers import Peer, PeerTable
@@ -75,7 +75,7 @@ class MeshSplitEngine(SplitEngine):
         self._self_id = self_id
         self._tokens = tokens
         self._layer_bytes = read_gguf_info(path).layer_bytes()
-        self._tunnels: dict[str, tuple[LenderTunnel, AsyncExitStack]] = {}
+        self._tunnels: dict[str, tuple[LenderTunnel, anyio.CancelScope]] = {}
         self._by_endpoint: dict[str, Peer] = {}
         self._replanning = False
         self._attempt = 0
@@ -86,12 +86,6 @@ class MeshSplitEngine(SplitEngine):
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._first_placement)
         return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await super().__aexit__(*exc_info)
-        for _, stack in self._tunnels.values():
-            await stack.aclose()
-        self._tunnels.clear()
 
     # -- placing -------------------------------------------------------------
     async def _first_placement(self) -> None:
@@ -121,7 +115,7 @@ class MeshSplitEngine(SplitEngine):
             await tunnel.probe()
             placement.append((tunnel.endpoint, layers))
         for peer_id in set(self._tunnels) - {peer_id for peer_id, _ in plan.lenders}:
-            await self._tunnels.pop(peer_id)[1].aclose()
+            self._tunnels.pop(peer_id)[1].cancel()
         self.plan = plan
         return placement
 
@@ -130,12 +124,22 @@ class MeshSplitEngine(SplitEngine):
             return self._tunnels[peer_id][0]
         peer = self._peers.get(peer_id)
         assert peer is not None, "the planner chose a peer of the table"
-        url = next(peer.routes[via] for via in _DIRECT if via in peer.routes)
-        stack = AsyncExitStack()
-        tunnel = await stack.enter_async_context(LenderTunnel(base_url(url), lambda: self._tokens.headers(peer_id) if self._tokens else {}, name=peer.name))
-        self._tunnels[peer_id] = (tunnel, stack)
+        assert self._task_group is not None
+        tunnel: LenderTunnel
+        tunnel, scope = await self._task_group.start(self._keep_tunnel, peer)
+        self._tunnels[peer_id] = (tunnel, scope)
         self._by_endpoint[tunnel.endpoint] = peer
         return tunnel
+
+    async def _keep_tunnel(self, peer: Peer, *, task_status: TaskStatus[tuple[LenderTunnel, anyio.CancelScope]]) -> None:
+        """One lender's tunnel, open until its scope is cancelled (a new plan without it) or the engine stops."""
+        url = next(peer.routes[via] for via in _DIRECT if via in peer.routes)
+        tokens = self._tokens
+        headers = (lambda: tokens.headers(peer.id)) if tokens else dict
+        with anyio.CancelScope() as scope:
+            async with LenderTunnel(base_url(url), headers, name=peer.name) as tunnel:
+                task_status.started((tunnel, scope))
+                await anyio.sleep_forever()
 
     async def _run_child(self, placement: list[tuple[str, int]]) -> None:
         await super()._run_child(placement)

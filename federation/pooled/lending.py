@@ -33,6 +33,8 @@ class Lending:
         self._cache_dir = cache_dir
         self._threads = threads
         self._port: int | None = None
+        self.pid: int | None = None
+        """The RPC server's process (a child of this peer), while it runs."""
         self.desk = LendDesk(lambda: self._port, require_proof=require_proof)
         self._stack = AsyncExitStack()
 
@@ -44,7 +46,7 @@ class Lending:
             await self._stack.enter_async_context(lender)
         except LenderFailed as exc:
             raise ConfigError(f"--lend: {exc}") from exc
-        self._port = lender.port
+        self._port, self.pid = lender.port, lender.pid
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
