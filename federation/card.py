@@ -22,7 +22,15 @@ from federation.const import PROTOCOL_VERSION
 from federation.errors import CardError
 from federation.identity import Identity, b64decode_exact, peer_id_for, verify_signature
 
-__all__ = ["LendOffer", "Load", "ModelSummary", "PeerCard", "SharedModel", "ToolSummary", "card_markdown", "sign_card", "verify_card"]
+__all__ = ["LayerShare", "LendOffer", "Load", "ModelSummary", "PeerCard", "SharedModel", "ToolSummary", "card_markdown", "sign_card", "verify_card"]
+
+
+class LayerShare(BaseModel):
+    """Where some of a split model's layers are (`serve --split`): on the host itself (`id` None) or on a lender."""
+
+    peer: str
+    id: str | None = None
+    layers: int
 
 
 class ModelSummary(BaseModel):
@@ -33,6 +41,7 @@ class ModelSummary(BaseModel):
     sha256: str
     n_ctx: int
     n_gpu_layers: int = 0
+    split: list[LayerShare] | None = Field(default=None, description="a split model's layers: the host's, then each lender's")
 
 
 class SharedModel(BaseModel):
@@ -64,7 +73,8 @@ class LendOffer(BaseModel):
 
 
 _ADDED_OPTIONAL = ("lend",)
-"""Fields added after the first cards: left out of the signed bytes while unset, so cards signed before them still verify."""
+"""Fields added after the first cards: left out of the signed bytes while unset, so cards signed before them still verify
+(so is a model's `split`)."""
 
 
 class PeerCard(BaseModel):
@@ -89,6 +99,9 @@ class PeerCard(BaseModel):
         for key in _ADDED_OPTIONAL:
             if body[key] is None:
                 del body[key]
+        for model in body["models"]:
+            if model["split"] is None:
+                del model["split"]
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     def digest(self) -> str:
@@ -162,6 +175,7 @@ def card_markdown(card: PeerCard, *, tz: tzinfo | None = UTC) -> str:
             f"| {m.name} | {m.quantization} | {m.size_bytes / 1e6:.0f} MB | {m.n_ctx} | {m.n_gpu_layers} | `{m.sha256[:16]}…` |"
             for m in card.models
         ]
+        lines += [_split_line(m.name, m.split) for m in card.models if m.split]
     else:
         lines.append("(no model)")
     lines += ["", "## Tools", ""]
@@ -174,3 +188,8 @@ def card_markdown(card: PeerCard, *, tz: tzinfo | None = UTC) -> str:
 def _lend_line(offer: LendOffer) -> str:
     holder = f"holding the layers of host `{offer.host}`" if offer.host else "free"
     return f"- lends: {offer.bytes / 1e9:.1f} GB on {offer.device} for split models ({holder})"
+
+
+def _split_line(model: str, split: list[LayerShare]) -> str:
+    where = ", ".join(f"{share.peer}{f' (`{share.id[:8]}`)' if share.id else ''}: {share.layers}" for share in split)
+    return f"\n{model} is split (layers per peer): {where}"

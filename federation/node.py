@@ -421,6 +421,7 @@ class Node:
                     sha256=self.engine.sha256,
                     n_ctx=self.engine.n_ctx,
                     n_gpu_layers=self.engine.n_gpu_layers,
+                    split=self.engine.split(self.name) if isinstance(self.engine, MeshSplitEngine) and self.engine.plan else None,
                 )
             )
         unsigned = PeerCard(

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from federation.card import LayerShare
 from federation.const import SPLIT_FIND_SECONDS
 from federation.peers import Peer, PeerTable
 from federation.pooled.planner import Offer, Placement, PlanError, plan_split
@@ -160,7 +161,8 @@ class MeshSplitEngine(SplitEngine):
                 except (PlanError, TunnelRefused) as exc:
                     self._fail(f"{self.info.name} lost a lender and cannot be split again yet: {exc}")
                     continue
-                logger.info("re-placing %s without %s: %s", self.info.name, self._named(", ".join(lost)) or "no lender", self.plan)
+                gone = ", ".join(peer.name for peer in self._by_endpoint.values() if peer.id in lost) or "none"
+                logger.info("re-placing %s (lenders lost: %s): %s", self.info.name, gone, self.plan)
                 try:
                     await self.replace(placement)
                 except ModelUnavailable:
@@ -200,6 +202,11 @@ class MeshSplitEngine(SplitEngine):
             if (peer := self._by_endpoint.get(entry["endpoint"])) is not None:
                 entry |= {"lender": peer.name, "peer_id": peer.id}
         return described
+
+    def split(self, host: str) -> list[LayerShare]:
+        """The card's view of the placement: `host`'s own layers, then each lender's."""
+        lent = [LayerShare(peer=peer.name, id=peer.id, layers=layers) for endpoint, layers in self.placement if (peer := self._by_endpoint.get(endpoint))]
+        return [LayerShare(peer=host, layers=max(0, self.offloadable_layers - self.n_gpu_layers)), *lent]
 
     def lender_shares(self) -> list[tuple[str, float]]:
         """(lender id, fraction of the model's layers it holds) for the placement loaded now: what the ledger credits."""

@@ -36,7 +36,7 @@ PROMPT = "The capital of France is"
 async def split_mesh(make_settings: Callable[..., PeerSettings], **host: Any) -> AsyncIterator[tuple[Node, list[Node]]]:
     """Two lenders and a host that knows them (`--peer`), the host's split model loaded."""
     async with AsyncExitStack() as stack:
-        lenders = [await stack.enter_async_context(Node(make_settings(name=f"lender{i}", lend=True, lend_mem="200MB", threads=1, **MESH))) for i in (1, 2)]
+        lenders = [await stack.enter_async_context(Node(make_settings(name=f"lender{i}", lend=True, lend_mem="1GB", threads=1, **MESH))) for i in (1, 2)]
         settings = make_settings(name="host", model=BASE_MODEL, n_ctx=512, threads=1, split="auto", peers=[n.mcp_url for n in lenders], **MESH | host)
         node = await stack.enter_async_context(Node(settings))
         await node.wait_ready()
