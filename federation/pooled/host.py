@@ -101,7 +101,10 @@ class MeshSplitEngine(SplitEngine):
                     await anyio.sleep(0.25)
                     continue
                 self.placement, self.n_gpu_layers = placement, sum(n for _, n in placement)
+                waiting = self._ready  # `wait_ready()` callers hold this one; the child start makes a new one
                 self._start_child()
+                await self._ready.wait()
+                waiting.set()
                 return
         self._fail(f"cannot split {self.info.name} over the mesh within {SPLIT_FIND_SECONDS:g} s: {problem}")
 

@@ -63,7 +63,7 @@ async def test_split_three_ways_gives_the_unsplit_tokens_and_credits_each_lender
         assert engine.plan is not None and {peer for peer, _ in engine.plan.lenders} == {n.peer_id for n in lenders}
         result = await generate(host)
         assert not result.is_error, result
-        assert result.content[0].text == expected
+        assert result.structured_content["text"] == expected
         placement = engine.describe()["placement"]
         assert {entry.get("lender") for entry in placement[1:]} == {"lender1", "lender2"}
         assert all(lender.card().lend is not None and lender.card().lend.host == host.peer_id for lender in lenders)
