@@ -95,8 +95,8 @@ class MeshSplitEngine(SplitEngine):
         with anyio.move_on_after(SPLIT_FIND_SECONDS):
             while True:
                 try:
-                    placement = await self._placement(excluded=set())
-                except (PlanError, TunnelRefused) as exc:
+                    placement = await self._placement()
+                except PlanError as exc:
                     problem = str(exc)
                     await anyio.sleep(0.25)
                     continue
@@ -108,20 +108,25 @@ class MeshSplitEngine(SplitEngine):
                 return
         self._fail(f"cannot split {self.info.name} over the mesh within {SPLIT_FIND_SECONDS:g} s: {problem}")
 
-    async def _placement(self, excluded: set[str]) -> list[tuple[str, int]]:
-        """Plan, open (or keep) a tunnel per chosen lender and probe it; the (endpoint, layers) list to load with."""
-        plan = plan_split(self._layer_bytes, _offers(self._peers, self._self_id), lenders=self._lenders, excluded=excluded)
-        if not plan.lenders:
-            raise PlanError("no lender has room for a layer of this model")
-        placement = []
-        for peer_id, layers in plan.lenders:
-            tunnel = await self._tunnel(peer_id)
-            await tunnel.probe()
-            placement.append((tunnel.endpoint, layers))
+    async def _placement(self) -> list[tuple[str, int]]:
+        """Plan, open (or keep) a tunnel per chosen lender and probe it, planning again without any that does not
+        answer (gone, or busy though its card said free); the (endpoint, layers) list to load with."""
+        silent: set[str] = set()
+        while True:
+            plan = plan_split(self._layer_bytes, _offers(self._peers, self._self_id), lenders=self._lenders, excluded=silent)
+            if not plan.lenders:
+                raise PlanError("no lender has room for a layer of this model")
+            tunnels = [(await self._tunnel(peer_id), layers) for peer_id, layers in plan.lenders]
+            refused = {peer_id for (peer_id, _), (tunnel, _) in zip(plan.lenders, tunnels, strict=True) if not await _answers(tunnel)}
+            if not refused:
+                break
+            silent |= refused
         for peer_id in set(self._tunnels) - {peer_id for peer_id, _ in plan.lenders}:
             self._tunnels.pop(peer_id)[1].cancel()
+        if silent:
+            logger.info("splitting %s without lenders that did not answer: %s", self.info.name, ", ".join(p.name for p in self._by_endpoint.values() if p.id in silent))
         self.plan = plan
-        return placement
+        return [(tunnel.endpoint, layers) for tunnel, layers in tunnels]
 
     async def _tunnel(self, peer_id: str) -> LenderTunnel:
         if peer_id in self._tunnels:
@@ -158,14 +163,12 @@ class MeshSplitEngine(SplitEngine):
                 first, most = _REPLAN_BACKOFF_SECONDS
                 await anyio.sleep(min(most, first * 2**self._attempt))
                 self._attempt += 1
-                lost = {peer_id for peer_id, (tunnel, _) in self._tunnels.items() if not await _answers(tunnel)}
                 try:
-                    placement = await self._placement(excluded=lost)
-                except (PlanError, TunnelRefused) as exc:
+                    placement = await self._placement()
+                except PlanError as exc:
                     self._fail(f"{self.info.name} lost a lender and cannot be split again yet: {exc}")
                     continue
-                gone = ", ".join(peer.name for peer in self._by_endpoint.values() if peer.id in lost) or "none"
-                logger.info("re-placing %s (lenders lost: %s): %s", self.info.name, gone, self.plan)
+                logger.info("re-placing %s: %s", self.info.name, self.plan)
                 try:
                     await self.replace(placement)
                 except ModelUnavailable:

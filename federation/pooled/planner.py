@@ -58,7 +58,7 @@ class Placement:
 
 def _problem(offer: Offer, layer: int, excluded: Collection[str]) -> str | None:
     if offer.peer_id in excluded:
-        return "excluded (failed)"
+        return "did not answer through its tunnel"
     if not offer.up:
         return "not up"
     if offer.busy:
