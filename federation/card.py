@@ -22,7 +22,15 @@ from federation.const import PROTOCOL_VERSION
 from federation.errors import CardError
 from federation.identity import Identity, b64decode_exact, peer_id_for, verify_signature
 
-__all__ = ["Load", "ModelSummary", "PeerCard", "SharedModel", "ToolSummary", "card_markdown", "sign_card", "verify_card"]
+__all__ = ["LayerShare", "LendOffer", "Load", "ModelSummary", "PeerCard", "SharedModel", "ToolSummary", "card_markdown", "sign_card", "verify_card"]
+
+
+class LayerShare(BaseModel):
+    """Where some of a split model's layers are (`serve --split`): on the host itself (`id` None) or on a lender."""
+
+    peer: str
+    id: str | None = None
+    layers: int
 
 
 class ModelSummary(BaseModel):
@@ -33,6 +41,7 @@ class ModelSummary(BaseModel):
     sha256: str
     n_ctx: int
     n_gpu_layers: int = 0
+    split: list[LayerShare] | None = Field(default=None, description="a split model's layers: the host's, then each lender's")
 
 
 class SharedModel(BaseModel):
@@ -55,6 +64,19 @@ class Load(BaseModel):
     queued: int = 0
 
 
+class LendOffer(BaseModel):
+    """Compute this peer lends to the mesh (`serve --lend`, federation.pooled): a host splits a model over it."""
+
+    bytes: int = Field(ge=0, description="memory lent to one host's layers")
+    device: str = Field(default="cpu", description="where the lent layers run: 'cpu' or the GPU's name")
+    host: str | None = Field(default=None, description="the peer whose layers it holds now (one host at a time); None when free")
+
+
+_ADDED_OPTIONAL = ("lend",)
+"""Fields added after the first cards: left out of the signed bytes while unset, so cards signed before them still verify
+(so is a model's `split`)."""
+
+
 class PeerCard(BaseModel):
     id: str
     name: str
@@ -67,17 +89,24 @@ class PeerCard(BaseModel):
     tools: list[ToolSummary] = Field(default_factory=list)
     load: Load = Field(default_factory=Load)
     shares: list[SharedModel] = Field(default_factory=list, description="models members may pull from this peer")
+    lend: LendOffer | None = Field(default=None, description="compute it lends for split models (`serve --lend`)")
     issued_at: float = 0.0
     signature: str = ""
 
     def signed_bytes(self) -> bytes:
         """Canonical JSON of every field except the signature."""
         body = self.model_dump(mode="json", exclude={"signature"})
+        for key in _ADDED_OPTIONAL:
+            if body[key] is None:
+                del body[key]
+        for model in body["models"]:
+            if model["split"] is None:
+                del model["split"]
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     def digest(self) -> str:
         """Short hash of what the peer offers (not its load): changes when models or tools change."""
-        body = self.model_dump(mode="json", include={"id", "name", "mesh", "endpoints", "models", "tools", "protocol", "shares"})
+        body = self.model_dump(mode="json", include={"id", "name", "mesh", "endpoints", "models", "tools", "protocol", "shares", "lend"})
         raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return hashlib.sha256(raw).hexdigest()[:12]
 
@@ -135,6 +164,7 @@ def card_markdown(card: PeerCard, *, tz: tzinfo | None = UTC) -> str:
         f"- protocol: {card.protocol}; software: {card.software}",
         f"- load: {card.load.in_flight} in flight, {card.load.queued} queued",
         *(f"- endpoint: <{url}>" for url in card.endpoints),
+        *([_lend_line(card.lend)] if card.lend else []),
         "",
         "## Models",
         "",
@@ -145,6 +175,7 @@ def card_markdown(card: PeerCard, *, tz: tzinfo | None = UTC) -> str:
             f"| {m.name} | {m.quantization} | {m.size_bytes / 1e6:.0f} MB | {m.n_ctx} | {m.n_gpu_layers} | `{m.sha256[:16]}…` |"
             for m in card.models
         ]
+        lines += [_split_line(m.name, m.split) for m in card.models if m.split]
     else:
         lines.append("(no model)")
     lines += ["", "## Tools", ""]
@@ -152,3 +183,13 @@ def card_markdown(card: PeerCard, *, tz: tzinfo | None = UTC) -> str:
     signed = datetime.fromtimestamp(card.issued_at, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
     lines += ["", f"Signed by `{card.pubkey}` on {signed}.", ""]
     return "\n".join(lines)
+
+
+def _lend_line(offer: LendOffer) -> str:
+    holder = f"holding the layers of host `{offer.host}`" if offer.host else "free"
+    return f"- lends: {offer.bytes / 1e9:.1f} GB on {offer.device} for split models ({holder})"
+
+
+def _split_line(model: str, split: list[LayerShare]) -> str:
+    where = ", ".join(f"{share.peer}{f' (`{share.id[:8]}`)' if share.id else ''}: {share.layers}" for share in split)
+    return f"\n{model} is split (layers per peer): {where}"

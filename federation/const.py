@@ -151,3 +151,20 @@ ANSWER_RESTARTS_PREFIX = "[answer restarts] "
 """Starts the progress message sent when a routed answer's peer died and the answer starts
 again on another peer: what streamed before it is void. Stock clients show it as a line of
 text; `Mesh.ask` (its `on_restart`) and the TUI clear the partial answer."""
+
+# -- pooled compute (federation.pooled) ---------------------------------------
+LEND_PATH = "/lend/rpc"
+"""WebSocket route of a lending peer: a proven member's bytes piped to its loopback-only ggml RPC server."""
+
+LEND_FRAME_BYTES = 1024 * 1024
+"""Largest WebSocket message either end of a lend tunnel sends or accepts; a bigger one closes the tunnel (1009)."""
+
+LEND_FIRST_BYTES_SECONDS = 10.0
+"""A lend tunnel that carries no byte this long after it opened is closed: an attached host that says nothing holds
+the lender for nobody. Once RPC traffic flowed, an idle model keeps its tunnel: WebSocket pings find dead ends."""
+
+LEND_CONNECT_SECONDS = 5.0
+"""Deadline for a host to open a lend tunnel (WebSocket handshake), and for the lender to reach its own RPC port."""
+
+SPLIT_FIND_SECONDS = 30.0
+"""How long `serve --split` waits for lenders enough to appear in the peer table before it gives up on the model."""

@@ -77,7 +77,9 @@ from federation.listen import bind_socket, start_uvicorn
 from federation.membership import MeshGuard
 from federation.models_store import ModelStore
 from federation.peers import Peer, PeerTable
-from federation.proof import MeshKeys, ProofDesk
+from federation.pooled.host import MODEL_TOOLS, MeshSplitEngine
+from federation.pooled.lending import Lending
+from federation.proof import MeshKeys, ProofDesk, Tokens
 from federation.pull.serve import ChunkServer
 from federation.ratelimit import RateLimit
 from federation.routing import CallLedger, FastForward, Forwarder, Router
@@ -143,6 +145,12 @@ class Node:
         self.events = EventBus()
         self.peers = PeerTable(self.events, self.identity.peer_id)
         self.engine: LlamaEngine | None = self._make_engine()
+        self.lending = (
+            Lending(mem_bytes=self.settings.lend_bytes(), cache_dir=self.home / "rpc-cache", threads=self.settings.threads, require_proof=keys is not None)
+            if self.settings.lend
+            else None
+        )
+        """`--lend`: the ggml RPC server other peers' split models use, behind `LEND_PATH` (federation.pooled)."""
         self.tools = ToolHost(
             self.name,
             version=SOFTWARE,
@@ -192,6 +200,19 @@ class Node:
             return None
         try:
             path = model_path(choice)
+            if self.settings.split is not None:
+                tokens = Tokens(self.member.keys, self.peer_id) if self.member else None
+                return MeshSplitEngine(
+                    path,
+                    lenders=self.settings.split_lenders(),
+                    peers=self.peers,
+                    self_id=self.identity.peer_id,
+                    tokens=tokens,
+                    n_ctx=self.settings.n_ctx,
+                    n_threads=self.settings.threads,
+                    queue_limit=self.settings.queue_limit,
+                    queue_per_caller=self.settings.queue_per_caller,
+                )
             return LlamaEngine(
                 path,
                 n_ctx=self.settings.n_ctx,
@@ -218,6 +239,8 @@ class Node:
                 await self.tools.add_provider(HostedServer(model_server))
                 await self.content.add_server(model_server)
             await self._host_shared_tools(stack)
+            if self.lending is not None:
+                await stack.enter_async_context(self.lending)
             await stack.enter_async_context(self.forwarder)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             if self.settings.share_models:
@@ -400,6 +423,7 @@ class Node:
                     sha256=self.engine.sha256,
                     n_ctx=self.engine.n_ctx,
                     n_gpu_layers=self.engine.n_gpu_layers,
+                    split=self.engine.split(self.name) if isinstance(self.engine, MeshSplitEngine) and self.engine.plan else None,
                 )
             )
         unsigned = PeerCard(
@@ -413,6 +437,7 @@ class Node:
             tools=[ToolSummary(name=t.name, description=t.description or "") for t in self.tools.local_tools],
             load=self.load(),
             shares=self.model_store.shared() if self.settings.share_models else [],
+            lend=self.lending.offer() if self.lending else None,
         )
         return sign_card(unsigned, self.identity)
 
@@ -428,6 +453,8 @@ class Node:
         self._metrics.tokens.labels("in").inc(call.tokens_in)
         self._metrics.tokens.labels("out").inc(call.tokens_out)
         self.ledger.served(call)
+        if isinstance(self.engine, MeshSplitEngine) and call.tool in MODEL_TOOLS:
+            self.ledger.lent(call, self.engine.lender_shares())
 
     # -- HTTP routes -------------------------------------------------------
     def _routes(self) -> list[Route]:
@@ -442,6 +469,7 @@ class Node:
             Route(METRICS_PATH, self._get_metrics, methods=["GET"]),
             *self.publication.routes(),
             *self._chunks.routes(),
+            *(self.lending.routes() if self.lending else []),
         ]
 
     async def _get_card(self, request: Request) -> Response:

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import Scope, Send
 
-__all__ = ["error_body", "refuse"]
+__all__ = ["error_body", "error_message", "refuse"]
 
 _WS_REASON_BYTES = 120
 """WebSocket close reasons are capped at 123 bytes."""
@@ -27,6 +27,14 @@ def error_body(message: str, *, code: int, data: dict[str, Any] | None = None) -
     if data:
         error["data"] = data
     return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode("utf-8")
+
+
+def error_message(body: bytes | bytearray | None) -> str:
+    """The message of a JSON-RPC error body (a refusal read back by a client), or the raw text."""
+    try:
+        return str(json.loads(body or b"")["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return (body or b"").decode("utf-8", "replace")[:200]
 
 
 async def refuse(

@@ -304,6 +304,18 @@ class MeshSettings(BaseSettings):
         )
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def parse_size(text: str, flag: str) -> int:
+    """Bytes of a size people write (`2GB`, `512MiB`, `1.5g`); ConfigError naming `flag` otherwise."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _SIZE_UNITS or float(match.group(1)) <= 0:
+        raise ConfigError(f"{flag} takes a size such as 512MB or 2GB, not {text!r}.")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
 class PeerSettings(MeshSettings):
     """Everything `mcpfed serve` can be told."""
 
@@ -330,6 +342,32 @@ class PeerSettings(MeshSettings):
     share_models: bool = Field(default=True, description="let mesh members pull the served model and <home>/models/*.gguf (federation.pull)")
     share_rate: float = Field(default=0.0, ge=0, description="MB/s this peer sends model chunks at, all pulls together; 0 = no cap")
     model_chunk_bytes: int = Field(default=CHUNK_BYTES, ge=64 * 1024, le=MAX_CHUNK_BYTES, description="chunk size of the manifests this peer signs")
+    lend: bool = Field(default=False, description="lend compute for other peers' split models: a ggml RPC server reached only through the mesh")
+    lend_mem: str = Field(default="2GB", description="memory lent with --lend: 512MB, 2GB, ...")
+    split: str | None = Field(default=None, description="split --model over lenders: 'auto' (every usable one) or N (the best N); None = no split")
+
+    @field_validator("lend_mem")
+    @classmethod
+    def _lend_mem_is_a_size(cls, value: str) -> str:
+        parse_size(value, "--lend-mem")
+        return value.strip()
+
+    def lend_bytes(self) -> int:
+        return parse_size(self.lend_mem, "--lend-mem")
+
+    @field_validator("split")
+    @classmethod
+    def _split_is_auto_or_a_count(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "none", "off"):
+            return None
+        value = value.strip().lower()
+        if value != "auto" and not (value.isdigit() and int(value) >= 1):
+            raise ConfigError(f"--split takes 'auto' (every usable lender) or a number of lenders (1, 2, ...), not {value!r}.")
+        return value
+
+    def split_lenders(self) -> int | None:
+        """How many lenders `--split` asks for; None for 'auto' (and for no split: check `split` first)."""
+        return None if self.split in (None, "auto") else int(self.split)
 
     @field_validator("rate_limit")
     @classmethod

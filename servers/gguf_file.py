@@ -49,6 +49,23 @@ class GGUFInfo:
     version: int
     tensor_count: int
     metadata: dict[str, Any] = field(repr=False)
+    tensors: tuple[tuple[str, int], ...] = field(default=(), repr=False)
+    """(name, offset in the data section) of each tensor, in header order."""
+    data_bytes: int = 0
+    """Length of the data section (the tensors, with their alignment padding)."""
+
+    def layer_bytes(self) -> list[int]:
+        """Bytes of each repeating block (`blk.N.*`), in block order: what placing a layer elsewhere moves.
+
+        A tensor's size is the gap to the next tensor's offset (padding included), so no type table is needed.
+        """
+        ordered = sorted(self.tensors, key=lambda tensor: tensor[1])
+        ends = [offset for _, offset in ordered[1:]] + [self.data_bytes]
+        blocks: dict[int, int] = {}
+        for (name, offset), end in zip(ordered, ends, strict=True):
+            if name.startswith("blk.") and (index := name.split(".")[1]).isdigit():
+                blocks[int(index)] = blocks.get(int(index), 0) + end - offset
+        return [blocks[index] for index in sorted(blocks)]
 
     @property
     def architecture(self) -> str:
@@ -142,17 +159,20 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
             value = reader.value(reader.scalar("<I"))
             if value is not None:
                 metadata[key] = value
-        last_offset = 0
+        tensors = []
         for _ in range(tensor_count):
-            reader.string()
+            tensor_name = reader.string()
             n_dims = reader.scalar("<I")
             reader.take(8 * n_dims + 4)
-            last_offset = max(last_offset, reader.scalar("<Q"))
+            tensors.append((tensor_name, reader.scalar("<Q")))
+        last_offset = max((offset for _, offset in tensors), default=0)
         alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT))
         data_start = -(-stream.tell() // alignment) * alignment
     if tensor_count and data_start + last_offset >= size:
         raise GGUFError(f"{path} is truncated: its tensors need more than {data_start + last_offset} bytes but the file has {size}. Download it again.")
-    return GGUFInfo(path=path, size=size, version=version, tensor_count=tensor_count, metadata=metadata)
+    return GGUFInfo(
+        path=path, size=size, version=version, tensor_count=tensor_count, metadata=metadata, tensors=tuple(tensors), data_bytes=size - data_start
+    )
 
 
 def sha256_of(path: str | Path, chunk_size: int = 1 << 20, *, stop: threading.Event | None = None) -> str:

@@ -101,6 +101,7 @@ class ModelInfo(BaseModel):
     in_flight: int
     queued: int
     requests_served: int
+    placement: list[dict[str, Any]] | None = Field(default=None, description="A split model's layers: local, then each lender's endpoint, layers and bytes")
 
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)

@@ -45,6 +45,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from servers.embedded_models import model_path
 from servers.fair_queue import DEFAULT_QUEUE_LIMIT, FairQueue
+from servers.ggml_rpc import local_gpu_present
 from servers.gguf_file import GGUFInfo, read_gguf_info, sha256_of
 from servers.token_text import TokenText
 
@@ -128,9 +129,8 @@ def default_threads() -> int:
 
 
 def gpu_offload_supported() -> bool:
-    import llama_cpp
-
-    return bool(llama_cpp.llama_supports_gpu_offload())
+    """Whether a local GPU is there: not `llama_supports_gpu_offload()`, which an RPC build also turns True."""
+    return local_gpu_present()
 
 
 class LlamaEngine:

@@ -21,7 +21,6 @@ direct route (mDNS, static) still wins, as the peer table prefers it.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -53,6 +52,7 @@ from federation.errors import CardError
 from federation.identity import Identity
 from federation.peers import PeerTable
 from federation.proof import ProofError, Tokens, prove
+from federation.refusal import error_message
 from federation.relay.frames import FrameError
 from federation.relay.peer_end import PeerEnd, TunnelRefused, handshake
 from federation.tls import client_context, verify_hint
@@ -192,7 +192,7 @@ class _RelayLink:
     def _report(self, exc: BaseException) -> None:
         """Log the first failure in a row; repeats go to debug so a down relay does not flood the log."""
         if isinstance(exc, InvalidStatus):
-            reason = f"HTTP {exc.response.status_code}: {_relay_message(exc.response.body)}"
+            reason = f"HTTP {exc.response.status_code}: {error_message(exc.response.body)}"
         elif isinstance(exc, TunnelRefused):
             reason = f"refused: {exc}"
         elif isinstance(exc, ProofError):
@@ -273,9 +273,3 @@ def _verified_cards(listing: Any, mesh: str | None) -> dict[str, PeerCard]:
     return cards
 
 
-def _relay_message(body: bytes | bytearray | None) -> str:
-    """The message of a relay's JSON-RPC error body, or the raw text."""
-    try:
-        return str(json.loads(body or b"")["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return (body or b"").decode("utf-8", "replace")[:200]

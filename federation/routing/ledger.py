@@ -67,6 +67,17 @@ class CallLedger:
         finished = _Call(trace.trace_id, trace.span_id, trace.parent, trace.caller, self._peer_id, call.tool, call.ms, call.outcome, call.error, call.tokens_in, call.tokens_out)
         self._record("served", finished, call.started)
 
+    def lent(self, call: CallOutcome, shares: list[tuple[str, float]]) -> None:
+        """A call this peer served on a split model: a `lent` row per lender, its tokens its share of the layers.
+
+        The lender did that part of the work; its row names it as callee, this peer as caller, on the call's span.
+        """
+        trace = call.trace
+        for lender, share in shares:
+            tokens_in, tokens_out = round(call.tokens_in * share), round(call.tokens_out * share)
+            part = _Call(trace.trace_id, trace.span_id, trace.parent, self._peer_id, lender, call.tool, call.ms, call.outcome, call.error, tokens_in, tokens_out)
+            self._record("lent", part, call.started)
+
     def made(self, peer: Peer, tool: str, meta: dict[str, Any], result: ToolAnswer, started: float, ms: float) -> None:
         """A call this peer made to `peer` (as `tool`, with request `meta`) was answered with `result`.
 

@@ -54,6 +54,9 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("serve", "--share-rate"): ("12.5", 12.5),
     ("serve", "--model-chunk-bytes"): ("1048576", 1048576),
     ("serve", "--public-url"): ("http://peer.example:8802/", "http://peer.example:8802"),
+    ("serve", "--lend"): ("true", True),
+    ("serve", "--lend-mem"): ("512MB", "512MB"),
+    ("serve", "--split"): ("2", "2"),
     ("gateway", "--mesh"): ("m1", "m1"),
     ("gateway", "--name"): ("desk", "desk"),
     ("gateway", "--peer"): ("http://127.0.0.1:9", ["http://127.0.0.1:9"]),
@@ -147,6 +150,8 @@ def test_serve_help_shows_the_defaults_the_peer_runs_with(tmp_path: Path) -> Non
         ("MCPFED_SHARE", '["a=x"', "MCPFED_SHARE starts with '[' but is not a JSON list"),
         ("MCPFED_GPU_LAYERS", "lots", "--gpu-layers takes 'auto', -1 (all) or a number of layers, not 'lots'"),
         ("MCPFED_RATE_LIMIT", "fast", "a rate limit looks like 20/s, 600/m or 5000/h (or 'off'), not 'fast'"),
+        ("MCPFED_LEND_MEM", "lots", "--lend-mem takes a size such as 512MB or 2GB, not 'lots'"),
+        ("MCPFED_SPLIT", "many", "--split takes 'auto' (every usable lender) or a number of lenders"),
         ("MCPFED_ALLOWED_HOST", "http://peer.example.com", "is not a host name; give a bare name like peer.example.com"),
     ],
 )
