@@ -235,6 +235,7 @@ def serve(
     share_models: Annotated[bool, typer.Option(help="Let mesh members pull the served model and <home>/models/*.gguf (`mcpfed pull`).")] = True,
     share_rate: Annotated[float, typer.Option(help="MB/s this peer sends model chunks at, all pulls together (0 = no cap); tool calls always come first.")] = 0.0,
     model_chunk_bytes: Annotated[int, typer.Option(help="Chunk size of the manifests this peer signs for the models it shares.")] = CHUNK_BYTES,
+    copies: Annotated[int, typer.Option(help="Run N peers on this host: each its own process, identity, home (<home>/copies/<i>), name (<name>-<i>), port; shared imported code. SIGTERM stops all.")] = 1,
     public_url: PublicUrlOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
@@ -246,7 +247,19 @@ def serve(
     """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL. A --model NAME or sha256:HEX not on disk is pulled from the mesh first."""
     from federation.settings import PeerSettings
 
-    _run_until_interrupted(_serve, _settings(ctx, PeerSettings))
+    settings = _settings(ctx, PeerSettings)
+    if settings.copies > 1:
+        _serve_copies(settings)
+    _run_until_interrupted(_serve, settings)
+
+
+def _serve_copies(settings: Any) -> NoReturn:
+    """`serve --copies N`: N peers forked from this process (federation.fleet); exits when all have stopped."""
+    from federation.fleet import copy_problem, run_copies
+
+    if problem := copy_problem(settings):
+        _fail(problem, 2)
+    raise typer.Exit(run_copies(settings, partial(_run_until_interrupted, _serve), lambda line: err.print(line, highlight=False)))
 
 
 class _StopSignals:

@@ -330,6 +330,7 @@ class PeerSettings(MeshSettings):
     share_models: bool = Field(default=True, description="let mesh members pull the served model and <home>/models/*.gguf (federation.pull)")
     share_rate: float = Field(default=0.0, ge=0, description="MB/s this peer sends model chunks at, all pulls together; 0 = no cap")
     model_chunk_bytes: int = Field(default=CHUNK_BYTES, ge=64 * 1024, le=MAX_CHUNK_BYTES, description="chunk size of the manifests this peer signs")
+    copies: int = Field(default=1, ge=1, le=1000, description="peers to run on this host, forked from one process (federation.fleet)")
 
     @field_validator("rate_limit")
     @classmethod
