@@ -5,12 +5,15 @@
     python -m bench.scale --n '' --calls 1000         # only the relay's cost per call
 
 For each way to meet (loopback mDNS; one relay with mDNS off) and each N,
-N light peers (`mcpfed serve --model none`, one process each, default
-timings) are launched at once, then:
+N light peers (`mcpfed serve --model none --copies N`: forked from one
+process that imported the code once; `--launch spawn` for one process each,
+default timings) are launched at once, then:
 
 - converge: from the last one serving until every peer lists every other up
-  (launch -> serving is Python start-up, printed apart);
-- RSS per peer (median) and the idle mesh's CPU over 5 s, in cores;
+  (launch -> serving is start-up, printed apart);
+- RSS per peer (median) and PSS per peer (shared pages split between the
+  processes sharing them, the parent's included), and the idle mesh's CPU
+  over 5 s, in cores;
 - pings/s per peer, from each peer's `/health` counter (SWIM-style liveness:
   flat in N; it was N-1 before);
 - crash: one peer SIGKILLed until every other lists it dead (mDNS) or no
@@ -19,7 +22,8 @@ timings) are launched at once, then:
 
 Then the relay's CPU per 1,000 relayed `echo` calls (one client session,
 one peer), and the import floor: RSS of a Python that only imported the
-peer's code, against a running light peer.
+peer's code, against a running light peer. The machine's 1-minute load
+average is printed beside each figure: it is shared.
 
 It stops by itself: every wait has a deadline (a size that misses one is
 printed as such and the run goes on), and once `--budget` seconds are spent

@@ -11,11 +11,11 @@ third `dead`, or the first already when another peer reported it failing
 removes it at once.
 
 A peer that has never answered a contact is at most `suspect` for its first
-`JOIN_GRACE_SECONDS` (misses alone never make it `dead`): while many peers
-start at once on a loaded machine, pings time out, and every suspect/dead
-flip costs every peer work (events, tool lists, store rows), which kept a
-50-peer start-up saturated. A refused connection backed by another peer's
-report (`fail`) still kills it at once: no process is there at all.
+`JOIN_GRACE_SECONDS` as far as timeouts go (`miss(..., timed_out=True)`):
+while many peers start at once on a loaded machine, pings time out, and
+every suspect/dead flip costs every peer work (events, tool lists, store
+rows), which kept a 50-peer start-up saturated. A refused or reset
+connection is no slow start-up (no process is there), so it counts as ever.
 """
 
 from __future__ import annotations
@@ -172,17 +172,14 @@ class PeerTable:
         peer.misses = 0
         peer.status = "up"
 
-    def miss(self, peer_id: str) -> None:
-        """A failed contact: suspect after the first, dead after `DEAD_AFTER_MISSES` (once it has answered, or its grace ran out)."""
-        self._miss(peer_id, joining_spared=True)
-
-    def _miss(self, peer_id: str, *, joining_spared: bool) -> None:
+    def miss(self, peer_id: str, *, timed_out: bool = False) -> None:
+        """A failed contact: suspect after the first, dead after `DEAD_AFTER_MISSES` (timeouts: once it has answered, or its grace ran out)."""
         peer = self._peers.get(peer_id)
         if peer is None or peer.status == "dead":
             return
         peer.misses += 1
         joining = not peer.answered and time.time() - peer.first_seen < JOIN_GRACE_SECONDS
-        if peer.misses >= DEAD_AFTER_MISSES and not (joining and joining_spared):
+        if peer.misses >= DEAD_AFTER_MISSES and not (joining and timed_out):
             peer.status = "dead"
             peer.in_flight = peer.queued = 0  # its last report said busy; a dead peer runs nothing we could wait for
             self._events.publish("peer_down", reason="unresponsive", **peer.fields())
@@ -196,9 +193,9 @@ class PeerTable:
         if peer is None or peer.status == "dead":
             return
         if peer.status == "up":
-            self._miss(peer_id, joining_spared=False)
+            self.miss(peer_id)
         peer.misses = DEAD_AFTER_MISSES - 1
-        self._miss(peer_id, joining_spared=False)
+        self.miss(peer_id)
 
     def drop_route(self, peer_id: str, via: Via, *, reason: Literal["left", "forgotten"] = "left") -> None:
         """One way to a peer went away (mDNS goodbye, relay lost); remove the peer if none is left.

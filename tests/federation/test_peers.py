@@ -81,7 +81,6 @@ async def test_any_success_brings_a_suspect_or_dead_peer_back_up(misses: int) ->
     peers, bus, events = table()
     alice = Identity.generate()
     peers.admit(card_of(alice), "mdns", "http://127.0.0.1:1/mcp")
-    peers.observe(alice.peer_id, latency_ms=3.0)
     for _ in range(misses):
         peers.miss(alice.peer_id)
     peers.observe(alice.peer_id, latency_ms=3.0)
@@ -96,7 +95,6 @@ async def test_a_dead_peer_that_announces_itself_again_is_up() -> None:
     peers, bus, events = table()
     alice = Identity.generate()
     peers.admit(card_of(alice), "mdns", "http://127.0.0.1:1/mcp")
-    peers.observe(alice.peer_id, latency_ms=3.0)
     for _ in range(DEAD_AFTER_MISSES):
         peers.miss(alice.peer_id)
     peers.admit(card_of(alice), "mdns", "http://127.0.0.1:1/mcp")
@@ -105,19 +103,22 @@ async def test_a_dead_peer_that_announces_itself_again_is_up() -> None:
 
 
 async def test_a_peer_that_never_answered_is_not_reported_dead_while_it_joins() -> None:
-    """Start-up on a loaded machine: pings to a peer still starting time out; that is no death, and no `peer_down` flip."""
+    """Start-up on a loaded machine: pings to a peer still starting time out; that is no death, and no `peer_down` flip.
+
+    A refusal is: no process is there at all."""
     peers, bus, events = table()
     alice, bob, carol = Identity.generate(), Identity.generate(), Identity.generate()
     for who in (alice, bob, carol):
         peers.admit(card_of(who), "mdns", "http://127.0.0.1:1/mcp")
     for _ in range(DEAD_AFTER_MISSES * 3):
-        peers.miss(alice.peer_id)
+        peers.miss(alice.peer_id, timed_out=True)
     assert peers.get(alice.peer_id).status == "suspect"  # type: ignore[union-attr]
-    peers.fail(bob.peer_id)  # refused, and another peer reported it dead: no process is there at all
+    for _ in range(DEAD_AFTER_MISSES):
+        peers.miss(bob.peer_id)  # refused: no process is there at all, however new
     assert peers.get(bob.peer_id).status == "dead"  # type: ignore[union-attr]
     peers.get(carol.peer_id).first_seen -= JOIN_GRACE_SECONDS  # type: ignore[union-attr]  # known for the whole grace, never answered
     for _ in range(DEAD_AFTER_MISSES):
-        peers.miss(carol.peer_id)
+        peers.miss(carol.peer_id, timed_out=True)
     assert peers.get(carol.peer_id).status == "dead", "a peer that never answers is not kept forever"  # type: ignore[union-attr]
     kinds = [(kind, status) for kind, status, _ in await published(bus, events)]
     assert kinds.count(("peer_suspect", "suspect")) == 3 and kinds.count(("peer_down", "dead")) == 2

@@ -6,13 +6,16 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+from anyio.abc import Process
 
-from tests.support.discovery import PeerProcess, SpawnPeer
+from tests.support.discovery import FAST_HEALTH_INTERVAL
 from tests.support.paths import REPO
 from tests.support.waiting import wait_until
 
@@ -21,14 +24,26 @@ pytestmark = pytest.mark.anyio
 _COPIES = 3
 
 
-async def _urls(peer: PeerProcess, count: int) -> list[str]:
-    """The first copy's URL `spawn_peer` read, and the others' lines after it."""
-    assert peer.process.stdout is not None
-    buffered = b""
-    with anyio.fail_after(30):
-        while buffered.count(b"\n") < count - 1:
-            buffered += await peer.process.stdout.receive()
-    return [peer.mcp_url, *buffered.decode().split()]
+@asynccontextmanager
+async def _fleet(tmp_path: Path, mesh: str, count: int, *args: str) -> AsyncIterator[tuple[Process, list[str], Path]]:
+    """`mcpfed serve --copies count` in a child process: (the parent, each copy's URL, its stderr log); killed at the end."""
+    log = tmp_path / "fleet.log"
+    command = [sys.executable, "-m", "federation.cli", "serve", "--model", "none", "--port", "0", "--name", "fl", "--home", str(tmp_path / "fl"), "--copies", str(count), *args]
+    environment = os.environ | {"MCPFED_MESH": mesh, "MCPFED_HEALTH_INTERVAL": str(FAST_HEALTH_INTERVAL), "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as stderr:
+        process = await anyio.open_process(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        assert process.stdout is not None
+        buffered = b""
+        with anyio.fail_after(60):
+            while buffered.count(b"\n") < count:
+                buffered += await process.stdout.receive()
+        yield process, buffered.decode().split(), log
+    finally:
+        with anyio.CancelScope(shield=True):
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
 
 
 def _children(pid: int) -> list[int]:
@@ -45,35 +60,33 @@ async def _up_names(http: httpx.AsyncClient, url: str) -> set[str]:
     return {p["name"] for p in body["peers"] if p["status"] == "up"}
 
 
-async def test_copies_see_each_other_and_all_stop_on_one_sigterm(spawn_peer: SpawnPeer) -> None:
-    fleet = await spawn_peer("fl", "--copies", str(_COPIES))
-    urls = await _urls(fleet, _COPIES)
-    copies = _children(fleet.process.pid)
-    assert len(set(urls)) == _COPIES and len(copies) == _COPIES, "one process and one port per copy"
-    names = {f"fl-{i}" for i in range(_COPIES)}
-    async with httpx.AsyncClient(trust_env=False) as http:
+async def test_copies_see_each_other_and_all_stop_on_one_sigterm(tmp_path: Path, mesh: str) -> None:
+    async with _fleet(tmp_path, mesh, _COPIES) as (fleet, urls, log):
+        copies = _children(fleet.pid)
+        assert len(set(urls)) == _COPIES and len(copies) == _COPIES, "one process and one port per copy"
+        names = {f"fl-{i}" for i in range(_COPIES)}
+        async with httpx.AsyncClient(trust_env=False) as http:
 
-        async def all_see_all() -> bool:
-            seen = [await _up_names(http, url) for url in urls]
-            return all(len(s) == _COPIES - 1 and s < names for s in seen)
+            async def all_see_all() -> bool:
+                seen = [await _up_names(http, url) for url in urls]
+                return all(len(s) == _COPIES - 1 and s < names for s in seen)
 
-        await wait_until(all_see_all, "every copy lists the others up", timeout=30)
-        ids = {(await http.get(url.removesuffix("/mcp") + "/health")).json()["id"] for url in urls}
-    assert len(ids) == _COPIES, "each copy has its own identity"
-    fleet.process.send_signal(signal.SIGTERM)
-    with anyio.fail_after(20):
-        assert await fleet.process.wait() == 0
-    await wait_until(lambda: _gone(copies), "every copy exited with the parent")
-    assert fleet.log.read_text().count("stopped") == _COPIES, "each copy stopped cleanly"
+            await wait_until(all_see_all, "every copy lists the others up", timeout=30)
+            ids = {(await http.get(url.removesuffix("/mcp") + "/health")).json()["id"] for url in urls}
+        assert len(ids) == _COPIES, "each copy has its own identity"
+        fleet.send_signal(signal.SIGTERM)
+        with anyio.fail_after(20):
+            assert await fleet.wait() == 0
+        await wait_until(lambda: _gone(copies), "every copy exited with the parent")
+        assert log.read_text().count("stopped") == _COPIES, "each copy stopped cleanly"
 
 
-async def test_copies_do_not_outlive_a_killed_parent(spawn_peer: SpawnPeer) -> None:
-    fleet = await spawn_peer("fk", "--copies", "2", "--mdns", "off")
-    await _urls(fleet, 2)
-    copies = _children(fleet.process.pid)
-    fleet.process.kill()
-    await fleet.process.wait()
-    await wait_until(lambda: _gone(copies), "every copy exited after its parent was SIGKILLed", timeout=20)
+async def test_copies_do_not_outlive_a_killed_parent(tmp_path: Path, mesh: str) -> None:
+    async with _fleet(tmp_path, mesh, 2, "--mdns", "off") as (fleet, _, _):
+        copies = _children(fleet.pid)
+        fleet.kill()
+        await fleet.wait()
+        await wait_until(lambda: _gone(copies), "every copy exited after its parent was SIGKILLed", timeout=20)
 
 
 def test_copies_with_one_database_for_all_are_refused_in_one_line(tmp_path: Path) -> None:
