@@ -5,12 +5,15 @@
     python -m bench.scale --n '' --calls 1000         # only the relay's cost per call
 
 For each way to meet (loopback mDNS; one relay with mDNS off) and each N,
-N light peers (`mcpfed serve --model none`, one process each, default
-timings) are launched at once, then:
+N light peers (`mcpfed serve --model none --copies N`: forked from one
+process that imported the code once; `--launch spawn` for one process each,
+default timings) are launched at once, then:
 
 - converge: from the last one serving until every peer lists every other up
-  (launch -> serving is Python start-up, printed apart);
-- RSS per peer (median) and the idle mesh's CPU over 5 s, in cores;
+  (launch -> serving is start-up, printed apart);
+- RSS per peer (median) and PSS per peer (shared pages split between the
+  processes sharing them, the parent's included), and the idle mesh's CPU
+  over 5 s, in cores;
 - pings/s per peer, from each peer's `/health` counter (SWIM-style liveness:
   flat in N; it was N-1 before);
 - crash: one peer SIGKILLed until every other lists it dead (mDNS) or no
@@ -19,7 +22,8 @@ timings) are launched at once, then:
 
 Then the relay's CPU per 1,000 relayed `echo` calls (one client session,
 one peer), and the import floor: RSS of a Python that only imported the
-peer's code, against a running light peer.
+peer's code, against a running light peer. The machine's 1-minute load
+average is printed beside each figure: it is shared.
 
 It stops by itself: every wait has a deadline (a size that misses one is
 printed as such and the run goes on), and once `--budget` seconds are spent
@@ -29,6 +33,9 @@ the remaining sizes are skipped. Everything started is killed on exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,7 +51,7 @@ import httpx
 from anyio.abc import Process
 from mcp import Client
 
-from bench._fleet import REPO, Fleet, cpu_seconds, rss_bytes
+from bench._fleet import REPO, Fleet, children, cpu_seconds, pss_bytes, rss_bytes
 from federation.discovery.relay import relayed_url
 
 _IDLE_SECONDS = 5.0
@@ -106,9 +113,11 @@ class Mesh:
         return sum(b.get("pings", 0) for b in (await self._each(list(range(len(self.bases))), "/health")).values() if isinstance(b, dict))
 
 
-async def _mesh_run(fleet: Fleet, http: httpx.AsyncClient, size: int, via: str, relay: Process | None, relay_url: str) -> Figures:
-    extra = ("--mdns", "off", "--relay", relay_url) if via == "relay" else ()
-    launched = time.perf_counter()
+async def _start(fleet: Fleet, size: int, via: str, launch: str, extra: tuple[str, ...]) -> tuple[list[Process], list[int], list[str]]:
+    """N light peers: forked from one `serve --copies N` (fork) or one process each (spawn); (processes, peer pids, URLs)."""
+    if launch == "fork":
+        parent, urls = await fleet.launch_copies(f"{via}{size}", size, *extra)
+        return [parent], children(parent.pid), urls
     processes = [await fleet.launch(f"{via}{size}-{i}", *extra) for i in range(size)]
     urls = [""] * size
 
@@ -118,33 +127,57 @@ async def _mesh_run(fleet: Fleet, http: httpx.AsyncClient, size: int, via: str, 
     async with anyio.create_task_group() as task_group:
         for i in range(size):
             task_group.start_soon(read, i)
+    return processes, [p.pid for p in processes], urls
+
+
+async def _mesh_run(fleet: Fleet, http: httpx.AsyncClient, size: int, via: str, launch: str, relay: Process | None, relay_url: str) -> Figures:
+    extra = ("--mdns", "off", "--relay", relay_url) if via == "relay" else ()
+    launched = time.perf_counter()
+    processes, pids, urls = await _start(fleet, size, via, launch, extra)
     serving = time.perf_counter() - launched
     mesh = Mesh(http, processes, urls)
     everyone = list(range(size))
     check = await mesh.converged(lambda peers: sum(p["status"] == "up" for p in peers) == size - 1, everyone)
     converge = await _until(check, _CONVERGE_DEADLINE)
-    figures: Figures = {"serving": serving, "converge": converge, "rss_mb": statistics.median(rss_bytes(p.pid) for p in processes) / 1e6}
-    watched = [*processes, *([relay] if relay else [])]
-    cpu_before = [cpu_seconds(p.pid) for p in watched]
+    shared = sum(pss_bytes(p.pid) for p in processes) if launch == "fork" else 0  # the parent's pages, shared by all copies
+    figures: Figures = {
+        "serving": serving,
+        "converge": converge,
+        "rss_mb": statistics.median(rss_bytes(pid) for pid in pids) / 1e6,
+        "pss_mb": (sum(pss_bytes(pid) for pid in pids) + shared) / size / 1e6,
+    }
+    watched = [*pids, *([relay.pid] if relay else [])]
+    cpu_before = [cpu_seconds(pid) for pid in watched]
     pings_before, idle_from = await mesh.pings(), time.perf_counter()
     await anyio.sleep(_IDLE_SECONDS)
     pings = await mesh.pings() - pings_before
     idle = time.perf_counter() - idle_from  # longer than asked on a saturated machine
-    cpu = [(cpu_seconds(p.pid) - before) / idle for p, before in zip(watched, cpu_before, strict=True)]
+    cpu = [(cpu_seconds(pid) - before) / idle for pid, before in zip(watched, cpu_before, strict=True)]
     figures["pings_per_peer_s"] = pings / size / idle
     figures["cpu_cores"] = sum(cpu[:size])
     figures["relay_cpu"] = cpu[size] if relay else None
-    victim = (await mesh._get(0, "/health") or {}).get("id")
-    processes[0].kill()
-    others = everyone[1:]
-    if via == "relay":
-        gone = await mesh.converged(lambda peers: all(p["id"] != victim or p["status"] != "up" for p in peers), others)
+    ids = {i: (body or {}).get("id") for i, body in (await mesh._each(everyone, "/health")).items()}
+    os.kill(pids[0], signal.SIGKILL)
+    killed = time.perf_counter()
+    answers = await mesh._each(everyone, "/health")  # which peer that was: the one that no longer answers
+    victim = next((i for i in everyone if not isinstance(answers[i], dict)), None)
+    if victim is None:
+        figures["crash"] = None
     else:
-        gone = await mesh.converged(lambda peers: any(p["id"] == victim and p["status"] == "dead" for p in peers), others)
-    figures["crash"] = await _until(gone, _CRASH_DEADLINE)
-    for process in processes[1:]:
-        process.kill()
+        victim_id = ids[victim]
+        others = [i for i in everyone if i != victim]
+        if via == "relay":
+            gone = await mesh.converged(lambda peers: all(p["id"] != victim_id or p["status"] != "up" for p in peers), others)
+        else:
+            gone = await mesh.converged(lambda peers: any(p["id"] == victim_id and p["status"] == "dead" for p in peers), others)
+        found = time.perf_counter() - killed
+        took = await _until(gone, _CRASH_DEADLINE)
+        figures["crash"] = None if took is None else found + took
+    for pid in pids[1:]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     for process in processes:
+        process.kill()
         await process.wait()
     return figures
 
@@ -182,21 +215,26 @@ def _cell(value: float | None, fmt: str) -> str:
     return f"{'missed':>8}" if value is None else format(value, fmt)
 
 
-def _header(via: str) -> None:
-    print(f"\n{via}")
-    print("   N | launch->serving | serving->converged | RSS/peer | idle CPU (cores) | pings/s/peer | SIGKILL->everyone knows | relay idle CPU")
+def _header(via: str, launch: str) -> None:
+    print(f"\n{via} ({launch})")
+    print("   N | launch->serving | serving->converged | RSS/peer | PSS/peer | idle CPU (cores) | pings/s/peer | SIGKILL->everyone knows | relay idle CPU | load avg")
 
 
 def _row(n: int, f: Figures) -> None:
     relay = "" if f["relay_cpu"] is None else f"{f['relay_cpu']:6.3f}"
     print(
-        f"{n:4d} | {f['serving']:13.1f} s | {_cell(f['converge'], '16.1f')} s | {f['rss_mb']:5.0f} MB | {f['cpu_cores']:16.2f} | "
-        f"{f['pings_per_peer_s']:12.1f} | {_cell(f['crash'], '21.1f')} s | {relay}",
+        f"{n:4d} | {f['serving']:13.1f} s | {_cell(f['converge'], '16.1f')} s | {f['rss_mb']:5.0f} MB | {f['pss_mb']:5.0f} MB | {f['cpu_cores']:16.2f} | "
+        f"{f['pings_per_peer_s']:12.1f} | {_cell(f['crash'], '21.1f')} s | {relay:>14} | {_load()}",
         flush=True,
     )
 
 
-async def run(sizes: list[int], ways: list[str], calls: int, budget: float) -> None:
+def _load() -> str:
+    """The 1-minute load average: the machine is shared, so every figure is printed beside it."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+async def run(sizes: list[int], ways: list[str], calls: int, budget: float, launch: str) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mcpfed-bench-scale-") as home:
         print(f"scale benchmark: light peers on loopback, default timings; budget {budget:.0f} s")
@@ -205,16 +243,16 @@ async def run(sizes: list[int], ways: list[str], calls: int, budget: float) -> N
             relay = await fleet.start("relay", "--port", "0", "--home", str(Path(home) / "relay"))
             relay_url = await fleet.url_of(relay)
             for via in ways if sizes else []:
-                _header(via)
+                _header(via, launch)
                 for size in sizes:
                     if time.perf_counter() - started > budget:
                         print(f"   (budget spent: {via} N={size} and beyond skipped)")
                         break
-                    _row(size, await _mesh_run(fleet, http, size, via, relay if via == "relay" else None, relay_url))
+                    _row(size, await _mesh_run(fleet, http, size, via, launch, relay if via == "relay" else None, relay_url))
                     await anyio.sleep(2)  # the killed fleet's records and tunnels fade before the next size
             if calls:
                 per_thousand = await _relay_cost(fleet, relay, relay_url, calls)
-                print(f"\nrelay CPU per 1,000 relayed echo calls: {per_thousand:.2f} s ({per_thousand:.2f} ms per call)")
+                print(f"\nrelay CPU per 1,000 relayed echo calls: {per_thousand:.2f} s ({per_thousand:.2f} ms per call); load avg {_load()}")
 
 
 def main() -> None:
@@ -223,9 +261,10 @@ def main() -> None:
     parser.add_argument("--via", default="mdns,relay", help="ways to meet: mdns, relay or both")
     parser.add_argument("--calls", type=int, default=1000, help="relayed calls for the relay's cost (0 to skip)")
     parser.add_argument("--budget", type=float, default=900, help="seconds after which the remaining sizes are skipped")
+    parser.add_argument("--launch", choices=("fork", "spawn"), default="fork", help="fork: one `serve --copies N`; spawn: one process per peer")
     args = parser.parse_args()
     sizes = [int(s) for s in args.n.split(",") if s.strip()]
-    anyio.run(run, sizes, [w.strip() for w in args.via.split(",") if w.strip()], args.calls, args.budget)
+    anyio.run(run, sizes, [w.strip() for w in args.via.split(",") if w.strip()], args.calls, args.budget, args.launch)
 
 
 if __name__ == "__main__":

@@ -238,6 +238,7 @@ def serve(
     lend: Annotated[bool, typer.Option(help="Lend this machine's compute for other peers' split models (ggml RPC, reached only through the mesh).")] = False,
     lend_mem: Annotated[str, typer.Option(help="Memory lent with --lend: 512MB, 2GB, ...")] = "2GB",
     split: Annotated[str | None, typer.Option(help="Split --model over lenders of the mesh: 'auto' (every usable one) or N (the best N).")] = None,
+    copies: Annotated[int, typer.Option(help="Run N peers on this host: each its own process, identity, home (<home>/copies/<i>), name (<name>-<i>), port; shared imported code. SIGTERM stops all.")] = 1,
     public_url: PublicUrlOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
@@ -249,7 +250,19 @@ def serve(
     """Run a peer until Ctrl-C (or SIGTERM) and print its MCP URL. A --model NAME or sha256:HEX not on disk is pulled from the mesh first."""
     from federation.settings import PeerSettings
 
-    _run_until_interrupted(_serve, _settings(ctx, PeerSettings))
+    settings = _settings(ctx, PeerSettings)
+    if settings.copies > 1:
+        _serve_copies(settings)
+    _run_until_interrupted(_serve, settings)
+
+
+def _serve_copies(settings: Any) -> NoReturn:
+    """`serve --copies N`: N peers forked from this process (federation.fleet); exits when all have stopped."""
+    from federation.fleet import copy_problem, run_copies
+
+    if problem := copy_problem(settings):
+        _fail(problem, 2)
+    raise typer.Exit(run_copies(settings, partial(_run_until_interrupted, _serve), lambda line: err.print(line, highlight=False)))
 
 
 class _StopSignals:

@@ -537,9 +537,10 @@ def _router(node: Node) -> Router:
 
 def _mesh_content(node: Node) -> MeshContent:
     """Other peers' resources, templates and prompts, learned over the forwarder's session pool."""
-    catalog = node.service(Router).catalog
+    router = node.service(Router)
+    catalog = router.catalog
     return MeshContent(
-        peer_id=node.peer_id, peers=node.peers, events=node.events, sessions=node.forwarder.sessions, host=node.content, on_tools_changed=catalog.learn
+        peer_id=node.peer_id, peers=node.peers, follower=router.follower, sessions=node.forwarder.sessions, host=node.content, on_tools_changed=partial(catalog.learn, listed_changed=True)
     )
 
 

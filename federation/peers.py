@@ -9,6 +9,13 @@ Liveness: each health miss counts; the first marks a peer `suspect`, the
 third `dead`, or the first already when another peer reported it failing
 (`fail`). Any success brings it back `up`. A clean leave (mDNS goodbye)
 removes it at once.
+
+A peer that has never answered a contact is at most `suspect` for its first
+`JOIN_GRACE_SECONDS` as far as timeouts go (`miss(..., timed_out=True)`):
+while many peers start at once on a loaded machine, pings time out, and
+every suspect/dead flip costs every peer work (events, tool lists, store
+rows), which kept a 50-peer start-up saturated. A refused or reset
+connection is no slow start-up (no process is there), so it counts as ever.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ from federation.card import PeerCard
 from federation.contract import PeerRow, PeerStatus, Via
 from federation.events import EventBus
 
-__all__ = ["DEAD_AFTER_MISSES", "Peer", "PeerTable"]
+__all__ = ["DEAD_AFTER_MISSES", "JOIN_GRACE_SECONDS", "Peer", "PeerTable"]
 
 DEAD_AFTER_MISSES = 3
+JOIN_GRACE_SECONDS = 30.0
+"""How long misses cannot make a peer that never answered `dead` (a start-up burst's slow answers are not deaths)."""
 _EWMA_WEIGHT = 0.3
 _PREFERENCE: dict[str, int] = {"self": 0, "static": 1, "mdns": 2, "relay": 3}
 
@@ -43,6 +52,7 @@ class Peer:
     in_flight: int = 0
     queued: int = 0
     calls_served: int = 0
+    answered: bool = False  # a contact (health ping, call) ever succeeded
 
     @property
     def id(self) -> str:
@@ -152,6 +162,7 @@ class PeerTable:
         if calls_served is not None:
             peer.calls_served = calls_served
         revived = peer.status != "up"
+        peer.answered = True
         self._mark_seen(peer)
         if revived:
             self._events.publish("peer_up", **peer.fields())
@@ -161,13 +172,14 @@ class PeerTable:
         peer.misses = 0
         peer.status = "up"
 
-    def miss(self, peer_id: str) -> None:
-        """A failed contact: suspect after the first, dead after `DEAD_AFTER_MISSES`."""
+    def miss(self, peer_id: str, *, timed_out: bool = False) -> None:
+        """A failed contact: suspect after the first, dead after `DEAD_AFTER_MISSES` (timeouts: once it has answered, or its grace ran out)."""
         peer = self._peers.get(peer_id)
         if peer is None or peer.status == "dead":
             return
         peer.misses += 1
-        if peer.misses >= DEAD_AFTER_MISSES:
+        joining = not peer.answered and time.time() - peer.first_seen < JOIN_GRACE_SECONDS
+        if peer.misses >= DEAD_AFTER_MISSES and not (joining and timed_out):
             peer.status = "dead"
             peer.in_flight = peer.queued = 0  # its last report said busy; a dead peer runs nothing we could wait for
             self._events.publish("peer_down", reason="unresponsive", **peer.fields())

@@ -368,6 +368,7 @@ class PeerSettings(MeshSettings):
     def split_lenders(self) -> int | None:
         """How many lenders `--split` asks for; None for 'auto' (and for no split: check `split` first)."""
         return None if self.split in (None, "auto") else int(self.split)
+    copies: int = Field(default=1, ge=1, le=1000, description="peers to run on this host, forked from one process (federation.fleet)")
 
     @field_validator("rate_limit")
     @classmethod

@@ -228,7 +228,7 @@ class HealthMonitor:
             if not waited.cancelled_caught and self._reported.get(peer_id, 0.0) > time.monotonic():
                 self._peers.fail(peer_id)  # refused or reset, and reported dead: a gone process, not a slow one
             else:
-                self._peers.miss(peer_id)
+                self._peers.miss(peer_id, timed_out=waited.cancelled_caught)
         else:
             self._reported.pop(peer_id, None)
             self._peers.observe(

@@ -246,12 +246,17 @@ class _RelayLink:
                 published = card.digest()
 
     async def _sync_directory(self) -> None:
+        """Read the relay's `/peers` every period; an unchanged one (304 to our ETag) keeps the cards verified last time."""
+        etag, cards = "", {}
         async with httpx.AsyncClient(timeout=RELAY_CONNECT_SECONDS, verify=client_context()) as http:
             while True:
                 try:
-                    response = await http.get(self._relay + PEERS_PATH, headers=self._credential())
-                    response.raise_for_status()
-                    self._directory.update(self._relay, _verified_cards(response.json(), self._parts.mesh))
+                    response = await http.get(self._relay + PEERS_PATH, headers=self._credential() | ({"If-None-Match": etag} if etag else {}))
+                    if response.status_code != 304:
+                        response.raise_for_status()
+                        cards = _verified_cards(response.json(), self._parts.mesh)
+                        etag = response.headers.get("etag", "")
+                    self._directory.update(self._relay, cards)
                 except (httpx.HTTPError, ValueError) as exc:
                     logger.debug("reading %s%s failed: %s", self._relay, PEERS_PATH, exc)
                 await anyio.sleep(RELAY_DIRECTORY_SECONDS)

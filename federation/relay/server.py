@@ -45,6 +45,7 @@ from federation.proof import MeshKeys, ProofDesk
 from federation.relay.directory import Directory
 from federation.relay.frames import FrameError, Limits, Publish, Refused, Welcome, encode_control, parse_control
 from federation.relay.handshake import Refusal, admit, check_card, receive_frame
+from federation.relay.listing import PeersListing
 from federation.relay.proxy import forward
 from federation.relay.settings import RelaySettings
 from federation.relay.tunnel import Tunnel
@@ -68,6 +69,7 @@ class Relay:
         self.port = 0
         self.public_url = ""
         self._tunnels: dict[str, Tunnel] = {}
+        self._listing = PeersListing()
         self._directory: Directory | None = None
         self._server: uvicorn.Server | None = None
         self._presence = anyio.CancelScope()
@@ -181,13 +183,9 @@ class Relay:
 
     async def _get_peers(self, request: Request) -> Response:
         assert self._directory is not None
-        here = [{"card": t.card.model_dump(mode="json"), "relay": self.public_url, "here": True} for t in self._tunnels.values()]
-        elsewhere = [
-            {"card": card.model_dump(mode="json"), "relay": relay_url, "here": False}
-            for card, relay_url in await self._directory.elsewhere(self.settings.mesh)
-            if card.id not in self._tunnels
-        ]
-        return JSONResponse({"relay": self.public_url, "mesh": self.settings.mesh, "peers": here + elsewhere})
+        here = [t.card for t in self._tunnels.values()]
+        elsewhere = [(card, relay_url) for card, relay_url in await self._directory.elsewhere(self.settings.mesh) if card.id not in self._tunnels]
+        return self._listing.respond(request, self.public_url, self.settings.mesh, here, elsewhere)
 
     async def _get_health(self, request: Request) -> Response:
         return JSONResponse({"ok": True, "tunnels": len(self._tunnels)})

@@ -92,10 +92,22 @@ class Catalog:
         self._listing: set[str] = set()  # peers whose tools are being listed right now
         self._listed: set[str] = set()  # peers whose tools were listed at least once (or failed to be)
 
-    async def learn(self, peer_id: str) -> None:
-        """Fetch a peer's own tools (schemas included) over its pooled session, then republish."""
+    async def learn(self, peer_id: str, *, listed_changed: bool = False) -> None:
+        """Fetch a peer's own tools (schemas included) over its pooled session, then republish.
+
+        A peer whose card lists no tools is not asked (its card changes, and is
+        learned again, when it gains one): in a mesh of light peers that spared
+        every peer a session with every other (N² sessions at start-up). The
+        peer's own `tools/list_changed` (`listed_changed`) is always followed:
+        it can come before the new card does.
+        """
         peer = self._peers.get(peer_id)
         if peer is None:
+            return
+        if not peer.card.tools and not listed_changed:  # its signed card lists its own tools: none, so a session would list nothing
+            self._listed.add(peer_id)
+            if self._remote_tools.pop(peer_id, None):
+                await self.publish()
             return
         self._listing.add(peer_id)
         try:

@@ -31,9 +31,9 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ToolsListChanged
 
 from federation.content import ContentHost, Item, Offer, list_everything, offers_of, route_of
-from federation.events import EventBus, Subscription
 from federation.peers import PeerTable
 from federation.routing.catalog import namespaced
+from federation.routing.follower import PeerFollower
 from federation.routing.sessions import SessionPool, root_cause
 
 __all__ = ["MeshContent"]
@@ -67,12 +67,12 @@ class MeshContent:
     """The mesh's offers on one peer; a service (`async with MeshContent(...)`) built from the parts it uses."""
 
     def __init__(
-        self, *, peer_id: str, peers: PeerTable, events: EventBus, sessions: SessionPool, host: ContentHost, on_tools_changed: Callable[[str], Awaitable[None]]
+        self, *, peer_id: str, peers: PeerTable, follower: PeerFollower, sessions: SessionPool, host: ContentHost, on_tools_changed: Callable[[str], Awaitable[None]]
     ) -> None:
         self._peer_id = peer_id
         self._on_tools_changed = on_tools_changed
         self._peers = peers
-        self._events = events
+        follower.add(self._learn, self._forget)
         self._sessions = sessions
         self._host = host
         self._by_peer: dict[str, list[Offer]] = {}
@@ -82,28 +82,23 @@ class MeshContent:
     async def __aenter__(self) -> MeshContent:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        self._task_group.start_soon(self._follow_peers, self._events.subscribe("peer_up", "peer_changed", "peer_down"))
         for peer in self._peers.up():
             self._task_group.start_soon(self.learn, peer.id)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         assert self._task_group is not None
-        self._task_group.cancel_scope.cancel()
-        await self._task_group.__aexit__(exc_type, exc, tb)
+        task_group, self._task_group = self._task_group, None  # the follower's news finds nothing to start from now on
+        task_group.cancel_scope.cancel()
+        await task_group.__aexit__(exc_type, exc, tb)
 
-    async def _follow_peers(self, subscription: Subscription) -> None:
-        async with subscription as events:
-            async for event in events:
-                peer_id = event.data.get("id")
-                if not peer_id:
-                    continue
-                if event.kind == "peer_down":
-                    self._by_peer.pop(peer_id, None)
-                    await self._publish()
-                else:
-                    assert self._task_group is not None
-                    self._task_group.start_soon(self.learn, peer_id)
+    def _learn(self, peer_id: str) -> None:
+        if self._task_group is not None:  # news that comes before this service starts is covered by its first look
+            self._task_group.start_soon(self.learn, peer_id)
+
+    async def _forget(self, peer_id: str) -> None:
+        if self._by_peer.pop(peer_id, None) is not None:
+            await self._publish()
 
     async def learn(self, peer_id: str) -> None:
         """Read a peer's lists and follow their changes (once per session with it)."""

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 import mcp.types as types
 from anyio.abc import TaskGroup
 from mcp.server import ServerRequestContext
@@ -30,12 +31,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.errors import PeerError
-from federation.events import EventBus, Subscription
+from federation.events import EventBus
 from federation.logrelay import relay_to
 from federation.peers import Peer, PeerTable
 from federation.routing.catalog import Catalog
 from federation.routing.choose import Target, choose, fits, next_target, ranked
 from federation.routing.elicitation import carry_input
+from federation.routing.follower import PeerFollower
 from federation.routing.forwarder import Forwarder
 from federation.routing.mesh_tools import AskResult, Attempt, FanOutResult, build_mesh_server
 from federation.routing.search import SEARCH_TOOL, Sharer
@@ -89,6 +91,9 @@ class Router:
         self._engine = engine
         self.forwarder = forwarder
         self.catalog = Catalog(peers, forwarder.sessions, lambda announce: tools.refresh(announce=announce))
+        self.follower = PeerFollower(events, peers)
+        """The node's one follower of peer events; the mesh content joins it too (`federation.routing.follower`)."""
+        self.follower.add(self._learn, self.catalog.peer_down)
         self._task_group: TaskGroup | None = None
         self._mesh_tools = HostedServer(build_mesh_server(self))
 
@@ -97,9 +102,7 @@ class Router:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         await self._tools.add_provider(self, local=False)
-        self._task_group.start_soon(self._follow_peers, self._events.subscribe("peer_up", "peer_changed", "peer_down"))
-        for peer in self._peers.up():
-            self._task_group.start_soon(self.catalog.learn, peer.id)
+        await self._task_group.start(self._run_follower)
         return self
 
     async def __aexit__(
@@ -109,15 +112,14 @@ class Router:
         self._task_group.cancel_scope.cancel()
         await self._task_group.__aexit__(exc_type, exc, tb)
 
-    async def _follow_peers(self, subscription: Subscription) -> None:
-        async with subscription as events:
-            async for event in events:
-                peer_id = event.data.get("id")
-                if event.kind in ("peer_up", "peer_changed") and peer_id:
-                    assert self._task_group is not None
-                    self._task_group.start_soon(self.catalog.learn, peer_id)
-                elif event.kind == "peer_down" and peer_id:
-                    await self.catalog.peer_down(peer_id)
+    def _learn(self, peer_id: str) -> None:
+        assert self._task_group is not None
+        self._task_group.start_soon(self.catalog.learn, peer_id)
+
+    async def _run_follower(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with self.follower:
+            task_status.started()
+            await anyio.sleep_forever()
 
     def settled(self) -> bool:
         """Every peer that is up has had its tools listed (or failed to), and no listing is running."""

@@ -53,6 +53,7 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("serve", "--share-models"): ("false", False),
     ("serve", "--share-rate"): ("12.5", 12.5),
     ("serve", "--model-chunk-bytes"): ("1048576", 1048576),
+    ("serve", "--copies"): ("4", 4),
     ("serve", "--public-url"): ("http://peer.example:8802/", "http://peer.example:8802"),
     ("serve", "--lend"): ("true", True),
     ("serve", "--lend-mem"): ("512MB", "512MB"),

@@ -8,7 +8,7 @@ from federation.card import PeerCard, ToolSummary
 from federation.contract import PeerRow
 from federation.events import EventBus, Subscription
 from federation.identity import Identity
-from federation.peers import DEAD_AFTER_MISSES, PeerTable
+from federation.peers import DEAD_AFTER_MISSES, JOIN_GRACE_SECONDS, PeerTable
 
 pytestmark = pytest.mark.anyio
 
@@ -100,6 +100,28 @@ async def test_a_dead_peer_that_announces_itself_again_is_up() -> None:
     peers.admit(card_of(alice), "mdns", "http://127.0.0.1:1/mcp")
     assert peers.get(alice.peer_id).status == "up"  # type: ignore[union-attr]
     assert [kind for kind, _, _ in await published(bus, events)] == ["peer_up", "peer_suspect", "peer_down", "peer_up"]
+
+
+async def test_a_peer_that_never_answered_is_not_reported_dead_while_it_joins() -> None:
+    """Start-up on a loaded machine: pings to a peer still starting time out; that is no death, and no `peer_down` flip.
+
+    A refusal is: no process is there at all."""
+    peers, bus, events = table()
+    alice, bob, carol = Identity.generate(), Identity.generate(), Identity.generate()
+    for who in (alice, bob, carol):
+        peers.admit(card_of(who), "mdns", "http://127.0.0.1:1/mcp")
+    for _ in range(DEAD_AFTER_MISSES * 3):
+        peers.miss(alice.peer_id, timed_out=True)
+    assert peers.get(alice.peer_id).status == "suspect"  # type: ignore[union-attr]
+    for _ in range(DEAD_AFTER_MISSES):
+        peers.miss(bob.peer_id)  # refused: no process is there at all, however new
+    assert peers.get(bob.peer_id).status == "dead"  # type: ignore[union-attr]
+    peers.get(carol.peer_id).first_seen -= JOIN_GRACE_SECONDS  # type: ignore[union-attr]  # known for the whole grace, never answered
+    for _ in range(DEAD_AFTER_MISSES):
+        peers.miss(carol.peer_id, timed_out=True)
+    assert peers.get(carol.peer_id).status == "dead", "a peer that never answers is not kept forever"  # type: ignore[union-attr]
+    kinds = [(kind, status) for kind, status, _ in await published(bus, events)]
+    assert kinds.count(("peer_suspect", "suspect")) == 3 and kinds.count(("peer_down", "dead")) == 2
 
 
 async def test_contact_with_an_unknown_peer_changes_nothing() -> None:
