@@ -198,7 +198,11 @@ class SplitEngine(LlamaEngine):
                 self.state = EngineState.READY
                 self._ready.set()
             elif "failed" in message:
-                self._fail(message["failed"])
+                lenders = ", ".join(f"{n} on {endpoint}" for endpoint, n in self.placement)
+                self._fail(
+                    f"could not load {self.info.name} split as local + {lenders}: {message['failed']}. "
+                    "A lender may lack the memory for its layers: place fewer layers on it."
+                )
             elif (reply := self._replies.get(message.get("id", -1))) is not None:
                 reply.send_nowait(message)
 

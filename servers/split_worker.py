@@ -73,20 +73,30 @@ class _PlacedEngine(LlamaEngine):
             low.llama_model_default_params = default_params
 
 
-def _watch_buffer_sizes(sizes: dict[str, float]) -> None:
-    """Keep llama.cpp's "<device> model buffer size = X MiB" lines (where the weights went), silence the rest."""
-    import llama_cpp
+class _LogWatch:
+    """llama.cpp's log, silenced but read: where the weights went ("<buffer> model buffer size = X MiB") and the errors.
 
-    _silence_llama_log()  # cached: the engine's later call keeps this callback
+    The errors say why a load failed ("unable to allocate RPC0[...] buffer"),
+    which llama-cpp-python's exception does not.
+    """
 
-    @llama_cpp.llama_log_callback
-    def keep(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        found = _BUFFER_LINE.search(text.decode("utf-8", errors="replace"))
-        if found:
-            sizes[found.group(1)] = sizes.get(found.group(1), 0.0) + float(found.group(2))
+    _ERROR = 4  # GGML_LOG_LEVEL_ERROR
 
-    _watch_buffer_sizes.callback = keep  # type: ignore[attr-defined]  # keep it alive
-    llama_cpp.llama_log_set(keep, ctypes.c_void_p(0))
+    def __init__(self) -> None:
+        import llama_cpp
+
+        self.buffer_mib: dict[str, float] = {}
+        self.errors: list[str] = []
+        _silence_llama_log()  # cached: the engine's later call keeps our callback
+        self._callback = llama_cpp.llama_log_callback(self._log)  # kept alive with this object
+        llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
+
+    def _log(self, level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace").strip()
+        if found := _BUFFER_LINE.search(line):
+            self.buffer_mib[found.group(1)] = self.buffer_mib.get(found.group(1), 0.0) + float(found.group(2))
+        elif level == self._ERROR and line:
+            self.errors.append(line)
 
 
 class _Worker:
@@ -136,8 +146,7 @@ class _Worker:
 
 
 async def _run(args: argparse.Namespace, out: IO[str]) -> int:
-    sizes: dict[str, float] = {}
-    _watch_buffer_sizes(sizes)
+    log = _LogWatch()
     placement: list[tuple[str, int]] = [(endpoint, int(n)) for endpoint, n in json.loads(args.placement)]
     # The parent probed every endpoint: an unreachable one would abort this process here.
     devices = [ggml_rpc.add_server(endpoint)[0] for endpoint, _ in placement]
@@ -145,10 +154,10 @@ async def _run(args: argparse.Namespace, out: IO[str]) -> int:
     async with engine:
         try:
             await engine.wait_ready()
-        except ModelUnavailable as exc:
-            _send(out, {"failed": str(exc)})
+        except ModelUnavailable:
+            _send(out, {"failed": "; ".join(log.errors[-3:]) or "llama.cpp gave no reason"})
             return 1
-        _send(out, {"ready": engine.describe() | {"buffer_mib": sizes}})
+        _send(out, {"ready": engine.describe() | {"buffer_mib": log.buffer_mib}})
         await _Worker(engine, out).serve()
     return 0
 
