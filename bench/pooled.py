@@ -1,7 +1,8 @@
 """What splitting a model across ggml RPC lenders costs: tok/s and load time, unsplit vs split, as ratios in one run.
 
 Three variants on the default embedded model, greedy, the same prompt and token
-count (the texts are checked equal): the unsplit `LlamaEngine`; all layers on
+count (the texts are checked equal): the unsplit `LlamaEngine` (weight
+repacking off, as a split model must run: see servers.split_worker); all layers on
 one lender (`SplitEngine`); and the host plus two lenders (a third of the
 layers each). Lenders are real `servers.rpc_lender` processes on loopback, and
 every side gets `--threads` threads (default 1, so three processes share the
@@ -135,7 +136,7 @@ async def run(tokens: int, rounds: int, threads: int) -> None:
 
             def engine(name: str) -> LlamaEngine:
                 if name == UNSPLIT:
-                    return LlamaEngine(path, n_ctx=N_CTX, n_threads=threads)
+                    return LlamaEngine(path, n_ctx=N_CTX, n_threads=threads, repack=False)  # as a split model runs
                 return SplitEngine(path, placements[name], n_ctx=N_CTX, n_threads=threads)
 
             for round_number in range(rounds):

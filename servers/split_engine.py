@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import sys
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -53,6 +54,8 @@ Placement = Sequence[tuple[str, int]]
 
 _ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (RequestRejected, ModelUnavailable)}
 _STOP_TIMEOUT_S = 5.0
+_REASON = re.compile(r"error|exception|abort|failed", re.IGNORECASE)
+"""A line of the child's stderr that says why it ended (the rest is tracebacks' decoration)."""
 _PROBE_TIMEOUT_S = 2.0
 
 
@@ -228,7 +231,7 @@ class SplitEngine(LlamaEngine):
                 "re-place the model without it (SplitEngine.replace) and retry."
             )
         else:
-            said = self._child_said[-1] if self._child_said else "nothing"
+            said = next((line for line in reversed(self._child_said) if _REASON.search(line)), "nothing")
             message = f"the process holding the split model {self.info.name} ended (status {code}, last said: {said}); every lender still answers, so reload it (SplitEngine.replace) and retry."
         self._lost = LenderLost(message, lost)
         self._fail(message)

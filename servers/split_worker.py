@@ -7,9 +7,10 @@ model lives here, and the parent sees a dead lender as this process ending.
 It registers each lender's RPC device, loads the model with a `LlamaEngine`
 whose layers go to those devices only (`llama_model_params.devices`), the last
 `n` layers of the model to the last lender, and so on; the first layers stay
-here. Weight repacking (`use_extra_bufts`) is off: the local CPU backend would
-repack its weights and the lenders would not, and greedy output then drifts
-from the unsplit model's after a dozen tokens.
+here. Weight repacking is off (`LlamaEngine(repack=False)`): the local CPU
+backend would repack its weights and the lenders cannot, so greedy output
+would match no unsplit model; without it, it matches the unsplit model's
+loaded the same way, token for token.
 
 Protocol, JSON lines. In (stdin): `{"id": n, "op": "complete" | "chat" | "embed",
 "args": {...}}` and `{"id": n, "op": "cancel"}`; EOF means stop. Out (the
@@ -46,31 +47,15 @@ class _PlacedEngine(LlamaEngine):
     """A LlamaEngine whose offloaded layers go to the registered RPC devices, split as the placement says."""
 
     def __init__(self, path: Path, layers: list[int], devices: list[int], *, n_ctx: int, n_threads: int | None) -> None:
-        super().__init__(path, n_ctx=n_ctx, n_gpu_layers=sum(layers), n_threads=n_threads)
+        super().__init__(path, n_ctx=n_ctx, n_gpu_layers=sum(layers), n_threads=n_threads, repack=False)
         self._layers = layers
         self._devices = (ctypes.c_void_p * (len(devices) + 1))(*devices, None)  # NULL-terminated, kept alive here
-        self.buffer_mib: dict[str, float] = {}
 
     def llama_settings(self, *, embedding: bool = False) -> dict[str, Any]:
         return super().llama_settings(embedding=embedding) | {"tensor_split": [float(n) for n in self._layers]}
 
-    def _load_sync(self, embedding: bool) -> Any:
-        import llama_cpp.llama_cpp as low
-
-        default_params = low.llama_model_default_params
-
-        def placed_params() -> Any:
-            params = default_params()
-            params.use_extra_bufts = False
-            params.devices = ctypes.addressof(self._devices)
-            return params
-
-        # llama_cpp.Llama takes neither setting as an argument; this process loads nothing else.
-        low.llama_model_default_params = placed_params
-        try:
-            return super()._load_sync(embedding)
-        finally:
-            low.llama_model_default_params = default_params
+    def model_params(self) -> dict[str, Any]:
+        return super().model_params() | {"devices": ctypes.addressof(self._devices)}
 
 
 class _LogWatch:
