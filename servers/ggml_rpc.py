@@ -26,6 +26,7 @@ __all__ = [
     "LenderUnreachable",
     "add_server",
     "check_loopback",
+    "ggml_library",
     "local_gpu_present",
     "probe",
     "start_server",
@@ -38,9 +39,7 @@ PROTOCOL_MAJOR = 7
 _CMD_HELLO = 14
 _CONN_CAPS_SIZE = 24  # ggml-rpc/transport.h
 _DEVICE_TYPE_GPU = 1  # enum ggml_backend_dev_type: CPU, GPU, IGPU, ACCEL
-_GET_MEMORY_SLOT = 2  # struct ggml_backend_device starts with its interface: get_name, get_description, get_memory, ...
 
-_GetMemory = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t))
 
 
 class RpcUnavailable(RuntimeError):
@@ -61,7 +60,7 @@ def supports_rpc() -> bool:
 
 
 @functools.cache
-def _ggml() -> Any:
+def ggml_library() -> Any:
     """libllama's ctypes handle: its dlsym reaches the one ggml libllama uses (see the module docstring)."""
     import llama_cpp.llama_cpp
 
@@ -89,7 +88,7 @@ def _rpc_function(name: str, prototype: Any) -> Any:
         raise RpcUnavailable(
             "this llama-cpp-python has no RPC backend; rebuild it with CMAKE_ARGS including -DGGML_RPC=ON (make does, see README)."
         )
-    lib = _ggml()
+    lib = ggml_library()
     reg = lib.ggml_backend_reg_by_name(b"RPC")
     address = lib.ggml_backend_reg_get_proc_address(reg, name.encode()) if reg else None
     if not address:
@@ -105,7 +104,7 @@ def local_gpu_present() -> bool:
     and skips RPC devices.
     """
     try:
-        lib = _ggml()
+        lib = ggml_library()
     except ImportError:
         return False
     for index in range(lib.ggml_backend_dev_count()):
@@ -126,7 +125,7 @@ def add_server(endpoint: str) -> list[int]:
     process inside ggml: `probe` it first, and do this only in a disposable child.
     """
     add = _rpc_function("ggml_backend_rpc_add_server", ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p))
-    lib = _ggml()
+    lib = ggml_library()
     before = lib.ggml_backend_dev_count()
     reg = add(endpoint.encode())
     if not reg:
@@ -151,10 +150,9 @@ def check_loopback(host: str) -> None:
 def start_server(endpoint: str, cache_dir: str | None, n_threads: int, mem_bytes: int) -> None:
     """Serve the CPU as a ggml RPC device at `endpoint` (loopback only); blocks until ggml gives up (a bind failure).
 
-    The device reports `mem_bytes` as its free and total memory (the figure a host
-    reads over `GET_DEVICE_MEMORY`), since ggml's server has no memory option of
-    its own; `servers.rpc_lender` also enforces it. Call it on a thread: it never
-    returns while it serves, and ggml has no stop function.
+    Hosts may allocate `mem_bytes` in all on it, and it reports that as its
+    memory (`servers.ggml_memory_cap`: ggml's server has no such option). Call it
+    on a thread: it never returns while it serves, and ggml has no stop function.
     """
     host, _, _ = endpoint.rpartition(":")
     check_loopback(host)
@@ -162,26 +160,11 @@ def start_server(endpoint: str, cache_dir: str | None, n_threads: int, mem_bytes
         "ggml_backend_rpc_start_server",
         ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)),
     )
-    devices = (ctypes.c_void_p * 1)(_cap_cpu_memory(mem_bytes))
+    from servers.ggml_memory_cap import MemoryCap  # it patches ggml's CPU structs: only ever in a lender
+
+    cap = MemoryCap(mem_bytes)
+    devices = (ctypes.c_void_p * 1)(cap.device)
     start(endpoint.encode(), cache_dir.encode() if cache_dir else None, n_threads, 1, devices)
-
-
-def _cap_cpu_memory(mem_bytes: int) -> int:
-    """ggml's CPU device, made to report `mem_bytes` as its free and total memory; returns its address.
-
-    The server answers `GET_DEVICE_MEMORY` from the device of the backend it
-    created, which is always ggml's one static CPU device, so its interface's
-    `get_memory` slot is replaced in place: fine in a lender, a process of its own.
-    """
-    cpu = _ggml().ggml_backend_dev_by_type(0)
-
-    @_GetMemory
-    def get_memory(_device: int, free: Any, total: Any) -> None:
-        free[0] = total[0] = mem_bytes
-
-    _cap_cpu_memory.keep = get_memory  # type: ignore[attr-defined]  # ggml calls it for the rest of the process's life
-    ctypes.cast(cpu, ctypes.POINTER(ctypes.c_void_p))[_GET_MEMORY_SLOT] = ctypes.cast(get_memory, ctypes.c_void_p).value
-    return int(cpu)
 
 
 def probe(endpoint: str, timeout: float = 2.0) -> None:

@@ -31,7 +31,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -153,6 +154,7 @@ class LlamaEngine:
         load_wait: float = 0.0,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         queue_per_caller: int | None = None,
+        repack: bool = True,
     ) -> None:
         self.info: GGUFInfo = read_gguf_info(path)  # refuses a bad file before anything starts
         self.n_ctx = n_ctx
@@ -167,6 +169,9 @@ class LlamaEngine:
         self._closing = threading.Event()  # set on close: the generation in progress stops at its next token
         self._sha256: str | None = None
         self._queue = FairQueue(queue_limit, queue_per_caller)  # ValueError for a bad limit, before anything starts
+        self.repack = repack
+        """Let the CPU backend repack weights for its faster kernels (llama.cpp's default). It changes greedy
+        output slightly, and a lender cannot repack, so a split model matches only an unsplit one loaded without."""
         self._ready = anyio.Event()
         self._hashed = anyio.Event()
         self._task_group: TaskGroup | None = None
@@ -235,9 +240,14 @@ class LlamaEngine:
         # fds 1 and 2 at /dev/null while it loads, which swallows everything the
         # process prints meanwhile (a spinner, logs) and, with two models loading in
         # parallel threads, for good. Its chatter is silenced instead (see below).
-        llama = llama_cpp.Llama(**(self.llama_settings(embedding=embedding) | {"verbose": True}))
+        with _model_params(self.model_params()):
+            llama = llama_cpp.Llama(**(self.llama_settings(embedding=embedding) | {"verbose": True}))
         llama.verbose = False
         return llama
+
+    def model_params(self) -> dict[str, Any]:
+        """`llama_model_params` fields this engine sets that `llama_cpp.Llama` takes no argument for."""
+        return {} if self.repack else {"use_extra_bufts": False}
 
     def llama_settings(self, *, embedding: bool = False) -> dict[str, Any]:
         """What this engine passes to `llama_cpp.Llama` (bench/ builds its raw baseline from the same)."""
@@ -545,6 +555,32 @@ def _drain(receive: MemoryObjectReceiveStream[str]) -> str:
             pieces.append(receive.receive_nowait())
         except (anyio.WouldBlock, anyio.EndOfStream):
             return "".join(pieces)
+
+
+_MODEL_PARAMS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _model_params(fields: dict[str, Any]) -> Iterator[None]:
+    """Load with these `llama_model_params` fields set: `Llama` builds its params from
+    `llama_model_default_params()`, so that is wrapped for the load. Every load takes the lock,
+    so a load in another thread never sees another's fields."""
+    import llama_cpp.llama_cpp as low
+
+    with _MODEL_PARAMS_LOCK:
+        default = low.llama_model_default_params
+
+        def with_fields() -> Any:
+            params = default()
+            for name, value in fields.items():
+                setattr(params, name, value)
+            return params
+
+        low.llama_model_default_params = with_fields
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = default
 
 
 @functools.cache

@@ -9,11 +9,9 @@ function, so stopping it means ending the process. Why loopback only: ggml RPC
 has no authentication or encryption (llama.cpp's docs: never expose it); a host
 reaches a lender only through the mesh's authenticated tunnel.
 
-The memory cap: the server reports M as its device's memory (what a host's
-planner reads) and the process's data segment is limited to what it used at
-start plus M plus `_HEADROOM_MB` (threads, message buffers: one message holds a
-whole tensor), so a host that allocates more gets a failed load, not a lender
-that eats the machine. The cache: ggml keeps every large tensor it receives in
+The memory cap: hosts may allocate M MiB in all on the lender, and it reports
+that as its device's memory (what a host's planner reads); a host that asks
+for more gets a failed load (`servers.ggml_memory_cap`). The cache: ggml keeps every large tensor it receives in
 `--cache-dir` (so a reload skips sending it) and never deletes any, so the
 oldest files are pruned at start down to `--cache-mb`.
 
@@ -25,8 +23,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import re
-import resource
 import signal
 import socket
 import sys
@@ -44,7 +40,6 @@ from servers import ggml_rpc
 __all__ = ["LenderFailed", "RpcLender", "main", "prune_cache"]
 
 DEFAULT_CACHE_MB = 4096
-_HEADROOM_MB = 384
 _READY_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 5.0
 
@@ -64,23 +59,6 @@ def prune_cache(cache_dir: Path, limit_bytes: int) -> int:
         entry.unlink(missing_ok=True)
         freed += size
     return freed
-
-
-def _data_segment_bytes() -> int:
-    """The process's VmData now (what RLIMIT_DATA counts), from /proc; 0 where there is none."""
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return 0
-    found = re.search(r"^VmData:\s+(\d+) kB", status, re.MULTILINE)
-    return int(found.group(1)) * 1024 if found else 0
-
-
-def _cap_memory(mem_bytes: int) -> None:
-    used = _data_segment_bytes()
-    if used:
-        limit = used + mem_bytes + _HEADROOM_MB * 2**20
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
 def _serve(endpoint: str, cache_dir: Path, threads: int, mem_bytes: int, ready_out: object) -> int:
@@ -137,7 +115,6 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(2, 1)  # ggml printf()s its banner and every connection to stdout; keep stdout for the one ready line
     threads = args.threads or max(1, len(os.sched_getaffinity(0)))
     mem_bytes = args.mem_mb * 2**20
-    _cap_memory(mem_bytes)
     code = _serve(f"{args.host}:{args.port}", args.cache_dir, threads, mem_bytes, ready_out)
     sys.stderr.flush()
     os._exit(code)  # the server thread never returns; exiting the interpreter around it could run ggml's destructors under it

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import sys
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -53,6 +54,8 @@ Placement = Sequence[tuple[str, int]]
 
 _ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (RequestRejected, ModelUnavailable)}
 _STOP_TIMEOUT_S = 5.0
+_REASON = re.compile(r"error|exception|abort|failed", re.IGNORECASE)
+"""A line of the child's stderr that says why it ended (the rest is tracebacks' decoration)."""
 _PROBE_TIMEOUT_S = 2.0
 
 
@@ -198,7 +201,11 @@ class SplitEngine(LlamaEngine):
                 self.state = EngineState.READY
                 self._ready.set()
             elif "failed" in message:
-                self._fail(message["failed"])
+                lenders = ", ".join(f"{n} on {endpoint}" for endpoint, n in self.placement)
+                self._fail(
+                    f"could not load {self.info.name} split as local + {lenders}: {message['failed']}. "
+                    "A lender may lack the memory for its layers: place fewer layers on it."
+                )
             elif (reply := self._replies.get(message.get("id", -1))) is not None:
                 reply.send_nowait(message)
 
@@ -224,7 +231,7 @@ class SplitEngine(LlamaEngine):
                 "re-place the model without it (SplitEngine.replace) and retry."
             )
         else:
-            said = self._child_said[-1] if self._child_said else "nothing"
+            said = next((line for line in reversed(self._child_said) if _REASON.search(line)), "nothing")
             message = f"the process holding the split model {self.info.name} ended (status {code}, last said: {said}); every lender still answers, so reload it (SplitEngine.replace) and retry."
         self._lost = LenderLost(message, lost)
         self._fail(message)

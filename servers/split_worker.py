@@ -7,9 +7,10 @@ model lives here, and the parent sees a dead lender as this process ending.
 It registers each lender's RPC device, loads the model with a `LlamaEngine`
 whose layers go to those devices only (`llama_model_params.devices`), the last
 `n` layers of the model to the last lender, and so on; the first layers stay
-here. Weight repacking (`use_extra_bufts`) is off: the local CPU backend would
-repack its weights and the lenders would not, and greedy output then drifts
-from the unsplit model's after a dozen tokens.
+here. Weight repacking is off (`LlamaEngine(repack=False)`): the local CPU
+backend would repack its weights and the lenders cannot, so greedy output
+would match no unsplit model; without it, it matches the unsplit model's
+loaded the same way, token for token.
 
 Protocol, JSON lines. In (stdin): `{"id": n, "op": "complete" | "chat" | "embed",
 "args": {...}}` and `{"id": n, "op": "cancel"}`; EOF means stop. Out (the
@@ -46,47 +47,41 @@ class _PlacedEngine(LlamaEngine):
     """A LlamaEngine whose offloaded layers go to the registered RPC devices, split as the placement says."""
 
     def __init__(self, path: Path, layers: list[int], devices: list[int], *, n_ctx: int, n_threads: int | None) -> None:
-        super().__init__(path, n_ctx=n_ctx, n_gpu_layers=sum(layers), n_threads=n_threads)
+        super().__init__(path, n_ctx=n_ctx, n_gpu_layers=sum(layers), n_threads=n_threads, repack=False)
         self._layers = layers
         self._devices = (ctypes.c_void_p * (len(devices) + 1))(*devices, None)  # NULL-terminated, kept alive here
-        self.buffer_mib: dict[str, float] = {}
 
     def llama_settings(self, *, embedding: bool = False) -> dict[str, Any]:
         return super().llama_settings(embedding=embedding) | {"tensor_split": [float(n) for n in self._layers]}
 
-    def _load_sync(self, embedding: bool) -> Any:
-        import llama_cpp.llama_cpp as low
-
-        default_params = low.llama_model_default_params
-
-        def placed_params() -> Any:
-            params = default_params()
-            params.use_extra_bufts = False
-            params.devices = ctypes.addressof(self._devices)
-            return params
-
-        # llama_cpp.Llama takes neither setting as an argument; this process loads nothing else.
-        low.llama_model_default_params = placed_params
-        try:
-            return super()._load_sync(embedding)
-        finally:
-            low.llama_model_default_params = default_params
+    def model_params(self) -> dict[str, Any]:
+        return super().model_params() | {"devices": ctypes.addressof(self._devices)}
 
 
-def _watch_buffer_sizes(sizes: dict[str, float]) -> None:
-    """Keep llama.cpp's "<device> model buffer size = X MiB" lines (where the weights went), silence the rest."""
-    import llama_cpp
+class _LogWatch:
+    """llama.cpp's log, silenced but read: where the weights went ("<buffer> model buffer size = X MiB") and the errors.
 
-    _silence_llama_log()  # cached: the engine's later call keeps this callback
+    The errors say why a load failed ("unable to allocate RPC0[...] buffer"),
+    which llama-cpp-python's exception does not.
+    """
 
-    @llama_cpp.llama_log_callback
-    def keep(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        found = _BUFFER_LINE.search(text.decode("utf-8", errors="replace"))
-        if found:
-            sizes[found.group(1)] = sizes.get(found.group(1), 0.0) + float(found.group(2))
+    _ERROR = 4  # GGML_LOG_LEVEL_ERROR
 
-    _watch_buffer_sizes.callback = keep  # type: ignore[attr-defined]  # keep it alive
-    llama_cpp.llama_log_set(keep, ctypes.c_void_p(0))
+    def __init__(self) -> None:
+        import llama_cpp
+
+        self.buffer_mib: dict[str, float] = {}
+        self.errors: list[str] = []
+        _silence_llama_log()  # cached: the engine's later call keeps our callback
+        self._callback = llama_cpp.llama_log_callback(self._log)  # kept alive with this object
+        llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
+
+    def _log(self, level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace").strip()
+        if found := _BUFFER_LINE.search(line):
+            self.buffer_mib[found.group(1)] = self.buffer_mib.get(found.group(1), 0.0) + float(found.group(2))
+        elif level == self._ERROR and line:
+            self.errors.append(line)
 
 
 class _Worker:
@@ -136,8 +131,7 @@ class _Worker:
 
 
 async def _run(args: argparse.Namespace, out: IO[str]) -> int:
-    sizes: dict[str, float] = {}
-    _watch_buffer_sizes(sizes)
+    log = _LogWatch()
     placement: list[tuple[str, int]] = [(endpoint, int(n)) for endpoint, n in json.loads(args.placement)]
     # The parent probed every endpoint: an unreachable one would abort this process here.
     devices = [ggml_rpc.add_server(endpoint)[0] for endpoint, _ in placement]
@@ -145,10 +139,10 @@ async def _run(args: argparse.Namespace, out: IO[str]) -> int:
     async with engine:
         try:
             await engine.wait_ready()
-        except ModelUnavailable as exc:
-            _send(out, {"failed": str(exc)})
+        except ModelUnavailable:
+            _send(out, {"failed": "; ".join(log.errors[-3:]) or "llama.cpp gave no reason"})
             return 1
-        _send(out, {"ready": engine.describe() | {"buffer_mib": sizes}})
+        _send(out, {"ready": engine.describe() | {"buffer_mib": log.buffer_mib}})
         await _Worker(engine, out).serve()
     return 0
 
