@@ -21,7 +21,6 @@ if the parent dies (PR_SET_PDEATHSIG), so no copy outlives it.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import importlib
 import os
@@ -34,6 +33,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from federation.home import state_dir
+from servers.parent_death import die_with_parent
 
 if TYPE_CHECKING:
     from federation.settings import PeerSettings
@@ -54,8 +54,6 @@ _PRELOAD = (
     "rich.logging",
 )
 """What a running light peer has imported (measured: a `Node` serving for a few seconds), so the copies share it."""
-
-_PR_SET_PDEATHSIG = 1
 
 
 def copy_problem(settings: PeerSettings) -> str | None:
@@ -83,10 +81,7 @@ def _copy_settings(settings: PeerSettings, index: int) -> PeerSettings:
 def _become_copy(parent: int) -> None:
     """In a fresh child: its own process group, and killed with its parent (even a SIGKILLed one)."""
     os.setpgid(0, 0)
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
+    die_with_parent(parent)
 
 
 def _run_copy(serve_one: Callable[[PeerSettings], None], settings: PeerSettings) -> int:

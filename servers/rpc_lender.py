@@ -36,6 +36,7 @@ import anyio.abc
 from anyio.streams.text import TextReceiveStream
 
 from servers import ggml_rpc
+from servers.parent_death import die_with_parent
 
 __all__ = ["LenderFailed", "RpcLender", "main", "prune_cache"]
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB, help=f"the cache's size limit in MiB, pruned at start (default: {DEFAULT_CACHE_MB})")
     parser.add_argument("--threads", type=int, default=None, help="compute threads (default: all cores)")
     args = parser.parse_args(argv)
+    die_with_parent()  # a SIGKILLed peer must not leave its RPC port served
     try:
         ggml_rpc.check_loopback(args.host)
     except ValueError as exc:

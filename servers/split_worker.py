@@ -37,6 +37,7 @@ import anyio.to_thread
 from servers import ggml_rpc
 from servers.fair_queue import QueueFull
 from servers.llama_engine import ChatMessage, LlamaEngine, ModelUnavailable, RequestRejected, _silence_llama_log
+from servers.parent_death import die_with_parent
 
 __all__ = ["main"]
 
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    die_with_parent()  # the model and its tunnels are the peer's: they go with it
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # ggml printf()s to stdout; keep it for the protocol
     sys.exit(anyio.run(_run, args, out))
