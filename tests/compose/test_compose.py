@@ -233,7 +233,8 @@ def test_services_restart_wait_for_healthy_dependencies_and_have_the_time_to_dra
 
 def test_the_gpu_service_builds_for_cuda_and_reserves_the_gpus(compose: dict[str, Any]) -> None:
     gpu = compose["services"]["gpu"]
-    assert gpu["build"]["args"]["CMAKE_ARGS"] == "-DGGML_CUDA=on" and "cuda" in gpu["build"]["args"]["BASE_IMAGE"]
+    assert set(gpu["build"]["args"]["CMAKE_ARGS"].split()) == {"-DGGML_CUDA=on", "-DGGML_RPC=ON"}, "CUDA, and lending/splitting like every peer"
+    assert "cuda" in gpu["build"]["args"]["BASE_IMAGE"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device == {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
     assert _flag(gpu["command"], "gpu-layers") == "-1"
