@@ -46,7 +46,7 @@ class PeerProcess:
         self.mcp_url = buffered.decode().strip().splitlines()[-1]
         return self.mcp_url
 
-    async def stop(self, signum: int) -> None:
+    async def stop(self, signum: signal.Signals) -> None:
         if self.process.returncode is None:
             self.process.send_signal(signum)
             with anyio.move_on_after(10):
