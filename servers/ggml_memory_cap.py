@@ -3,9 +3,9 @@
 Why patch ggml's structs: its RPC server has no memory option (v7 takes
 devices; it answers `GET_DEVICE_MEMORY` from the CPU device, which reports the
 machine's RAM, and allocates every buffer a host asks for). So, in the lender's
-own process only, two function pointers of ggml's static CPU structs are
-replaced: the CPU device's `get_memory` reports the cap and what is left of it,
-and the CPU buffer type's `alloc_buffer` refuses a buffer that would go past the
+own process only, two function pointers of ggml's static structs of the lent
+device (the CPU, or a GPU) are replaced: the device's `get_memory` reports the
+cap and what is left of it, and its buffer type's `alloc_buffer` refuses a buffer that would go past the
 cap (the host then fails its load with "unable to allocate" instead of the
 lender eating the machine). Each buffer granted gets our `free_buffer` in its
 own copy of the buffer interface, so what it held is given back when it goes.
@@ -36,17 +36,16 @@ _FreeBuffer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 class MemoryCap:
-    """Installed once per lender process: `MemoryCap(limit).device` is the CPU device to serve."""
+    """Installed once per lender process on the device it serves (`ggml_rpc.lend_device()`)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, device: int) -> None:
         self.limit = limit
         self.used = 0
         self._lock = threading.Lock()
         self._held: dict[int, tuple[int, int]] = {}  # buffer -> (its size, ggml's own free function)
         lib = ggml_library()
-        lib.ggml_backend_cpu_buffer_type.restype = ctypes.c_void_p
-        self.device = int(lib.ggml_backend_dev_by_type(0))
-        buffer_type = ctypes.cast(lib.ggml_backend_cpu_buffer_type(), ctypes.POINTER(ctypes.c_void_p))
+        self.device = device
+        buffer_type = ctypes.cast(lib.ggml_backend_dev_buffer_type(device), ctypes.POINTER(ctypes.c_void_p))
         self._ggml_alloc = _AllocBuffer(buffer_type[_BUFT_ALLOC_BUFFER])
         # ggml calls these for the rest of the process's life: they live on this object, which the server keeps.
         self._callbacks = (_GetMemory(self._get_memory), _AllocBuffer(self._alloc), _FreeBuffer(self._free))

@@ -26,7 +26,9 @@ __all__ = [
     "LenderUnreachable",
     "add_server",
     "check_loopback",
+    "device_name",
     "ggml_library",
+    "lend_device",
     "local_gpu_present",
     "probe",
     "start_server",
@@ -76,6 +78,7 @@ def ggml_library() -> Any:
         "ggml_backend_dev_backend_reg": (ctypes.c_void_p, [ctypes.c_void_p]),
         "ggml_backend_dev_by_type": (ctypes.c_void_p, [ctypes.c_int]),
         "ggml_backend_dev_name": (ctypes.c_char_p, [ctypes.c_void_p]),
+        "ggml_backend_dev_buffer_type": (ctypes.c_void_p, [ctypes.c_void_p]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
@@ -96,25 +99,41 @@ def _rpc_function(name: str, prototype: Any) -> Any:
     return prototype(address)
 
 
-def local_gpu_present() -> bool:
-    """Whether a real local GPU is registered with ggml.
-
-    `llama_supports_gpu_offload()` also turns True when RPC is compiled in (RPC
-    devices count as GPUs), so `--gpu-layers auto` asks the device list instead
-    and skips RPC devices.
-    """
-    try:
-        lib = ggml_library()
-    except ImportError:
-        return False
+def _local_gpus() -> list[int]:
+    """The real local GPUs registered with ggml, in ggml's order (RPC devices count as GPUs to ggml: skipped)."""
+    lib = ggml_library()
+    gpus = []
     for index in range(lib.ggml_backend_dev_count()):
         device = lib.ggml_backend_dev_get(index)
         if lib.ggml_backend_dev_type(device) != _DEVICE_TYPE_GPU:
             continue
         reg = lib.ggml_backend_dev_backend_reg(device)
         if not (reg and (lib.ggml_backend_reg_name(reg) or b"").startswith(b"RPC")):
-            return True
-    return False
+            gpus.append(int(device))
+    return gpus
+
+
+def local_gpu_present() -> bool:
+    """Whether a real local GPU is registered with ggml.
+
+    `llama_supports_gpu_offload()` also turns True when RPC is compiled in (RPC
+    devices count as GPUs), so `--gpu-layers auto` asks the device list instead.
+    """
+    try:
+        return bool(_local_gpus())
+    except ImportError:
+        return False
+
+
+def lend_device() -> int:
+    """The device a lender serves: the first local GPU if ggml has one (it computes faster than the CPU), else the CPU."""
+    gpus = _local_gpus()
+    return gpus[0] if gpus else int(ggml_library().ggml_backend_dev_by_type(0))
+
+
+def device_name(device: int) -> str:
+    """ggml's name of `device`, lower case ("cpu", "cuda0"): what a lender's card says it lends."""
+    return (ggml_library().ggml_backend_dev_name(device) or b"?").decode(errors="replace").lower()
 
 
 def add_server(endpoint: str) -> list[int]:
@@ -147,8 +166,8 @@ def check_loopback(host: str) -> None:
         )
 
 
-def start_server(endpoint: str, cache_dir: str | None, n_threads: int, mem_bytes: int) -> None:
-    """Serve the CPU as a ggml RPC device at `endpoint` (loopback only); blocks until ggml gives up (a bind failure).
+def start_server(endpoint: str, cache_dir: str | None, n_threads: int, mem_bytes: int, device: int) -> None:
+    """Serve `device` (`lend_device()`) as a ggml RPC device at `endpoint` (loopback only); blocks until ggml gives up (a bind failure).
 
     Hosts may allocate `mem_bytes` in all on it, and it reports that as its
     memory (`servers.ggml_memory_cap`: ggml's server has no such option). Call it
@@ -162,7 +181,7 @@ def start_server(endpoint: str, cache_dir: str | None, n_threads: int, mem_bytes
     )
     from servers.ggml_memory_cap import MemoryCap  # it patches ggml's CPU structs: only ever in a lender
 
-    cap = MemoryCap(mem_bytes)
+    cap = MemoryCap(mem_bytes, device)
     devices = (ctypes.c_void_p * 1)(cap.device)
     start(endpoint.encode(), cache_dir.encode() if cache_dir else None, n_threads, 1, devices)
 

@@ -53,18 +53,21 @@ class GGUFInfo:
     """(name, offset in the data section) of each tensor, in header order."""
     data_bytes: int = 0
     """Length of the data section (the tensors, with their alignment padding)."""
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    """Each tensor's dimensions, innermost first (ggml's order: `token_embd.weight` is (n_embd, n_vocab))."""
 
-    def layer_bytes(self) -> list[int]:
-        """Bytes of each repeating block (`blk.N.*`), in block order: what placing a layer elsewhere moves.
-
-        A tensor's size is the gap to the next tensor's offset (padding included), so no type table is needed.
-        """
+    def tensor_bytes(self) -> dict[str, int]:
+        """Bytes of each tensor: the gap to the next tensor's offset (padding included), so no type table is needed."""
         ordered = sorted(self.tensors, key=lambda tensor: tensor[1])
         ends = [offset for _, offset in ordered[1:]] + [self.data_bytes]
+        return {name: end - offset for (name, offset), end in zip(ordered, ends, strict=True)}
+
+    def layer_bytes(self) -> list[int]:
+        """Bytes of each repeating block (`blk.N.*`), in block order: what placing a layer elsewhere moves."""
         blocks: dict[int, int] = {}
-        for (name, offset), end in zip(ordered, ends, strict=True):
+        for name, size in self.tensor_bytes().items():
             if name.startswith("blk.") and (index := name.split(".")[1]).isdigit():
-                blocks[int(index)] = blocks.get(int(index), 0) + end - offset
+                blocks[int(index)] = blocks.get(int(index), 0) + size
         return [blocks[index] for index in sorted(blocks)]
 
     @property
@@ -159,11 +162,12 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
             value = reader.value(reader.scalar("<I"))
             if value is not None:
                 metadata[key] = value
-        tensors = []
+        tensors, shapes = [], {}
         for _ in range(tensor_count):
             tensor_name = reader.string()
             n_dims = reader.scalar("<I")
-            reader.take(8 * n_dims + 4)
+            shapes[tensor_name] = struct.unpack(f"<{n_dims}Q", reader.take(8 * n_dims))
+            reader.take(4)  # the tensor's type
             tensors.append((tensor_name, reader.scalar("<Q")))
         last_offset = max((offset for _, offset in tensors), default=0)
         alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT))
@@ -171,7 +175,7 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
     if tensor_count and data_start + last_offset >= size:
         raise GGUFError(f"{path} is truncated: its tensors need more than {data_start + last_offset} bytes but the file has {size}. Download it again.")
     return GGUFInfo(
-        path=path, size=size, version=version, tensor_count=tensor_count, metadata=metadata, tensors=tuple(tensors), data_bytes=size - data_start
+        path=path, size=size, version=version, tensor_count=tensor_count, metadata=metadata, tensors=tuple(tensors), data_bytes=size - data_start, shapes=shapes
     )
 
 

@@ -1,7 +1,7 @@
 """Lend this machine's compute: a ggml RPC server on loopback, with a memory cap and a bounded cache.
 
 `python -m servers.rpc_lender --port P --mem-mb M --cache-dir D [--threads T]`
-prints one line, `ready 127.0.0.1:P mem_mb=M threads=T`, once it answers
+prints one line, `ready 127.0.0.1:P mem_mb=M threads=T device=D`, once it answers
 ggml's HELLO, and exits with status 0 on SIGTERM or SIGINT.
 
 Why a process of its own: ggml's server blocks forever in C and has no stop
@@ -66,8 +66,10 @@ def _serve(endpoint: str, cache_dir: Path, threads: int, mem_bytes: int, ready_o
     """Run the server on a thread, say "ready" once it answers HELLO, and end the process on SIGTERM."""
     failed = threading.Event()
 
+    device = ggml_rpc.lend_device()
+
     def run() -> None:
-        ggml_rpc.start_server(endpoint, str(cache_dir), threads, mem_bytes)
+        ggml_rpc.start_server(endpoint, str(cache_dir), threads, mem_bytes, device)
         failed.set()  # start_server returns only when it could not bind (its reason is on stderr)
 
     stop = threading.Event()
@@ -84,7 +86,7 @@ def _serve(endpoint: str, cache_dir: Path, threads: int, mem_bytes: int, ready_o
             break
         except ggml_rpc.LenderUnreachable:
             time.sleep(0.05)
-    print(f"ready {endpoint} mem_mb={mem_bytes // 2**20} threads={threads}", file=ready_out, flush=True)  # type: ignore[call-overload]
+    print(f"ready {endpoint} mem_mb={mem_bytes // 2**20} threads={threads} device={ggml_rpc.device_name(device)}", file=ready_out, flush=True)  # type: ignore[call-overload]
     while not (stop.wait(0.5) or failed.is_set()):
         pass
     return 0 if stop.is_set() else 1
@@ -127,6 +129,7 @@ class RpcLender:
 
     Port 0 picks a free loopback port. Exit stops the lender (SIGTERM, then
     SIGKILL after a few seconds); what it printed is kept for error messages.
+    `device` is what it lends, as its ready line says ("cpu", or a GPU's name).
     """
 
     def __init__(self, *, mem_mb: int, cache_dir: str | Path, port: int = 0, threads: int | None = None, cache_mb: int = DEFAULT_CACHE_MB) -> None:
@@ -138,6 +141,7 @@ class RpcLender:
         self._process: anyio.abc.Process | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._said: collections.deque[str] = collections.deque(maxlen=20)
+        self.device = "cpu"
 
     @property
     def endpoint(self) -> str:
@@ -167,11 +171,17 @@ class RpcLender:
             raise
         return self
 
+    async def wait(self) -> int:
+        """Until the lender process ends (it crashed, or was killed); its exit status."""
+        assert self._process is not None, "the lender is not running"
+        return await self._process.wait()
+
     async def _wait_ready(self) -> None:
         assert self._process is not None and self._process.stdout is not None
         with anyio.move_on_after(_READY_TIMEOUT_S + 5):
             async for line in TextReceiveStream(self._process.stdout):
                 if line.startswith("ready "):
+                    self.device = line.split("device=", 1)[-1].split()[0] if "device=" in line else self.device
                     return
                 break
         await anyio.sleep(0.1)  # let the stderr reader catch the reason

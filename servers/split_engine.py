@@ -200,6 +200,8 @@ class SplitEngine(LlamaEngine):
                 self._sha256 = self._child_info.get("sha256") or None
                 self.state = EngineState.READY
                 self._ready.set()
+            elif "out_of_memory" in message:
+                self._fail(f"could not load {self.info.name}: {message['failed']}.")
             elif "failed" in message:
                 lenders = ", ".join(f"{n} on {endpoint}" for endpoint, n in self.placement)
                 self._fail(

@@ -15,7 +15,7 @@ loaded the same way, token for token.
 Protocol, JSON lines. In (stdin): `{"id": n, "op": "complete" | "chat" | "embed",
 "args": {...}}` and `{"id": n, "op": "cancel"}`; EOF means stop. Out (the
 original stdout; ggml's own prints go to stderr): first `{"ready": describe}` or
-`{"failed": message}`, then per request `{"id": n, "token": text}`..., and one
+`{"failed": message}` (with `"out_of_memory": endpoint` when a lender lacked the memory), then per request `{"id": n, "token": text}`..., and one
 `{"id": n, "done": result}` or `{"id": n, "error": type, "message": text}`.
 """
 
@@ -42,6 +42,8 @@ from servers.parent_death import die_with_parent
 __all__ = ["main"]
 
 _BUFFER_LINE = re.compile(r"(\S+) model buffer size =\s+([\d.]+) MiB")
+_NO_MEMORY = re.compile(r"allocate RPC\d*\[([^\]]+)\] buffer(?: of size (\d+))?")
+"""llama.cpp's log when a lender refused a buffer: its weights ("unable to allocate") or a working buffer ("failed to allocate ... of size")."""
 
 
 class _PlacedEngine(LlamaEngine):
@@ -141,11 +143,25 @@ async def _run(args: argparse.Namespace, out: IO[str]) -> int:
         try:
             await engine.wait_ready()
         except ModelUnavailable:
-            _send(out, {"failed": "; ".join(log.errors[-3:]) or "llama.cpp gave no reason"})
+            _send(out, _failure(log.errors))
             return 1
         _send(out, {"ready": engine.describe() | {"buffer_mib": log.buffer_mib}})
         await _Worker(engine, out).serve()
     return 0
+
+
+def _failure(errors: list[str]) -> dict[str, Any]:
+    """Why the load failed: a lender out of lent memory in one sentence (llama.cpp's own words blame the file), else its last errors."""
+    for line in errors:
+        if found := _NO_MEMORY.search(line):
+            endpoint, size = found.groups()
+            short = f"{-(-int(size) // 2**20)} MiB" if size else "the memory"
+            return {
+                "failed": f"lender {endpoint} could not allocate {short} for its layers or llama.cpp's working buffers: "
+                f"restart it with --lend-mem at least {short} larger, or give it fewer layers",
+                "out_of_memory": endpoint,
+            }
+    return {"failed": "; ".join(errors[-3:]) or "llama.cpp gave no reason"}
 
 
 def _send(out: IO[str], message: dict[str, Any]) -> None:

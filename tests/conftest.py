@@ -14,7 +14,7 @@ from federation.settings import PeerSettings
 from servers.embedded_models import model_path
 from tests.support.models import BASE_MODEL
 
-pytest_plugins = ["pytester", "tests.support.leaks", "tests.support.blocking", "tests.support.postgres"]
+pytest_plugins = ["pytester", "tests.support.leaks", "tests.support.blocking", "tests.support.postgres", "tests.support.discovery", "tests.support.netns"]
 
 
 @pytest.fixture(scope="session")

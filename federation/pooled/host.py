@@ -23,11 +23,11 @@ from anyio.abc import TaskStatus
 from federation.card import LayerShare
 from federation.const import SPLIT_FIND_SECONDS
 from federation.peers import Peer, PeerTable
-from federation.pooled.planner import Offer, Placement, PlanError, plan_split
+from federation.pooled.planner import Headroom, Offer, Placement, PlanError, plan_split
 from federation.pooled.tunnel import LenderTunnel, TunnelRefused
 from federation.proof import Tokens
 from federation.urls import base_url
-from servers.gguf_file import read_gguf_info
+from servers.gguf_file import GGUFInfo, read_gguf_info
 from servers.llama_engine import EngineState, ModelUnavailable, TokenCallback
 from servers.split_engine import LenderLost, SplitEngine
 
@@ -44,6 +44,36 @@ _UNPLACED = [("127.0.0.1:1", 1)]
 _REPLAN_BACKOFF_SECONDS = (0.5, 30.0)
 _DIRECT = ("static", "mdns")
 """Routes a tunnel can take: a lender reachable only through a relay is not used (yet)."""
+
+
+_BATCH = 512
+"""llama-cpp-python's n_batch: the tokens one step computes, so the rows of the logits buffer."""
+
+
+def _headroom(info: GGUFInfo, n_ctx: int) -> Headroom:
+    """llama.cpp's working memory on a lender, from the GGUF header.
+
+    Measured on Gemma 3 270M, n_ctx 512 (llama.cpp's log): a lender's KV cache
+    is 0.5 MiB a layer (f16 K and V), its compute buffer 16-19 MiB (estimated
+    here as 22), and the lender placed last also holds the output weights
+    (167 MiB) and the logits buffer (513 MiB: batch x vocabulary x 4 bytes).
+    """
+    arch = info.architecture
+
+    def dim(key: str, default: int = 0) -> int:
+        value = info.metadata.get(f"{arch}.{key}")
+        return value if isinstance(value, int) else default
+
+    n_embd, heads = dim("embedding_length"), dim("attention.head_count", 1)
+    key = dim("attention.key_length", n_embd // max(1, heads))
+    batch = min(n_ctx, _BATCH)
+    sizes = info.tensor_bytes()
+    vocab = info.shapes.get("token_embd.weight", (0, 0))[-1]
+    return Headroom(
+        per_layer=n_ctx * dim("attention.head_count_kv", heads) * (key + dim("attention.value_length", key)) * 2,
+        per_lender=batch * 4 * (3 * dim("feed_forward_length") + 4 * n_embd + heads * n_ctx),
+        output=sizes.get("output.weight", sizes.get("token_embd.weight", 0)) + batch * vocab * 4,
+    )
 
 
 def _offers(peers: PeerTable, self_id: str) -> list[Offer]:
@@ -75,7 +105,9 @@ class MeshSplitEngine(SplitEngine):
         self._peers = peers
         self._self_id = self_id
         self._tokens = tokens
-        self._layer_bytes = read_gguf_info(path).layer_bytes()
+        info = read_gguf_info(path)
+        self._layer_bytes = info.layer_bytes()
+        self._headroom = _headroom(info, self.n_ctx)
         self._tunnels: dict[str, tuple[LenderTunnel, anyio.CancelScope]] = {}
         self._by_endpoint: dict[str, Peer] = {}
         self._replanning = False
@@ -113,7 +145,7 @@ class MeshSplitEngine(SplitEngine):
         answer (gone, or busy though its card said free); the (endpoint, layers) list to load with."""
         silent: set[str] = set()
         while True:
-            plan = plan_split(self._layer_bytes, _offers(self._peers, self._self_id), lenders=self._lenders, excluded=silent)
+            plan = plan_split(self._layer_bytes, _offers(self._peers, self._self_id), lenders=self._lenders, excluded=silent, headroom=self._headroom)
             if not plan.lenders:
                 raise PlanError("no lender has room for a layer of this model")
             tunnels = [(await self._tunnel(peer_id), layers) for peer_id, layers in plan.lenders]

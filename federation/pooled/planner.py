@@ -12,6 +12,14 @@ lender), so the host keeps its share and "the rest" stays local. No lender
 gets more layers than its lent memory holds (sized by the largest layer,
 so uneven layers never overflow it); what it cannot hold stays on the host.
 llama.cpp places the last layers on its devices, in the order given.
+
+Lent memory holds more than weights (`Headroom`): llama.cpp's working buffers
+live beside the layers, and the lender placed last holds the model's output
+weights and its logits buffer too (Gemma 3 270M: 170 + 512 MiB, against
+4 MiB a layer). So each lender's room is counted after its buffers, the one
+with the most room goes last, and when none can hold the output the plan
+fails saying which `--lend-mem` would do, instead of llama.cpp failing the
+load as "file may be corrupt".
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Offer", "Placement", "PlanError", "plan_split"]
+__all__ = ["Headroom", "Offer", "Placement", "PlanError", "plan_split"]
 
 
 class PlanError(Exception):
@@ -41,6 +49,18 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class Headroom:
+    """What a lender needs beside its layers' weights; all zero by default (the weights alone)."""
+
+    per_layer: int = 0
+    """Working memory per layer held (its share of the KV cache)."""
+    per_lender: int = 0
+    """Working memory of any lender holding layers (its compute buffer)."""
+    output: int = 0
+    """What the lender placed last holds on top: the output weights and the logits buffer."""
+
+
+@dataclass(frozen=True)
 class Placement:
     """(lender id, layers) in placement order, and the layers the host keeps."""
 
@@ -57,6 +77,7 @@ class Placement:
 
 
 def _problem(offer: Offer, layer: int, excluded: Collection[str]) -> str | None:
+    """Why `offer` cannot take a layer (`layer`: one layer with its working memory), or None."""
     if offer.peer_id in excluded:
         return "did not answer through its tunnel"
     if not offer.up:
@@ -64,18 +85,24 @@ def _problem(offer: Offer, layer: int, excluded: Collection[str]) -> str | None:
     if offer.busy:
         return "busy with another host"
     if offer.lend_bytes < layer:
-        return f"lends {offer.lend_bytes} bytes, less than one layer ({layer})"
+        return f"lends {offer.lend_bytes} bytes, less than one layer with its working memory ({layer})"
     return None
 
 
 def plan_split(
-    layer_bytes: Sequence[int], offers: Sequence[Offer], *, lenders: int | None = None, local_bytes: int | None = None, excluded: Collection[str] = ()
+    layer_bytes: Sequence[int],
+    offers: Sequence[Offer],
+    *,
+    lenders: int | None = None,
+    local_bytes: int | None = None,
+    excluded: Collection[str] = (),
+    headroom: Headroom = Headroom(),
 ) -> Placement:
     """Place `layer_bytes` (one entry per layer) on the best `lenders` (None: all usable) of `offers`; PlanError if none fit."""
     if not layer_bytes:
         raise PlanError("the model has no repeating layers to split")
-    largest = max(layer_bytes)
-    problems = {offer.peer_id: (offer.name, problem) for offer in offers if (problem := _problem(offer, largest, excluded))}
+    unit = max(layer_bytes) + headroom.per_layer
+    problems = {offer.peer_id: (offer.name, problem) for offer in offers if (problem := _problem(offer, unit + headroom.per_lender, excluded))}
     usable = sorted(
         (offer for offer in offers if offer.peer_id not in problems),
         key=lambda offer: (offer.load, offer.latency_ms if offer.latency_ms is not None else math.inf, -offer.lend_bytes),
@@ -85,12 +112,31 @@ def plan_split(
         known = "; ".join(f"{name}: {why}" for name, why in problems.values()) or "no peer in the table lends"
         asked = "any lender" if lenders is None else f"{lenders} lender(s)"
         raise PlanError(f"--split asked for {asked} but {len(usable)} can take layers ({known}); start peers with --lend, or lower --split")
-    chosen = usable[:wanted]
+    chosen = _output_last(usable[:wanted]) if headroom.output else usable[:wanted]
     weights = [local_bytes if local_bytes is not None else sum(o.lend_bytes for o in chosen) // len(chosen), *(o.lend_bytes for o in chosen)]
     counts = _proportional(len(layer_bytes), weights)
-    placed = [(offer.peer_id, min(count, offer.lend_bytes // largest)) for offer, count in zip(chosen, counts[1:], strict=True)]
-    placed = [(peer_id, n) for peer_id, n in placed if n > 0]
-    return Placement(tuple(placed), len(layer_bytes) - sum(n for _, n in placed))
+    placed = [(offer, min(count, (offer.lend_bytes - headroom.per_lender) // unit)) for offer, count in zip(chosen, counts[1:], strict=True)]
+    placed = [(offer, n) for offer, n in placed if n > 0]
+    last, n = placed[-1]
+    fits = (last.lend_bytes - headroom.per_lender - headroom.output) // unit
+    if fits < 1:
+        need = unit + headroom.per_lender + headroom.output
+        raise PlanError(
+            f"lender {last.name} lends {_mib(last.lend_bytes)}, but the lender holding the model's last layers also holds its output "
+            f"({_mib(headroom.output)}): restart one lender with --lend-mem {-(-need // 2**20)}MB or more"
+        )
+    placed[-1] = (last, min(n, fits))
+    return Placement(tuple((offer.peer_id, n) for offer, n in placed), len(layer_bytes) - sum(n for _, n in placed))
+
+
+def _output_last(chosen: list[Offer]) -> list[Offer]:
+    """`chosen` with the lender that lends most moved last: llama.cpp gives the last device the output too."""
+    biggest = max(range(len(chosen)), key=lambda i: (chosen[i].lend_bytes, i))
+    return [*chosen[:biggest], *chosen[biggest + 1 :], chosen[biggest]]
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.0f} MiB"
 
 
 def _proportional(total: int, weights: Sequence[int]) -> list[int]:

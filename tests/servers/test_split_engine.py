@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from servers import ggml_rpc
 from servers.embedded_models import model_path
 from servers.ggml_rpc import supports_rpc
 from servers.llama_engine import EngineState, LlamaEngine, ModelUnavailable
@@ -104,12 +105,15 @@ async def test_an_unreachable_lender_is_named_before_the_model_loads(tmp_path: P
         assert engine.state is EngineState.FAILED
 
 
-async def test_a_placement_beyond_the_lenders_memory_fails_the_load_not_the_host(tmp_path: Path) -> None:
-    async with RpcLender(mem_mb=1, cache_dir=tmp_path, threads=1) as small:
-        async with SplitEngine(MODEL, [(small.endpoint, 19)], n_ctx=N_CTX, n_threads=1) as engine:
-            with pytest.raises(ModelUnavailable):
+@pytest.mark.parametrize(("mem_mb", "layers"), [(1, 19), (200, 6)], ids=["weights", "working-buffers"])
+async def test_a_placement_beyond_the_lenders_memory_fails_the_load_naming_the_lender_and_lend_mem(mem_mb: int, layers: int, tmp_path: Path) -> None:
+    """200 MiB holds 6 layers' weights but not the logits buffer of the last device (512 MiB): llama.cpp alone would blame the file."""
+    async with RpcLender(mem_mb=mem_mb, cache_dir=tmp_path, threads=1) as small:
+        async with SplitEngine(MODEL, [(small.endpoint, layers)], n_ctx=N_CTX, n_threads=1) as engine:
+            with pytest.raises(ModelUnavailable, match=rf"lender {small.endpoint} could not allocate \d+ MiB .* --lend-mem at least \d+ MiB larger"):
                 await engine.wait_ready()
             assert engine.state is EngineState.FAILED
+            assert "corrupt" not in (engine.error or "")
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::1", "localhost"])
@@ -132,3 +136,10 @@ def test_bad_placements_are_refused_with_what_to_do() -> None:
         SplitEngine(MODEL, [("127.0.0.1:1", 0)])
     with pytest.raises(ValueError, match="placement is empty"):
         SplitEngine(MODEL, [])
+
+
+async def test_a_lender_says_which_device_it_lends(tmp_path: Path) -> None:
+    """The CPU here (no GPU on this machine); a ggml GPU device, where one exists, is served and named instead."""
+    async with RpcLender(mem_mb=64, cache_dir=tmp_path, threads=1) as lender:
+        assert lender.device == ggml_rpc.device_name(ggml_rpc.lend_device())
+        assert (lender.device == "cpu") is not ggml_rpc.local_gpu_present()

@@ -1,7 +1,12 @@
-"""Helpers for discovery tests: peers in child processes, and a peer's /events recorded into a list."""
+"""Helpers for discovery tests: peers in child processes (`mesh` and `spawn_peer` are fixtures: a plugin of tests/conftest.py), and a peer's /events recorded into a list."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +18,7 @@ from anyio.abc import Process
 
 from federation.events import Event
 from federation.watch import open_events
+from tests.support.paths import REPO
 
 FAST_HEALTH_INTERVAL = 0.2
 START_DEADLINE = 30.0
@@ -26,10 +32,10 @@ class PeerProcess:
         self.log = log
         self.mcp_url = ""
 
-    async def read_url(self) -> str:
+    async def read_url(self, timeout: float = START_DEADLINE) -> str:
         assert self.process.stdout is not None
         buffered = b""
-        with anyio.move_on_after(START_DEADLINE):
+        with anyio.move_on_after(timeout):
             while b"\n" not in buffered:
                 try:
                     buffered += await self.process.stdout.receive()
@@ -40,7 +46,7 @@ class PeerProcess:
         self.mcp_url = buffered.decode().strip().splitlines()[-1]
         return self.mcp_url
 
-    async def stop(self, signum: int) -> None:
+    async def stop(self, signum: signal.Signals) -> None:
         if self.process.returncode is None:
             self.process.send_signal(signum)
             with anyio.move_on_after(10):
@@ -51,6 +57,35 @@ class PeerProcess:
 
 
 SpawnPeer = Callable[..., Awaitable[PeerProcess]]
+
+
+@pytest.fixture
+def mesh() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def spawn_peer(tmp_path: Path, mesh: str) -> AsyncIterator[SpawnPeer]:
+    """`await spawn_peer(name, *serve_args, model=, prefix=[...], env={...}, start_timeout=)`; every process is killed at the end."""
+    started: list[PeerProcess] = []
+
+    async def spawn(name: str, *args: str, model: str = "none", prefix: tuple[str, ...] = (), env: dict[str, str] | None = None, start_timeout: float = START_DEADLINE) -> PeerProcess:
+        log = tmp_path / f"{name}-{len(started)}.log"
+        command = [*prefix, sys.executable, "-m", "federation.cli", "serve", "--model", model, "--port", "0", "--name", name, "--home", str(tmp_path / name), *args]
+        environment = os.environ | {"MCPFED_MESH": mesh, "MCPFED_HEALTH_INTERVAL": str(FAST_HEALTH_INTERVAL), "PYTHONUNBUFFERED": "1"} | (env or {})
+        with log.open("wb") as stderr:
+            process = await anyio.open_process(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=stderr)
+        peer = PeerProcess(process, log)
+        started.append(peer)
+        await peer.read_url(start_timeout)
+        return peer
+
+    try:
+        yield spawn
+    finally:
+        with anyio.CancelScope(shield=True):
+            for peer in started:
+                await peer.stop(signal.SIGKILL)
 
 
 @asynccontextmanager

@@ -8,31 +8,18 @@ a second, and no test sleeps for long.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
 from federation.node import Node
 from federation.settings import PeerSettings
-from tests.support.discovery import FAST_HEALTH_INTERVAL, PeerProcess, SpawnPeer
+from tests.support.discovery import FAST_HEALTH_INTERVAL
 from tests.support.hostile import Announcer
-from tests.support.paths import REPO
-
-
-@pytest.fixture
-def mesh() -> str:
-    return f"test-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
@@ -52,32 +39,6 @@ def mdns_node(mdns_settings: Callable[..., PeerSettings]) -> Callable[..., Abstr
         return Node(mdns_settings(**overrides))
 
     return start
-
-
-@pytest.fixture
-async def spawn_peer(tmp_path: Path, mesh: str) -> AsyncIterator[SpawnPeer]:
-    """`await spawn_peer(name, *serve_args, model=, prefix=[...], env={...})`; every process is killed at the end."""
-    started: list[PeerProcess] = []
-
-    async def spawn(name: str, *args: str, model: str = "none", prefix: tuple[str, ...] = (), env: dict[str, str] | None = None) -> PeerProcess:
-        log = tmp_path / f"{name}-{len(started)}.log"
-        command = [*prefix, sys.executable, "-m", "federation.cli", "serve", "--model", model, "--port", "0", "--name", name, "--home", str(tmp_path / name), *args]
-        environment = os.environ | {"MCPFED_MESH": mesh, "MCPFED_HEALTH_INTERVAL": str(FAST_HEALTH_INTERVAL), "PYTHONUNBUFFERED": "1"} | (env or {})
-        with log.open("wb") as stderr:
-            process = await anyio.open_process(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=stderr)
-        peer = PeerProcess(process, log)
-        started.append(peer)
-        await peer.read_url()
-        return peer
-
-    try:
-        yield spawn
-    finally:
-        with anyio.CancelScope(shield=True):
-            for peer in started:
-                await peer.stop(signal.SIGKILL)
-
-
 
 
 @pytest.fixture

@@ -1,89 +1,28 @@
 """Three "hosts" (network namespaces on one bridge) find each other over real multicast and call a tool.
 
-The test builds its own little LAN: a namespace holding a bridge, and three
-peer namespaces each joined to it by a veth pair, with addresses
-10.77.0.1-3/24 and the multicast route on the veth. Nothing is created in the
-root namespace, so eth0 and the host's own network are never touched. Each
-peer binds its namespace's address (which needs a mesh secret) with
-`--mdns auto`, so it announces on that interface only. Everything is removed
-in `finally`. Where `ip netns` is not permitted the test skips and says why.
+The test builds its own little LAN (`tests.support.netns`): three peer
+namespaces on one bridge, 10.77.0.1-3/24, nothing in the root namespace, so
+eth0 and the host's own network are never touched. Each peer binds its
+namespace's address (which needs a mesh secret) with `--mdns auto`, so it
+announces on that interface only. Where `ip netns` is not permitted the test
+skips and says why.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import anyio
 import pytest
 
 from federation.const import SERVICE_TYPE
 from tests.support.discovery import SpawnPeer
+from tests.support.netns import in_namespace
 from tests.support.paths import REPO
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
-
-_HOSTS = 3
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-def _netns_problem() -> str | None:
-    if shutil.which("ip") is None:
-        return "the `ip` tool (iproute2) is not installed"
-    probe = f"fedprobe{os.getpid()}"
-    try:
-        _ip("netns", "add", probe)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        stderr = getattr(exc, "stderr", b"") or b""
-        return f"creating a network namespace is not permitted here ({stderr.decode().strip() or exc}); run as root to test multi-host discovery"
-    _ip("netns", "del", probe)
-    return None
-
-
-@pytest.fixture
-def lan() -> Iterator[list[str]]:
-    """Three peer namespaces on one bridge; yields their names (host i has 10.77.0.<i+1>)."""
-    if problem := _netns_problem():
-        pytest.skip(problem)
-    tag = f"fd{os.getpid()}"
-    bridge_ns, hosts = f"{tag}br", [f"{tag}h{i}" for i in range(1, _HOSTS + 1)]
-    created: list[str] = []
-    try:
-        _ip("netns", "add", bridge_ns)
-        created.append(bridge_ns)
-        _ip("-n", bridge_ns, "link", "add", "fbr0", "type", "bridge", "mcast_snooping", "0")
-        _ip("-n", bridge_ns, "link", "set", "fbr0", "up")
-        for i, host in enumerate(hosts, 1):
-            _ip("netns", "add", host)
-            created.append(host)
-            _ip("-n", bridge_ns, "link", "add", f"vh{i}", "type", "veth", "peer", "name", f"vn{i}")
-            _ip("-n", bridge_ns, "link", "set", f"vh{i}", "master", "fbr0", "up")
-            _ip("-n", bridge_ns, "link", "set", f"vn{i}", "netns", host)
-            _ip("-n", host, "addr", "add", f"10.77.0.{i}/24", "dev", f"vn{i}")
-            _ip("-n", host, "link", "set", f"vn{i}", "up")
-            _ip("-n", host, "link", "set", "lo", "up")
-            _ip("-n", host, "route", "add", "224.0.0.0/4", "dev", f"vn{i}")
-        yield hosts
-    finally:
-        for namespace in reversed(created):  # deleting a namespace deletes its veth ends and the bridge
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10)
-
-
-async def _in_host(host: str, code: str) -> object:
-    """Run a Python snippet inside a namespace; it prints JSON, which is returned."""
-    result = await anyio.run_process(["ip", "netns", "exec", host, sys.executable, "-c", code], cwd=REPO, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"snippet in {host} failed: {result.stderr.decode()[-1500:]}")
-    return json.loads(result.stdout)
-
 
 _SECRET = "netns-test-secret"
 _AUTH = {"Authorization": f"Bearer {_SECRET}"}  # a mesh with a secret: every route but /health wants it
@@ -114,7 +53,7 @@ async def test_peers_on_three_hosts_discover_each_other_and_call_a_tool_across(l
 
     async def everyone_sees_everyone() -> bool:
         for i, (host, url) in enumerate(zip(lan, urls, strict=True)):
-            seen = await _in_host(host, _PEERS.format(url=url.removesuffix("/mcp"), auth=_AUTH))
+            seen = await in_namespace(host, _PEERS.format(url=url.removesuffix("/mcp"), auth=_AUTH))
             assert isinstance(seen, list)
             if sorted((p["url"], p["via"], p["status"]) for p in seen) != sorted((u, "mdns", "up") for j, u in enumerate(urls) if j != i):
                 return False
@@ -122,11 +61,11 @@ async def test_peers_on_three_hosts_discover_each_other_and_call_a_tool_across(l
 
     await wait_until(everyone_sees_everyone, "each host's peer lists the other two, via mdns, up", timeout=20.0)
 
-    third_sees = await _in_host(lan[2], _PEERS.format(url=urls[2].removesuffix("/mcp"), auth=_AUTH))
+    third_sees = await in_namespace(lan[2], _PEERS.format(url=urls[2].removesuffix("/mcp"), auth=_AUTH))
     assert isinstance(third_sees, list)
     model_peer = next(p for p in third_sees if p["models"])  # found through discovery, not told
     assert model_peer["name"] == "host1"
-    info = await _in_host(lan[2], _CALL.format(url=model_peer["url"], auth=_AUTH))
+    info = await in_namespace(lan[2], _CALL.format(url=model_peer["url"], auth=_AUTH))
     assert isinstance(info, dict) and info["n_ctx"] > 0, info
 
 
@@ -183,7 +122,7 @@ async def test_a_loopback_peer_stays_unheard_on_the_lan_beside_an_all_interfaces
         assert listener.stdout is not None
         with anyio.fail_after(15):
             assert (await listener.stdout.receive()).startswith(b"ready")
-        heard = await _in_host(host_b, _BROWSE.format(kind=SERVICE_TYPE, address="10.77.0.2", grace=_GRACE_SECONDS))
+        heard = await in_namespace(host_b, _BROWSE.format(kind=SERVICE_TYPE, address="10.77.0.2", grace=_GRACE_SECONDS))
     finally:
         with anyio.CancelScope(shield=True):
             if listener.stdin is not None:
@@ -205,12 +144,12 @@ async def test_a_peer_on_every_interface_advertises_its_real_addresses(lan: list
     everywhere = await spawn_peer("everywhere", "--host", "0.0.0.0", "--mdns", "auto", prefix=("ip", "netns", "exec", lan[0]), env=_ON_THE_LAN)
     port = everywhere.mcp_url.split(":")[2].split("/")[0]
     assert everywhere.mcp_url == f"http://10.77.0.1:{port}/mcp", "the printed URL is one another host can dial"
-    endpoints = await _in_host(lan[0], _ENDPOINTS.format(url=f"http://127.0.0.1:{port}", auth=_AUTH))
+    endpoints = await in_namespace(lan[0], _ENDPOINTS.format(url=f"http://127.0.0.1:{port}", auth=_AUTH))
     assert endpoints == [f"http://10.77.0.1:{port}/mcp", f"http://127.0.0.1:{port}/mcp"]
     neighbour = await spawn_peer("neighbour", "--host", "10.77.0.2", "--mdns", "auto", prefix=("ip", "netns", "exec", lan[1]), env=_ON_THE_LAN)
 
     async def neighbour_admitted_it() -> bool:
-        seen = await _in_host(lan[1], _PEERS.format(url=neighbour.mcp_url.removesuffix("/mcp"), auth=_AUTH))
+        seen = await in_namespace(lan[1], _PEERS.format(url=neighbour.mcp_url.removesuffix("/mcp"), auth=_AUTH))
         assert isinstance(seen, list)
         return [(p["name"], p["url"], p["via"]) for p in seen] == [("everywhere", everywhere.mcp_url, "mdns")]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from federation.pooled.planner import Offer, PlanError, plan_split
+from federation.pooled.planner import Headroom, Offer, PlanError, plan_split
 
 MB = 1024 * 1024
 LAYERS = [4 * MB] * 18  # the embedded Gemma 3 270M: 18 blocks of ~4 MB
@@ -55,3 +55,24 @@ def test_too_few_lenders_is_a_clear_error_naming_each() -> None:
         plan_split(LAYERS, [offer("busy", 100, busy=True), offer("ok", 100)], lenders=2)
     with pytest.raises(PlanError, match="no peer in the table lends"):
         plan_split(LAYERS, [])
+
+
+GEMMA_HEADROOM = Headroom(per_layer=1 * MB, per_lender=21 * MB, output=682 * MB)  # measured: 170 MiB output weights + 512 MiB logits
+
+
+def test_working_memory_counts_against_what_a_lender_lends() -> None:
+    plan = plan_split(LAYERS, [offer("a", 100)], local_bytes=0, headroom=Headroom(per_layer=1 * MB, per_lender=50 * MB))
+    assert plan.lenders == (("aaaa", 10),)  # (100 - 50) // (4 + 1); weights alone would take 18
+    with pytest.raises(PlanError, match="less than one layer with its working memory"):
+        plan_split(LAYERS, [offer("a", 50)], headroom=Headroom(per_lender=50 * MB))
+
+
+def test_the_lender_with_most_room_goes_last_and_holds_the_output() -> None:
+    plan = plan_split(LAYERS, [offer("big", 1024, latency_ms=9.0), offer("small", 200, latency_ms=1.0)], local_bytes=0, headroom=GEMMA_HEADROOM)
+    assert [peer for peer, _ in plan.lenders] == ["smallsmallsmallsmall", "bigbigbigbig"]
+    assert plan.n_layers == 18
+
+
+def test_no_lender_able_to_hold_the_output_names_the_lend_mem_to_use() -> None:
+    with pytest.raises(PlanError, match=r"lender a lends 200 MiB, .* holds its output \(682 MiB\): restart one lender with --lend-mem 708MB or more"):
+        plan_split(LAYERS, [offer("a", 200), offer("b", 150)], headroom=GEMMA_HEADROOM)
