@@ -30,13 +30,18 @@ from dataclasses import dataclass, field
 
 import anyio
 
-__all__ = ["BUSY_PREFIX", "DEFAULT_QUEUE_LIMIT", "FairQueue", "QueueFull"]
+__all__ = ["BUSY_PREFIX", "DEFAULT_QUEUE_LIMIT", "MODEL_LOST_PREFIX", "FairQueue", "QueueFull"]
 
 DEFAULT_QUEUE_LIMIT = 64
 """Calls that may wait for one model, half of them from one caller: room for a `mesh_fan_out` of 32 on one peer."""
 
 BUSY_PREFIX = "busy: "
 """How a refusal's message starts; a router reads it as "try another peer"."""
+
+MODEL_LOST_PREFIX = "model lost: "
+"""How a model's failure mid-answer starts (a lender of a split model went away): the peer lives on and
+re-plans, so a router reads it as "start the answer again on another peer". Beside BUSY_PREFIX, because
+both are what a model server tells routers, and this module is the one light peers import anyway."""
 
 _FIRST_TURN_GUESS_S = 1.0
 """Seconds one turn is assumed to take until a turn has been measured."""

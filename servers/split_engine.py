@@ -34,7 +34,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from anyio.streams.text import TextReceiveStream
 
 from servers import ggml_rpc
-from servers.fair_queue import DEFAULT_QUEUE_LIMIT
+from servers.fair_queue import DEFAULT_QUEUE_LIMIT, MODEL_LOST_PREFIX
 from servers.llama_engine import (
     REPEAT_PENALTY,
     ChatMessage,
@@ -63,7 +63,7 @@ class LenderLost(ModelUnavailable):
     """A lender went away while it held layers of the model; the message names it and says what to do."""
 
     def __init__(self, message: str, endpoints: list[str]) -> None:
-        super().__init__(message)
+        super().__init__(message if message.startswith(MODEL_LOST_PREFIX) else MODEL_LOST_PREFIX + message)
         self.endpoints = endpoints
 
 

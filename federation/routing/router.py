@@ -45,7 +45,7 @@ from federation.routing.sessions import PeerGone
 from federation.routing.transports import ProgressRelay
 from federation.toolhost import HostedServer, ToolAnswer, ToolHost, error_result, input_params
 from federation.trace import Trace
-from servers.fair_queue import BUSY_PREFIX
+from servers.fair_queue import BUSY_PREFIX, MODEL_LOST_PREFIX
 
 if TYPE_CHECKING:
     from servers.llama_engine import LlamaEngine
@@ -245,10 +245,15 @@ class Router:
                 failed, target = target, following
                 await progress.restart(f"{ANSWER_RESTARTS_PREFIX}peer {failed.name} stopped answering; the answer starts again on {target.name}.\n")
                 continue
-            busy = result.is_error and _text(result).startswith(BUSY_PREFIX)  # its model's queue is full: nothing ran there
-            attempts.append(Attempt(peer=target.id, peer_name=target.name, outcome="busy" if busy else "error" if result.is_error else "ok", ms=_ms(clock), error=_text(result) if busy else None))
-            following = next_target(targets, {a.peer for a in attempts}) if busy and attempt + 1 < tries else None
+            failure = _text(result) if result.is_error else ""
+            busy = failure.startswith(BUSY_PREFIX)  # its model's queue is full: nothing ran there
+            lost = failure.startswith(MODEL_LOST_PREFIX)  # its model failed mid-answer (a split model's lender went away)
+            outcome = "busy" if busy else "model_lost" if lost else "error" if result.is_error else "ok"
+            attempts.append(Attempt(peer=target.id, peer_name=target.name, outcome=outcome, ms=_ms(clock), error=failure if busy or lost else None))
+            following = next_target(targets, {a.peer for a in attempts}) if (busy or lost) and attempt + 1 < tries else None
             if following is not None:
+                if lost:
+                    await progress.restart(f"{ANSWER_RESTARTS_PREFIX}the model on {target.name} failed mid-answer; the answer starts again on {following.name}.\n")
                 target = following
                 continue
             if result.is_error:

@@ -16,7 +16,8 @@ from typing import Any
 import anyio
 import pytest
 
-from federation.client import connect
+from federation.client import call_tool, connect
+from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.node import Node
 from federation.pooled.host import MeshSplitEngine
 from federation.settings import PeerSettings
@@ -95,3 +96,31 @@ async def test_a_lender_killed_mid_generation_fails_the_call_by_name_and_the_hos
         assert engine.plan is not None and [peer for peer, _ in engine.plan.lenders] == [lenders[1].peer_id]
         again = await generate(host)
         assert not again.is_error, again
+
+
+async def test_a_routed_ask_starts_again_on_another_peer_when_a_lender_dies_mid_answer(make_settings: Callable[..., PeerSettings]) -> None:
+    """`mesh_ask` is a capability call: the split host's model failing mid-answer sends it to the next peer."""
+    async with split_mesh(make_settings) as (host, lenders), AsyncExitStack() as stack:
+        spare = await stack.enter_async_context(Node(make_settings(name="spare", model=BASE_MODEL, n_ctx=512, threads=1, **MESH)))
+        caller = await stack.enter_async_context(Node(make_settings(name="caller", model=None, **MESH)))
+        await caller.add_peer(host.mcp_url)  # the split host is first among equals
+        await caller.add_peer(spare.mcp_url)
+        await spare.wait_ready()
+        assert lenders[0].lending is not None and lenders[0].lending.pid is not None
+        seen: list[str] = []
+
+        async def kill_a_lender_at_the_first_piece(text: str) -> None:
+            seen.append(text)
+            if len(seen) == 1:
+                os.kill(lenders[0].lending.pid, signal.SIGKILL)  # type: ignore[union-attr]
+
+        async with connect(caller.mcp_url, headers={"Authorization": f"Bearer {MESH['mesh_secret']}"}) as client:
+            await wait_until(lambda: {f"{host.name}__generate", f"{spare.name}__generate"} <= {t.name for t in caller.tools.tools}, "the caller to learn both models")
+            result = await call_tool(client, "mesh_ask", {"prompt": "Count to fifty.", "max_tokens": 200, "temperature": 0.0}, on_text=kill_a_lender_at_the_first_piece)
+        answer = result.structured_content
+        assert answer is not None and not result.is_error, result
+        assert [a["peer_name"] for a in answer["attempts"]] == ["host", "spare"]
+        assert answer["attempts"][0]["outcome"] == "model_lost" and "lender1" in answer["attempts"][0]["error"]
+        assert answer["peer"] == spare.peer_id and answer["usage"]["completion_tokens"] > 0
+        notices = [text for text in seen if text.startswith(ANSWER_RESTARTS_PREFIX)]
+        assert len(notices) == 1 and "host" in notices[0] and "spare" in notices[0], "the stream says where the answer starts again"
