@@ -246,19 +246,28 @@ class _RelayLink:
                 published = card.digest()
 
     async def _sync_directory(self) -> None:
-        """Read the relay's `/peers` every period; an unchanged one (304 to our ETag) keeps the cards verified last time."""
-        etag, cards = "", {}
+        """Read the relay's `/peers` every period; an unchanged one (304 to our ETag) keeps the cards verified last time.
+
+        A failed read is retried next period. The first failure in a row is a
+        warning with the relay's reason: at debug level, a relay refusing every
+        read (its per-address cap full) left a peer listing no one, silently.
+        """
+        etag, cards, failing = "", {}, False
         async with httpx.AsyncClient(timeout=RELAY_CONNECT_SECONDS, verify=client_context()) as http:
             while True:
                 try:
                     response = await http.get(self._relay + PEERS_PATH, headers=self._credential() | ({"If-None-Match": etag} if etag else {}))
                     if response.status_code != 304:
-                        response.raise_for_status()
+                        if response.is_error:
+                            raise ValueError(f"HTTP {response.status_code}: {error_message(response.content)}")
                         cards = _verified_cards(response.json(), self._parts.mesh)
                         etag = response.headers.get("etag", "")
                     self._directory.update(self._relay, cards)
+                    failing = False
                 except (httpx.HTTPError, ValueError) as exc:
-                    logger.debug("reading %s%s failed: %s", self._relay, PEERS_PATH, exc)
+                    level = logging.DEBUG if failing else logging.WARNING
+                    logger.log(level, "reading %s%s failed (%s); retrying every %g s", self._relay, PEERS_PATH, exc, RELAY_DIRECTORY_SECONDS)
+                    failing = True
                 await anyio.sleep(RELAY_DIRECTORY_SECONDS)
 
 

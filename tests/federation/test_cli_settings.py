@@ -72,7 +72,7 @@ SAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
     ("relay", "--home"): ("{tmp}", "{tmp}"),
     ("relay", "--allowed-host"): ("relay", ["relay"]),
     ("relay", "--header-timeout"): ("3", 3.0),
-    ("relay", "--max-connections-per-address"): ("0", 0),
+    ("relay", "--max-connections-per-address"): ("64", 64),
     ("serve", "--plain-http"): ("true", True),
     ("relay", "--plain-http"): ("true", True),
     **{
