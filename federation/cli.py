@@ -34,7 +34,6 @@ from federation.const import (
     HEADER_TIMEOUT_SECONDS,
     MAX_CONNECTIONS_PER_ADDRESS,
     MAX_REQUEST_BYTES,
-    RELAY_MAX_CONNECTIONS_PER_ADDRESS,
 )
 from federation.errors import ConfigError, FederationError
 from servers.fair_queue import DEFAULT_QUEUE_LIMIT
@@ -805,7 +804,9 @@ def relay_command(
     home: Annotated[Path | None, typer.Option(help="State directory (mesh, directory database); MCPFED_HOME works too.")] = None,
     allowed_hosts: AllowedHostOption = None,
     header_timeout: HeaderTimeoutOption = HEADER_TIMEOUT_SECONDS,
-    max_connections_per_address: MaxConnectionsOption = RELAY_MAX_CONNECTIONS_PER_ADDRESS,
+    max_connections_per_address: Annotated[
+        int | None, typer.Option(help="Open connections one client address may hold (0 = no cap); more get 503. Default: half the open files the relay may hold (peers meeting through it hold a session per pair).")
+    ] = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
     plain_http: PlainHttpOption = False,

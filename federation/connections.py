@@ -20,7 +20,9 @@ every route and for WebSocket handshakes alike):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import resource
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,7 +31,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from federation.const import HEADER_TIMEOUT_SECONDS, MAX_CONNECTIONS_PER_ADDRESS
 from federation.refusal import error_body
 
-__all__ = ["CONNECTION_LIMIT_CODE", "ConnectionLimits", "protocol_for"]
+__all__ = ["CONNECTION_LIMIT_CODE", "ConnectionLimits", "open_file_limit", "protocol_for"]
 
 CONNECTION_LIMIT_CODE = -32045
 """JSON-RPC error code of a connection closed by a limit here: the per-address cap (503) or the header timeout (408)."""
@@ -41,6 +43,20 @@ class ConnectionLimits:
 
     header_timeout: float = HEADER_TIMEOUT_SECONDS
     max_per_address: int = MAX_CONNECTIONS_PER_ADDRESS
+
+
+def open_file_limit() -> int:
+    """Raise this process's open-file soft limit to its hard limit, and return the limit it now has.
+
+    A relay holds a session for every pair of peers that meet through it, so
+    a default soft limit (often 1,024) runs out at ~30 peers on one host.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if wanted > soft:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep what we have
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _plain_response(status: bytes, message: str, code: int, reason: str, *extra: bytes) -> bytes:

@@ -36,11 +36,13 @@ HEADER_TIMEOUT_SECONDS = 10.0
 MAX_CONNECTIONS_PER_ADDRESS = 512
 """Open connections one client address may hold on a peer or relay. Above a forwarding peer's pool (256
 connections) plus its discovery client, so a peer forwarding a burst never meets it."""
-RELAY_MAX_CONNECTIONS_PER_ADDRESS = 0
-"""A relay's default: no per-address cap. Its clients are peers that share an address by design (one host,
-one NAT), and each holds a session with every other through it: N² connections from one address. At 512,
-50 peers on one host filled the cap with those sessions, and the peers that attached last had every
-`/peers` read refused (503) for good, so they listed no one."""
+RELAY_OPEN_FILES_PER_ADDRESS = 0.5
+"""A relay's default per-address cap, as a share of the open files it may hold (raised to the hard limit at
+start): half. Its clients are peers that share an address by design (one host, one NAT), and each holds a
+session with every other through it: N² connections from one address. At the peers' cap of 512, 50 peers
+on one host filled it with those sessions, and the peers that attached last had every `/peers` read
+refused (503) for good, so they listed no one. Half the open files still leaves the other half to
+everyone else, where no cap at all would let one address take them all."""
 
 DEFAULT_RATE_LIMIT = "1000/s"
 """Requests each caller may send to a peer's /mcp (burst: two seconds' worth). A forwarding peer is one caller

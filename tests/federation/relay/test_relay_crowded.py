@@ -10,6 +10,7 @@ sessions: more connections from 127.0.0.1 than that cap, held open.
 
 from __future__ import annotations
 
+import resource
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -47,3 +48,12 @@ async def test_peers_on_a_crowded_address_attach_and_list_each_other(make_settin
             await wait_attached(relay.url, first.peer_id, timeout=20)
             await wait_attached(relay.url, second.peer_id, timeout=20)
             await wait_until(lambda: second.peer_id in first.peers and first.peer_id in second.peers, "each lists the other through the relay", timeout=20)
+
+
+def test_a_relay_caps_one_address_at_half_the_open_files_it_may_hold() -> None:
+    """No cap at all would let one address take every file descriptor; half leaves the rest to everyone else."""
+    limits = RelaySettings(port=0).connection_limits()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == hard or hard == resource.RLIM_INFINITY, "the relay raises its soft limit to the hard one"
+    assert limits.max_per_address == max(MAX_CONNECTIONS_PER_ADDRESS, soft // 2)
+    assert RelaySettings(port=0, max_connections_per_address=0).connection_limits().max_per_address == 0, "0 still means no cap"
