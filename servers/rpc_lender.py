@@ -36,7 +36,7 @@ import anyio.abc
 from anyio.streams.text import TextReceiveStream
 
 from servers import ggml_rpc
-from servers.parent_death import die_with_parent
+from servers.parent_death import child_environment, die_with_parent
 
 __all__ = ["LenderFailed", "RpcLender", "main", "prune_cache"]
 
@@ -159,7 +159,7 @@ class RpcLender:
         command += ["--cache-dir", str(self.cache_dir), "--cache-mb", str(self.cache_mb)]
         if self.threads:
             command += ["--threads", str(self.threads)]
-        self._process = await anyio.open_process(command, stdin=None)
+        self._process = await anyio.open_process(command, stdin=None, env=child_environment())
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         assert self._process.stderr is not None

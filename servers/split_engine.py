@@ -46,6 +46,7 @@ from servers.llama_engine import (
     TokenCallback,
     Usage,
 )
+from servers.parent_death import child_environment
 
 __all__ = ["LenderLost", "Placement", "SplitEngine"]
 
@@ -176,7 +177,7 @@ class SplitEngine(LlamaEngine):
     async def _supervise(self, placement: list[tuple[str, int]]) -> None:
         command = [sys.executable, "-m", "servers.split_worker", "--model", str(self.info.path), "--placement", json.dumps(placement)]
         command += ["--n-ctx", str(self.n_ctx), "--threads", str(self.n_threads)]
-        process = await anyio.open_process(command)
+        process = await anyio.open_process(command, env=child_environment())
         self._child = process
         try:
             async with anyio.create_task_group() as task_group:
