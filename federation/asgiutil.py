@@ -6,7 +6,9 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-__all__ = ["MODERN", "Receive", "Scope", "Send", "header", "replay", "send_json", "send_too_large"]
+from federation.bodylimit import BodyTooLarge, read_body
+
+__all__ = ["MODERN", "Receive", "Scope", "Send", "header", "read_whole_body", "replay", "send_json"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -46,6 +48,11 @@ async def send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_too_large(send: Send, limit: int) -> None:
-    """The answer to a body that grew past `limit` as it came (a declared one never gets this far: `BodyLimit`)."""
-    await send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"request body over {limit} bytes"}})
+async def read_whole_body(scope: Scope, receive: Receive, send: Send, limit: int) -> bytes | None:
+    """The request's body; None when there is nothing more to do: it grew past `limit` as it came (answered 413
+    here; a declared one never gets this far: `BodyLimit`), or the caller left before sending all of it."""
+    try:
+        return await read_body(scope, receive, limit)
+    except BodyTooLarge:
+        await send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"request body over {limit} bytes"}})
+        return None

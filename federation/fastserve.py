@@ -46,8 +46,7 @@ from mcp.shared.transport_context import TransportContext
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from federation.asgiutil import MODERN, Receive, Scope, Send, header, replay, send_json, send_too_large
-from federation.bodylimit import BodyTooLarge, read_body
+from federation.asgiutil import MODERN, Receive, Scope, Send, header, read_whole_body, replay, send_json
 
 __all__ = ["FastServe"]
 
@@ -127,12 +126,8 @@ class FastServe:
         if scope["type"] != "http" or not self._takes(scope):
             await self._app(scope, receive, send)
             return
-        try:
-            body = await read_body(scope, receive, self._limit)
-        except BodyTooLarge:
-            await send_too_large(send, self._limit)
-            return
-        if body is None:  # the caller left before sending the whole request
+        body = await read_whole_body(scope, receive, send, self._limit)
+        if body is None:  # answered 413, or the caller left before sending the whole request
             return
         call = _plain_call(scope, body)
         if call is None or self._header_mismatch(scope, call[0]["params"]):

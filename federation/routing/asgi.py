@@ -22,8 +22,7 @@ from typing import Any
 
 import anyio
 
-from federation.asgiutil import MODERN, Receive, Scope, header, replay, send_json, send_too_large
-from federation.bodylimit import BodyTooLarge, read_body
+from federation.asgiutil import MODERN, Receive, Scope, header, read_whole_body, replay, send_json
 from federation.errors import PeerError
 from federation.identity import Identity
 from federation.receipt import add_hop
@@ -87,12 +86,8 @@ class FastForward:
         return self._resolve(name.decode("utf-8", "replace"))
 
     async def _forward(self, peer_id: str, tool: str, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            body = await read_body(scope, receive, self._limit)
-        except BodyTooLarge:
-            await send_too_large(send, self._limit)
-            return
-        if body is None:  # the caller left before sending the whole request
+        body = await read_whole_body(scope, receive, send, self._limit)
+        if body is None:  # answered 413, or the caller left before sending the whole request
             return
         request = _well_formed_call(body, exposed_name=header(scope, b"mcp-name"))
         if request is None:
