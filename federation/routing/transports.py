@@ -25,9 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol, cast
-from urllib.parse import urlsplit
 
-import httpcore
 import mcp.types as types
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -38,6 +36,7 @@ from federation.listen import KEEP_ALIVE_SECONDS
 from federation.logrelay import LogRoutes, LogWish
 from federation.peers import Peer
 from federation.proof import Tokens
+from federation.routing.http1 import ConnectionPool, HttpError, PoolTimeout, ReadTimeout, Timeouts
 from federation.routing.sessions import CONNECT_SECONDS, PeerGone, SessionPool, root_cause
 from federation.toolhost import ToolAnswer
 
@@ -52,8 +51,7 @@ class ProgressRelay(Protocol):
     async def __call__(self, progress: float, total: float | None, message: str | None) -> None: ...
 
 
-_ANSWER_HEADERS_DROPPED = {b"connection", b"keep-alive", b"content-length"}
-_TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError)
+_ANSWER_HEADERS_DROPPED = {b"connection", b"keep-alive", b"content-length", b"transfer-encoding", b"date", b"server"}
 
 
 class Failure(Enum):
@@ -140,10 +138,8 @@ class MessageTransport:
 
     def __init__(self, tokens: Tokens | None) -> None:
         self._tokens = tokens
-        # httpcore, not httpx: the forwarding path needs a pooled keep-alive
-        # connection and nothing else, and httpx's request/response models cost
-        # ~0.3 ms a hop on top (measured in bench/hops.py).
-        self._pool = httpcore.AsyncConnectionPool(max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEP_ALIVE_SECONDS / 2)
+        # Our own HTTP/1.1 pool, not httpx or httpcore: see federation.routing.http1 for why.
+        self._pool = ConnectionPool(max_per_origin=256, max_idle_per_origin=64, keepalive_expiry=KEEP_ALIVE_SECONDS / 2)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -156,17 +152,17 @@ class MessageTransport:
             params["name"] = tool
             params["_meta"] = {**(params.get("_meta") or {}), **meta}
             payload = json.dumps(request, separators=(",", ":")).encode()
-            sent = [*headers, *self._credential(peer), (b"mcp-name", tool.encode()), (b"host", urlsplit(peer.url).netloc.encode()), (b"content-length", str(len(payload)).encode())]
+            sent = [*headers, *self._credential(peer), (b"mcp-name", tool.encode())]
             # A call waiting for a pooled connection is queued work, not a failure: it may wait as long as the caller does.
-            timeouts = {"connect": CONNECT_SECONDS, "read": remaining, "write": CONNECT_SECONDS, "pool": remaining}
+            timeouts = Timeouts(connect=CONNECT_SECONDS, read=remaining, pool=remaining)
             try:
                 return await self._stream(peer.url, sent, payload, timeouts, stamp, reply)
-            except httpcore.PoolTimeout as exc:
+            except PoolTimeout as exc:
                 raise TransportFailure(Failure.OVERLOADED) from exc
-            except httpcore.TimeoutException as exc:
+            except ReadTimeout as exc:
                 raise TransportFailure(Failure.TIMEOUT) from exc
-            except _TRANSPORT_ERRORS as exc:
-                raise TransportFailure(Failure.UNREACHABLE, repr(exc)) from exc
+            except HttpError as exc:
+                raise TransportFailure(Failure.UNREACHABLE, str(exc)) from exc
 
         return deliver
 
@@ -174,17 +170,17 @@ class MessageTransport:
         return [(b"authorization", self._tokens.bearer(peer.id).encode())] if self._tokens else []
 
     async def _stream(
-        self, url: str, headers: list[tuple[bytes, bytes]], payload: bytes, timeouts: dict[str, float], stamp: MetaStamp, reply: Reply
+        self, url: str, headers: list[tuple[bytes, bytes]], payload: bytes, timeouts: Timeouts, stamp: MetaStamp, reply: Reply
     ) -> ToolAnswer | None:
-        async with self._pool.stream("POST", url, headers=headers, content=payload, extensions={"timeout": timeouts}) as response:
-            content_type = next((v.decode() for k, v in response.headers if k.lower() == b"content-type"), "")
+        async with self._pool.stream(url, headers, payload, timeouts) as response:
+            content_type = next((v.decode("latin-1") for k, v in response.headers if k == b"content-type"), "")
             sse = content_type.startswith("text/event-stream")
             stamper = ResultStamper(stamp, sse=sse)
-            start: dict[str, Any] = {"type": "http.response.start", "status": response.status, "headers": [(k, v) for k, v in response.headers if k.lower() not in _ANSWER_HEADERS_DROPPED]}
+            start: dict[str, Any] = {"type": "http.response.start", "status": response.status, "headers": [(k, v) for k, v in response.headers if k not in _ANSWER_HEADERS_DROPPED]}
             if sse:  # progress streams on as it comes
                 await reply.send(start)
                 reply.answering = reply.sse = True
-            async for chunk in response.aiter_stream():
+            async for chunk in response.body(timeouts.read):
                 if out := stamper.feed(chunk):
                     await reply.send({"type": "http.response.body", "body": out, "more_body": True})
             tail = stamper.finish()

@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from federation.client import connect
+from federation.client import connect, result_text
 from federation.const import PEERS_PATH
 from federation.discovery.relay import relayed_url
 from federation.errors import ConfigError
 from federation.node import Node
+from federation.receipt import served_by
 from federation.relay.server import Relay
 from federation.relay.settings import RelaySettings
 from federation.settings import PeerSettings
@@ -27,6 +28,8 @@ from tests.support.relay import AUTH, MESH, MESH_FIELDS
 from tests.support.waiting import wait_until
 
 pytest.importorskip("trustme")
+
+NOTES = Path(__file__).resolve().parents[2] / "examples" / "notes"
 
 pytestmark = pytest.mark.anyio
 
@@ -62,6 +65,20 @@ async def test_a_peer_attaches_to_a_relay_over_wss_and_clients_with_the_ca_reach
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     (line,) = refused.stderr.strip().splitlines()
     assert "its TLS certificate is not trusted here: pass --ca FILE" in line, line
+
+
+async def test_a_modern_call_forwarded_to_an_https_peer_is_verified_with_the_mesh_ca(
+    pki: dict[str, Path], make_settings: Callable[..., PeerSettings]
+) -> None:
+    """The message-level hop (its own HTTP client) trusts `--ca` like every other client of the peer."""
+    tls = {"tls_cert": pki["cert"], "tls_key": pki["key"], "ca": pki["ca"], **MESH_FIELDS}
+    async with Node(make_settings(name="srv", notes=NOTES, **tls)) as srv, Node(make_settings(name="front", **tls)) as front:
+        await front.add_peer(srv.mcp_url)
+        await wait_until(lambda: any(t.name == "srv__search_notes" for t in front.tools.tools), "front learned srv's tools over https")
+        async with connect(front.mcp_url, headers=AUTH) as client:
+            result = await client.call_tool("srv__search_notes", {"query": "relay"})
+    assert not result.is_error, result_text(result)
+    assert served_by(result.meta or {}, result, front.peer_id)[0] == srv.peer_id
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:
