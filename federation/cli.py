@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC
 from functools import partial
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -315,6 +316,12 @@ def _log_whole_lines() -> None:
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+_LOOP = {"use_uvloop": find_spec("uvloop") is not None}
+"""Peers and relays run on uvloop where it is installed (not on Windows): a hop through a peer
+is ~0.1 ms (~8 %) cheaper than on asyncio's own loop (`bench.hops`, peers in separate processes).
+"""
+
+
 def _run_until_interrupted(main: Callable[[Any, _StopSignals], Awaitable[None]], settings: Any) -> None:
     """Run `main(settings, signals)`; it stops cleanly on SIGINT or SIGTERM, handled from before anything starts."""
     _log_whole_lines()
@@ -326,7 +333,7 @@ def _run_until_interrupted(main: Callable[[Any, _StopSignals], Awaitable[None]],
             await main(settings, signals)
             task_group.cancel_scope.cancel()
 
-    anyio.run(run)
+    anyio.run(run, backend_options=_LOOP)
     err.print("stopped")
 
 
