@@ -4,6 +4,12 @@ through FastMCP's proxy. Same run, same echo tool, long-lived sessions. The vari
 turns for `--rounds` rounds, so a machine busy with other work for part of the run slows
 them all alike instead of the one measured at the time.
 
+Two tables. In one process: every party shares one event loop, so each call pays every
+party's work in turn (and, after answering, their books); it isolates our code's cost.
+In separate processes, as a mesh is deployed: a bare SDK notes server, a notes peer
+(`mcpfed serve --notes`), a peer in front of it and one in front of that, each its own
+process, the client in this one; the same `search_notes` call direct, one hop and two.
+
     python -m bench.hops [--calls 200] [--rounds 3]
 """
 
@@ -21,6 +27,7 @@ import anyio
 from mcp import Client
 
 from bench._util import print_table, time_calls
+from bench.load import NOTES, child_process, peer_process
 from federation import Mesh, Node, PeerSettings
 from federation.listen import serve_app
 from federation.toolhost import HostedServer
@@ -80,12 +87,50 @@ async def run(calls: int, rounds: int) -> None:
     print_table(title, list(samples.items()), "direct: SDK client -> bare MCPServer")
 
 
+async def run_processes(calls: int, rounds: int) -> None:
+    home = Path(tempfile.mkdtemp(prefix="mcpfed-bench-"))
+    query = {"query": "relay"}
+    with (
+        child_process(home / "bare.log", "-m", "bench._bare", str(NOTES)) as bare_url,
+        peer_process(home, "srv", "--notes", str(NOTES)) as srv_url,
+        peer_process(home, "front", "--peer", srv_url) as front_url,
+        peer_process(home, "outer", "--peer", front_url) as outer_url,
+    ):
+        variants: list[tuple[str, str, str, dict[str, Any]]] = [
+            ("direct: SDK client -> bare MCPServer", bare_url, "search_notes", query),
+            ("direct: SDK client -> notes peer", srv_url, "search_notes", query),
+            ("one hop: -> front -> srv__search_notes", front_url, "srv__search_notes", query),
+            ("two hops: -> outer -> front -> srv", outer_url, "mesh_call", {"peer": "front", "tool": "srv__search_notes", "arguments": query}),
+        ]
+        samples: dict[str, list[float]] = {}
+        async with AsyncExitStack() as stack:
+            calls_of: dict[str, Callable[[], Awaitable[Any]]] = {}
+            for label, url, tool, arguments in variants:
+                client = await stack.enter_async_context(Client(url))
+                await _wait_for_tool(client, tool)
+                calls_of[label] = partial(client.call_tool, tool, arguments)
+            for _ in range(rounds):
+                for label, call in calls_of.items():
+                    samples.setdefault(label, []).extend(await time_calls(call, calls))
+    title = f"search_notes, {calls} sequential calls each in {rounds} rounds, every party its own process (loopback)"
+    print_table(title, list(samples.items()), "direct: SDK client -> bare MCPServer")
+    print_table("the same, against the notes peer's own tool", list(samples.items()), "direct: SDK client -> notes peer")
+
+
+async def _wait_for_tool(client: Client, name: str) -> None:
+    """Until the peer behind `client` lists `name` (a peer learns its peers' tools moments after it starts)."""
+    with anyio.fail_after(20):
+        while name not in {t.name for t in (await client.list_tools()).tools}:
+            await anyio.sleep(0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     anyio.run(run, args.calls, args.rounds)
+    anyio.run(run_processes, args.calls, args.rounds)
 
 
 if __name__ == "__main__":

@@ -35,10 +35,17 @@ NOTES = Path(__file__).resolve().parent.parent / "examples" / "notes"
 @contextmanager
 def peer_process(home: Path, name: str, *extra: str) -> Iterator[str]:
     """A `mcpfed serve` child on an ephemeral port; yields its MCP URL, kills it on exit."""
-    with (home / f"{name}.log").open("w") as log:  # the child's stderr, kept for a failed run
+    with child_process(home / f"{name}.log", "-m", "federation.cli", "serve", "--port", "0", "--name", name, "--model", "none", "--mdns", "off", *extra, home=home / name) as url:
+        yield url
+
+
+@contextmanager
+def child_process(log_path: Path, *argv: str, home: Path | None = None) -> Iterator[str]:
+    """`python *argv` that prints its URL as its first line; yields it, stops the child on exit (stderr to `log_path`)."""
+    with log_path.open("w") as log:  # the child's stderr, kept for a failed run
         process = subprocess.Popen(
-            [sys.executable, "-m", "federation.cli", "serve", "--port", "0", "--name", name, "--model", "none", "--mdns", "off", *extra],
-            env=os.environ | {"MCPFED_HOME": str(home / name)},
+            [sys.executable, *argv],
+            env=os.environ | ({"MCPFED_HOME": str(home)} if home else {}),
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
