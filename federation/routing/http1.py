@@ -32,7 +32,7 @@ import httptools
 
 from federation.tls import client_context
 
-__all__ = ["ConnectionPool", "HttpError", "PoolTimeout", "ReadTimeout", "Response", "Unreachable"]
+__all__ = ["ConnectionPool", "HttpError", "PoolTimeout", "ReadTimeout", "Response", "Timeouts", "Unreachable"]
 
 _PAUSE_BYTES = 256 * 1024
 """Answer bytes buffered before reading from the peer pauses until the caller takes them."""
@@ -56,6 +56,8 @@ class PoolTimeout(HttpError):
 
 @dataclass(frozen=True)
 class Timeouts:
+    """Seconds a request may take to connect, between two events of its answer, and waiting for a free connection."""
+
     connect: float
     read: float
     pool: float
