@@ -24,7 +24,7 @@ extra hop.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
@@ -37,6 +37,7 @@ import mcp.types as types
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from federation.client import TextCallback
 from federation.const import ANSWER_RESTARTS_PREFIX
 from federation.contract import PeerRow
 from federation.discovery.ready import first_look
@@ -49,8 +50,6 @@ from federation.settings import PeerSettings
 from federation.trace import Trace
 
 __all__ = ["Answer", "Mesh", "SyncMesh", "ToolResult", "member_settings"]
-
-TextCallback = Callable[[str], Awaitable[None]]
 
 
 class Answer(BaseModel):

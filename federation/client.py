@@ -25,6 +25,7 @@ from federation.urls import user_url
 __all__ = ["connect", "call_tool", "result_text"]
 
 TextCallback = Callable[[str], Awaitable[None]]
+"""Where streamed text goes: each piece of an answer as it arrives (the CLI, `Mesh.ask`, workflows)."""
 
 _TIMEOUT = httpx2.Timeout(10.0, read=300.0)
 

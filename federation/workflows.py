@@ -16,7 +16,8 @@ import anyio
 from pydantic import BaseModel, Field
 from rich.cells import cell_len
 
-from federation.api import Answer, Mesh, TextCallback
+from federation.api import Answer, Mesh
+from federation.client import TextCallback
 from federation.trace import Trace
 
 __all__ = ["PipelineStep", "WorkflowResult", "WorkflowStep", "debate", "map_reduce", "pipeline"]
