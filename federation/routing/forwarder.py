@@ -148,6 +148,8 @@ def _failure_text(failure: TransportFailure, peer: Peer, tool: str, remaining: f
         return f"this peer had no free connection to {peer.name} ({peer.id}) for {tool} within the caller's deadline ({remaining:.1f} s); it is overloaded, retry later"
     if failure.kind is Failure.TIMEOUT:
         return f"peer {peer.name} ({peer.id}) did not answer {tool} within {remaining:.1f} s (the caller's deadline)"
+    if failure.kind is Failure.REFUSED:
+        return f"peer {peer.name} ({peer.id}) refused {tool}: {failure.detail}"
     return _unreachable(peer)
 
 

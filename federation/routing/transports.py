@@ -30,12 +30,16 @@ import mcp.types as types
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from federation.connections import CONNECTION_LIMIT_CODE
 from federation.const import TRACE_META_KEY
 from federation.hopstamp import MetaStamp, ResultStamper
+from federation.hostguard import HOST_REFUSED_CODE
 from federation.listen import KEEP_ALIVE_SECONDS
 from federation.logrelay import LogRoutes, LogWish
+from federation.membership import UNAUTHORIZED_CODE
 from federation.peers import Peer
 from federation.proof import Tokens
+from federation.ratelimit import RATE_LIMITED_CODE
 from federation.routing.http1 import ConnectionPool, HttpError, PoolTimeout, ReadTimeout, Timeouts
 from federation.routing.sessions import CONNECT_SECONDS, PeerGone, SessionPool, root_cause
 from federation.toolhost import ToolAnswer
@@ -51,10 +55,18 @@ class ProgressRelay(Protocol):
     async def __call__(self, progress: float, total: float | None, message: str | None) -> None: ...
 
 
+_REFUSALS = frozenset({types.INVALID_PARAMS, types.METHOD_NOT_FOUND, UNAUTHORIZED_CODE, HOST_REFUSED_CODE, RATE_LIMITED_CODE, CONNECTION_LIMIT_CODE})
+"""JSON-RPC error codes only the peer itself answers with. The SDK's client also turns a broken
+transport into JSON-RPC errors (connection closed, an HTTP error without a JSON-RPC body), and a
+relay says so when the peer is not attached: those stay `UNREACHABLE`.
+"""
+
 _ANSWER_HEADERS_DROPPED = {b"connection", b"keep-alive", b"content-length", b"transfer-encoding", b"date", b"server"}
 
 
 class Failure(Enum):
+    REFUSED = "refused"
+    """The peer answered with an error of its own (bad arguments, rate limit, credentials): it is up, the call failed there."""
     TIMEOUT = "timeout"
     """No answer within the caller's deadline: the peer is slow, not gone."""
     OVERLOADED = "overloaded"
@@ -113,6 +125,8 @@ class SessionTransport:
             except MCPError as exc:
                 if exc.error.code == types.REQUEST_TIMEOUT:
                     raise TransportFailure(Failure.TIMEOUT) from exc
+                if exc.error.code in _REFUSALS:
+                    raise TransportFailure(Failure.REFUSED, exc.error.message) from exc
                 raise TransportFailure(Failure.UNREACHABLE, exc.error.message) from exc
             except PeerGone as exc:
                 raise TransportFailure(Failure.UNREACHABLE, str(exc)) from exc

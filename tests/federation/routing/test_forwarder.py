@@ -47,3 +47,18 @@ async def test_a_peer_that_stopped_answering_gets_one_error_text_and_one_livenes
     peer = front.peers.get(srv_id)
     assert peer is not None and peer.misses >= 2 and peer.status != "up", "each failed call is a liveness miss"
     assert front.forwarder.outstanding[srv_id] == 0
+
+
+async def test_a_peer_that_refuses_a_call_over_the_session_stays_up_and_the_caller_is_told_why(start_node: StartNode) -> None:
+    """A JSON-RPC error the peer itself answers (here its rate limit) is its refusal, not a sign it is gone."""
+    async with start_node(name="front", health_interval=60) as front, start_node(name="srv", notes=NOTES, rate_limit="1/h", rate_burst=40) as srv:
+        await front.add_peer(srv.mcp_url)
+        await wait_until(lambda: any(t.name == "srv__search_notes" for t in front.tools.tools))
+        async with Client(front.mcp_url, mode="legacy") as client:  # the SDK session transport
+            with anyio.fail_after(60):
+                while not (result := await client.call_tool("srv__search_notes", {"query": "mesh"})).is_error:
+                    pass  # each call spends one of srv's 40 requests for front's address
+        peer = front.peers.get(srv.peer_id)
+        assert peer is not None and peer.status == "up" and peer.misses == 0, "a refusal is no liveness miss"
+    text = result_text(result)
+    assert text.startswith(f"peer srv ({srv.peer_id}) refused search_notes: 429"), text
