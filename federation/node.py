@@ -438,6 +438,7 @@ class Node:
             load=self.load(),
             shares=self.model_store.shared() if self.settings.share_models else [],
             lend=self.lending.offer() if self.lending else None,
+            content=self.content.offers_content,
         )
         return sign_card(unsigned, self.identity)
 
@@ -491,6 +492,7 @@ class Node:
             "queued": load.queued,
             "calls_served": self.calls_served,
             "uptime_s": round(time.time() - self.started_at, 1) if self.started_at else 0.0,
+            "cd": self.card().digest(),  # a pinger holding an older card fetches it again (discovery/health.py)
         }
 
     async def _get_health(self, request: Request) -> Response:
@@ -569,8 +571,8 @@ def _mdns_discovery(node: Node) -> AbstractAsyncContextManager[MdnsDiscovery | N
 
 
 def _health_monitor(node: Node) -> AbstractAsyncContextManager[HealthMonitor]:
-    """Health pings, handed the peer table and the interval."""
-    return health_monitor(node.peers, self_id=node.peer_id, interval=node.settings.health_interval)
+    """Health pings, handed the peer table, the interval, and what fetching a changed card takes."""
+    return health_monitor(node.peers, self_id=node.peer_id, interval=node.settings.health_interval, mesh=node.settings.mesh, member=node.member)
 
 
 def _static_peers(node: Node) -> AbstractAsyncContextManager[StaticPeers]:
