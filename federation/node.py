@@ -411,6 +411,10 @@ class Node:
         return Load(in_flight=self.engine.in_flight, queued=self.engine.queued)
 
     def card(self) -> PeerCard:
+        return sign_card(self._unsigned_card(), self.identity)
+
+    def _unsigned_card(self) -> PeerCard:
+        """The card before signing: enough for its digest, which `/health` names at every ping."""
         models = []
         if self.engine is not None:
             info = self.engine.info
@@ -426,7 +430,7 @@ class Node:
                     split=self.engine.split(self.name) if isinstance(self.engine, MeshSplitEngine) and self.engine.plan else None,
                 )
             )
-        unsigned = PeerCard(
+        return PeerCard(
             id=self.peer_id,
             name=self.name,
             pubkey="",
@@ -440,7 +444,6 @@ class Node:
             lend=self.lending.offer() if self.lending else None,
             content=self.content.offers_content,
         )
-        return sign_card(unsigned, self.identity)
 
     # -- calls -------------------------------------------------------------
     def observe_call(self, call: CallOutcome, finished: bool) -> None:
@@ -492,7 +495,7 @@ class Node:
             "queued": load.queued,
             "calls_served": self.calls_served,
             "uptime_s": round(time.time() - self.started_at, 1) if self.started_at else 0.0,
-            "cd": self.card().digest(),  # a pinger holding an older card fetches it again (discovery/health.py)
+            "cd": self._unsigned_card().digest(),  # a pinger holding an older card fetches it again (discovery/health.py)
         }
 
     async def _get_health(self, request: Request) -> Response:
