@@ -42,7 +42,7 @@ __all__ = ["RecalledPeer", "Recollection", "persist_peers", "recall_peers", "sto
 
 logger = logging.getLogger(__name__)
 
-_COALESCE_SECONDS = 0.05
+_COALESCE_SECONDS = 1.0  # a burst of events (a mesh forming: ~N in seconds) becomes one write
 _DIRECT = ("static", "mdns")  # routes checked by fetching the card again; relay routes come back with the relay link
 _PEER_EVENTS: tuple[EventKind, ...] = ("peer_up", "peer_suspect", "peer_changed", "peer_down")
 
