@@ -72,7 +72,7 @@ class LendOffer(BaseModel):
     host: str | None = Field(default=None, description="the peer whose layers it holds now (one host at a time); None when free")
 
 
-_ADDED_OPTIONAL = ("lend",)
+_ADDED_OPTIONAL = ("lend", "content")
 """Fields added after the first cards: left out of the signed bytes while unset, so cards signed before them still verify
 (so is a model's `split`)."""
 
@@ -90,6 +90,11 @@ class PeerCard(BaseModel):
     load: Load = Field(default_factory=Load)
     shares: list[SharedModel] = Field(default_factory=list, description="models members may pull from this peer")
     lend: LendOffer | None = Field(default=None, description="compute it lends for split models (`serve --lend`)")
+    content: bool | None = Field(
+        default=None,
+        description="whether it offers resources, templates or prompts besides peer cards (its own or passed on): "
+        "a peer that offers none is not followed for them; None (cards from before this field): followed",
+    )
     issued_at: float = 0.0
     signature: str = ""
 
@@ -105,8 +110,10 @@ class PeerCard(BaseModel):
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     def digest(self) -> str:
-        """Short hash of what the peer offers (not its load): changes when models or tools change."""
-        body = self.model_dump(mode="json", include={"id", "name", "mesh", "endpoints", "models", "tools", "protocol", "shares", "lend"})
+        """Short hash of what the peer offers (not its load): changes when models, tools or whether it offers content change."""
+        body = self.model_dump(mode="json", include={"id", "name", "mesh", "endpoints", "models", "tools", "protocol", "shares", "lend", "content"})
+        if body["content"] is None:  # a card from before the field keeps the digest it had
+            del body["content"]
         raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return hashlib.sha256(raw).hexdigest()[:12]
 

@@ -120,9 +120,6 @@ wait, and answers ~1 s later (measured on loopback: 0.1-1.4 s)."""
 DEAD_FORGET_SECONDS = 600.0
 """A peer dead this long is dropped from the table (mDNS caches a crashed peer for 75 min)."""
 
-PEERS_SAVE_SECONDS = 2.0
-"""The stored peer table is checked for changes this often (and at once after each peer event)."""
-
 PEERS_REFRESH_SECONDS = 10.0
 """Latency and load in the stored peer table are rewritten this often (`mcpfed peers --url` is live)."""
 

@@ -41,8 +41,9 @@ from mcp.shared.exceptions import MCPError
 from federation.identity import Identity
 from federation.toolhost import ToolHost
 from federation.trace import DEFAULT_MAX_HOPS, LoopError, Trace
+from federation.wellknown import SERVER_CARD_URI
 
-__all__ = ["PAGE_SIZE", "ROUTE_META_KEY", "ContentHost", "Listed", "Offer", "Source", "list_everything", "peer_base"]
+__all__ = ["PAGE_SIZE", "ROUTE_META_KEY", "ContentHost", "Listed", "Offer", "Source", "card_resource", "list_everything", "peer_base"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,30 @@ _Answer = TypeVar("_Answer")
 def peer_base(name: str) -> str:
     """`ai://<peer>/`: the peer card itself, and the prefix of every resource the peer owns."""
     return f"ai://{name}/"
+
+
+def card_resource(name: str) -> types.Resource:
+    """How `ai://<peer>/`, the peer's card, is listed: by the peer itself, and by peers that hold its card and so need not ask it."""
+    return types.Resource(
+        uri=peer_base(name), name="peer", title=f"Peer {name}", description="This peer's signed card, for people and models.", mime_type=MARKDOWN
+    )
+
+
+def _offers_content(offers: list[Offer]) -> bool:
+    """Whether `offers` hold anything but peer cards: what a peer's signed card says (`PeerCard.content`).
+
+    Every peer offers its own card, `ai://<peer>/` and `mcp://server-card.json`
+    (which every peer offers as its own, so another's is never seen), and
+    passes on others' `ai://<peer>/`: counting those would make every peer in
+    a mesh of two "offer content", and every peer follow every other (N² MCP
+    sessions) to learn nothing its cards do not say.
+    """
+    return any(o.kind != "resource" or not _is_card_uri(o.key) for o in offers)
+
+
+def _is_card_uri(uri: str) -> bool:
+    rest = uri.removeprefix("ai://")
+    return uri == SERVER_CARD_URI or (rest != uri and rest.endswith("/") and rest.count("/") == 1)
 
 
 class Source(Protocol):
@@ -184,8 +209,9 @@ async def _hold(server: MCPServer, *, task_status: TaskStatus[Client]) -> None:
 
 def _card_server(name: str, card_markdown: Callable[[], str]) -> MCPServer:
     server = MCPServer("card", version="0.1.0", log_level="WARNING")
+    listed = card_resource(name)
 
-    @server.resource(peer_base(name), name="peer", title=f"Peer {name}", description="This peer's signed card, for people and models.", mime_type=MARKDOWN)
+    @server.resource(listed.uri, name=listed.name, title=listed.title, description=listed.description, mime_type=listed.mime_type)
     def card() -> str:
         return card_markdown()
 
@@ -209,6 +235,8 @@ class ContentHost:
         self._local_offers: list[Offer] = []
         self._mesh_offers: list[Offer] = []
         self._offers: dict[Kind, dict[str, Offer]] = {"resource": {}, "template": {}, "prompt": {}}
+        self.offers_content = False
+        """Whether it offers anything but peer cards (its card says so: `PeerCard.content`); kept up to date by every change."""
         self._stack = AsyncExitStack()
         self._task_group: anyio.abc.TaskGroup | None = None
         server = tools.server
@@ -265,6 +293,7 @@ class ContentHost:
         merged: dict[Kind, dict[str, Offer]] = {"resource": {}, "template": {}, "prompt": {}}
         for item in [*self._local_offers, *sorted(self._mesh_offers, key=lambda o: o.hops)]:
             merged[item.kind].setdefault(item.key, item)  # own first, then the shortest route
+        self.offers_content = _offers_content([*self._local_offers, *self._mesh_offers])
         before, self._offers = self._offers, merged
         if merged["resource"].keys() != before["resource"].keys() or merged["template"].keys() != before["template"].keys():
             await self._changes.announce("resources")

@@ -411,6 +411,10 @@ class Node:
         return Load(in_flight=self.engine.in_flight, queued=self.engine.queued)
 
     def card(self) -> PeerCard:
+        return sign_card(self._unsigned_card(), self.identity)
+
+    def _unsigned_card(self) -> PeerCard:
+        """The card before signing: enough for its digest, which `/health` names at every ping."""
         models = []
         if self.engine is not None:
             info = self.engine.info
@@ -426,7 +430,7 @@ class Node:
                     split=self.engine.split(self.name) if isinstance(self.engine, MeshSplitEngine) and self.engine.plan else None,
                 )
             )
-        unsigned = PeerCard(
+        return PeerCard(
             id=self.peer_id,
             name=self.name,
             pubkey="",
@@ -438,8 +442,8 @@ class Node:
             load=self.load(),
             shares=self.model_store.shared() if self.settings.share_models else [],
             lend=self.lending.offer() if self.lending else None,
+            content=self.content.offers_content,
         )
-        return sign_card(unsigned, self.identity)
 
     # -- calls -------------------------------------------------------------
     def observe_call(self, call: CallOutcome, finished: bool) -> None:
@@ -491,6 +495,7 @@ class Node:
             "queued": load.queued,
             "calls_served": self.calls_served,
             "uptime_s": round(time.time() - self.started_at, 1) if self.started_at else 0.0,
+            "cd": self._unsigned_card().digest(),  # a pinger holding an older card fetches it again (discovery/health.py)
         }
 
     async def _get_health(self, request: Request) -> Response:
@@ -569,8 +574,8 @@ def _mdns_discovery(node: Node) -> AbstractAsyncContextManager[MdnsDiscovery | N
 
 
 def _health_monitor(node: Node) -> AbstractAsyncContextManager[HealthMonitor]:
-    """Health pings, handed the peer table and the interval."""
-    return health_monitor(node.peers, self_id=node.peer_id, interval=node.settings.health_interval)
+    """Health pings, handed the peer table, the interval, and what fetching a changed card takes."""
+    return health_monitor(node.peers, self_id=node.peer_id, interval=node.settings.health_interval, mesh=node.settings.mesh, member=node.member)
 
 
 def _static_peers(node: Node) -> AbstractAsyncContextManager[StaticPeers]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -319,10 +319,14 @@ class Store:
         """Check every row and chain (`federation.ledger.verify`): the verified facts and what is wrong, by row."""
         return verify(self.rows(), self.heads(), expected_peer=expected_peer)
 
-    def save_peers(self, observer: str, rows: Sequence[PeerRecord]) -> None:
-        """Replace what `observer` knows with `rows`, in one transaction (sync: run it in a thread)."""
+    def save_peers(self, observer: str, rows: Sequence[PeerRecord], *, only: Collection[str] | None = None) -> None:
+        """Replace what `observer` knows with `rows`, in one transaction (sync: run it in a thread).
+
+        `only`: replace just the rows of these peer ids (those not in `rows` are deleted) and keep the others.
+        """
+        mine = col(PeerRecord.observer) == observer
         with Session(self._engine) as session:
-            session.execute(delete(PeerRecord).where(col(PeerRecord.observer) == observer))
+            session.execute(delete(PeerRecord).where(mine if only is None else mine & col(PeerRecord.id).in_(list(only))))
             session.add_all(rows)
             session.commit()
 

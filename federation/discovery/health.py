@@ -28,6 +28,10 @@ stay in play (k of them per round), so one that returns comes back by
 itself; one dead for `DEAD_FORGET_SECONDS` is dropped. Peers known only
 through a relay are the relay link's business.
 
+A reply also names the digest of the answerer's card (`cd`): a pinger
+holding another fetches the card again (what the peer offers, tools and
+content, is followed by its card).
+
 Each peer gets one kept-alive connection: a `HealthProbe` for plain HTTP
 (the cheap path, see probe.py), httpx for HTTPS. `/health` is open, so pings
 carry no credential and news is only ever a reason to ping (rumours.py).
@@ -35,6 +39,7 @@ carry no credential and news is only ever a reason to ping (rumours.py).
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import AsyncIterator
@@ -45,13 +50,15 @@ import httpx
 
 from federation.const import DEAD_FORGET_SECONDS, HEALTH_PATH, HEALTH_TIMEOUT_SECONDS
 from federation.contract import Via
-from federation.discovery.admission import discovery_client
+from federation.discovery.admission import Member, Rejected, discovery_client, fetch_card
 from federation.discovery.probe import HealthProbe, ProbeError
 from federation.discovery.rumours import NEWS_HEADER, Rumours, Status, decode_news, encode_news
 from federation.peers import Peer, PeerTable
 from federation.urls import base_url
 
 __all__ = ["PROBES_PER_ROUND", "HealthMonitor", "health_monitor"]
+
+logger = logging.getLogger(__name__)
 
 PROBES_PER_ROUND = 3
 """Peers pinged per interval in turn (SWIM's k); suspects and news add to it."""
@@ -62,11 +69,14 @@ _NEWS_ROUNDS = 3  # news is told for this many intervals
 _WAVE_SPACING = 0.25  # of an interval: pings prompted by news wait this long after the last such wave
 
 
+def _direct_route(peer: Peer) -> tuple[Via, str] | None:
+    """The route pings take to a peer (static first, then mDNS), or None for a peer reached only through a relay."""
+    return next(((via, peer.routes[via]) for via in _DIRECT if via in peer.routes), None)
+
+
 def _direct_url(peer: Peer) -> str | None:
-    for via in _DIRECT:
-        if via in peer.routes:
-            return base_url(peer.routes[via]) + HEALTH_PATH
-    return None
+    route = _direct_route(peer)
+    return None if route is None else base_url(route[1]) + HEALTH_PATH
 
 
 class HealthMonitor:
@@ -75,10 +85,12 @@ class HealthMonitor:
     `pings` and `rounds` count what it sent, so a caller can see the rate stay flat as the mesh grows.
     """
 
-    def __init__(self, peers: PeerTable, http: httpx.AsyncClient, *, self_id: str, interval: float) -> None:
+    def __init__(self, peers: PeerTable, http: httpx.AsyncClient, *, self_id: str, interval: float, mesh: str | None = None, member: Member | None = None) -> None:
         self._peers = peers
         self._http = http
         self._self_id = self_id
+        self._mesh = mesh
+        self._member = member
         self._interval = interval
         self._timeout = max(interval, HEALTH_TIMEOUT_SECONDS)
         self._limiter = anyio.CapacityLimiter(_PARALLEL_PINGS)
@@ -239,8 +251,31 @@ class HealthMonitor:
                 calls_served=_count(health.get("calls_served")),
             )
             self.hear(health.get("news"))
+            if health.get("cd", peer.card.digest()) != peer.card.digest():
+                await self._refetch_card(peer)
         if peer.status != was:
             self._tell(peer_id, peer.status)
+
+    async def _refetch_card(self, peer: Peer) -> None:
+        """The peer's card changed (its reply names another digest): fetch and verify it, and admit it by the same route.
+
+        mDNS re-announces a changed card and relays re-publish it, but a peer
+        added by URL (`--peer`, `Node.add_peer`) has no such news, and peers
+        follow a peer's tools and content by its card: without this, one that
+        gained a tool or a resource would go unnoticed (for `--peer`, until its
+        next periodic fetch). A failed fetch is tried again at the next ping.
+        """
+        route = _direct_route(peer)
+        if route is None:
+            return
+        via, url = route
+        try:
+            card = await fetch_card(self._http, url, mesh=self._mesh, member=self._member, expected_id=peer.id, check_address=via == "mdns")
+        except Rejected as rejected:
+            logger.debug("could not fetch the changed card of %s (%s): %s", peer.name, peer.id, rejected)
+            return
+        if peer.routes.get(via) == url:  # still the way to it
+            self._peers.admit(card, via, url)
 
     def _tell(self, peer_id: str, status: Status) -> None:
         self._rumours.tell(peer_id, status)
@@ -254,10 +289,12 @@ def _count(value: object) -> int:
 
 
 @asynccontextmanager
-async def health_monitor(peers: PeerTable, *, self_id: str, interval: float) -> AsyncIterator[HealthMonitor]:
-    """Node service: liveness pings among the peers in `peers` every `interval` s for the node's lifetime."""
+async def health_monitor(
+    peers: PeerTable, *, self_id: str, interval: float, mesh: str | None = None, member: Member | None = None
+) -> AsyncIterator[HealthMonitor]:
+    """Node service: liveness pings among the peers in `peers` every `interval` s for the node's lifetime (`mesh`, `member`: to fetch changed cards)."""
     async with discovery_client() as http, anyio.create_task_group() as task_group:
-        monitor = HealthMonitor(peers, http, self_id=self_id, interval=interval)
+        monitor = HealthMonitor(peers, http, self_id=self_id, interval=interval, mesh=mesh, member=member)
         task_group.start_soon(monitor.run)
         yield monitor
         task_group.cancel_scope.cancel()

@@ -2,7 +2,9 @@
 
 Each peer that comes up (or changes) has its three lists read over its
 pooled SDK session; a `subscriptions/listen` stream on that session then
-says when they change, and they are read again. What a peer learned from its
+says when they change, and they are read again. A peer whose signed card
+says it offers nothing but peer cards (a light peer) is not asked: only its
+card `ai://<peer>/` is offered, from the card held. What a peer learned from its
 own peers it passes on, so a resource two hops away is offered too: an
 offer's route (`federation.content.ROUTE_META_KEY`) names the peers it
 passed, and a peer takes nothing whose route already holds it, so nothing
@@ -30,8 +32,8 @@ from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ToolsListChanged
 
-from federation.content import ContentHost, Item, Offer, list_everything, offers_of, route_of
-from federation.peers import PeerTable
+from federation.content import ContentHost, Item, Listed, Offer, card_resource, list_everything, offers_of, route_of
+from federation.peers import Peer, PeerTable
 from federation.routing.catalog import namespaced
 from federation.routing.follower import PeerFollower
 from federation.routing.sessions import SessionPool, root_cause
@@ -101,9 +103,21 @@ class MeshContent:
             await self._publish()
 
     async def learn(self, peer_id: str) -> None:
-        """Read a peer's lists and follow their changes (once per session with it)."""
+        """Read a peer's lists and follow their changes (once per session with it).
+
+        A peer whose signed card says it offers nothing but peer cards
+        (`PeerCard.content` False: a light peer) is not asked: its own card,
+        `ai://<peer>/`, is offered from the card held, and no session is
+        opened. In a mesh of light peers that spares every peer a session and
+        a `listen` stream with every other (N² of each). When it gains
+        something its card changes and the follower brings it here again.
+        """
         if peer_id in self._watching:
             await self._read(peer_id)
+            return
+        peer = self._peers.get(peer_id)
+        if peer is not None and peer.card.content is False:
+            await self._offer(peer, Listed([card_resource(peer.name)], [], []))
             return
         self._watching.add(peer_id)
         try:
@@ -137,15 +151,20 @@ class MeshContent:
         except Exception as exc:  # noqa: BLE001 - an unreachable peer offers nothing for now
             logger.info("could not list the resources and prompts of %s: %s", source.label, root_cause(exc))
             return
+        await self._offer(peer, listed)
+
+    async def _offer(self, peer: Peer, listed: Listed) -> None:
+        """Offer on this peer what `peer` listed and this peer may pass on (reads go to `peer`)."""
 
         def name(prompt: str, route: list[str]) -> str:
             return namespaced(peer.name, prompt) if len(route) == 2 else prompt  # the peer's own: [peer, this one]
 
         def route(item: Item) -> list[str] | None:
-            route = route_of(item) or [peer_id]
+            route = route_of(item) or [peer.id]
             return None if self._peer_id in route else [*route, self._peer_id]
 
-        self._by_peer[peer_id] = offers_of(listed, source, uri=lambda uri: uri, name=name, route=route)
+        source = _PeerSource(self._peers, self._sessions, peer.id)
+        self._by_peer[peer.id] = offers_of(listed, source, uri=lambda uri: uri, name=name, route=route)
         await self._publish()
 
     async def _publish(self) -> None:

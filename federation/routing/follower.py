@@ -5,10 +5,11 @@ followed `peer_up`/`peer_changed`/`peer_down` on their own, and learned a
 peer again at every such event: twice the subscriptions, and on a loaded
 machine, where peers flap suspect -> up, every flap cost every peer a round
 of MCP requests to every flapping peer. Here a peer is learned when it is
-new, when its card's digest changed (its tools, models or endpoints), or
-when it comes back after a `peer_down`; a suspect peer answering again and a
-new route to the same card are no news. What changes between those moments
-reaches the learners over the peer's `subscriptions/listen` stream.
+new, when its card's digest changed (its tools, models, endpoints, or
+whether it offers content), or when it comes back after a `peer_down`; a
+suspect peer answering again and a new route to the same card are no news.
+What changes between those moments reaches the learners over the peer's
+`subscriptions/listen` stream.
 """
 
 from __future__ import annotations

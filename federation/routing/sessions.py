@@ -130,6 +130,10 @@ class SessionPool:
             self._task_group.start_soon(link.run)
         return await link.borrow()
 
+    def peers(self) -> set[str]:
+        """Ids of the peers a session is open (or opening) with."""
+        return {peer_id for peer_id, link in self._links.items() if not link.closed}
+
     def drop(self, peer_id: str) -> None:
         """Close the session with a peer; the next borrow opens a new one."""
         link = self._links.pop(peer_id, None)

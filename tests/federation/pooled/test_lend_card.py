@@ -21,7 +21,7 @@ MODEL = ModelSummary(name="Gemma", architecture="gemma3", quantization="Q4_K_M",
 
 def test_a_card_signed_before_lending_existed_still_verifies() -> None:
     identity = Identity.generate()
-    older = {"signature": True, "lend": True, "models": {"__all__": {"split"}}}  # what an older peer signed: no `lend`, no model `split`
+    older = {"signature": True, "lend": True, "content": True, "models": {"__all__": {"split"}}}  # what an older peer signed: no `lend`, `content`, model `split`
     body = sign_card(unsigned(models=[MODEL]), identity).model_dump(mode="json", exclude=older)
     signed = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     body["signature"] = base64.b64encode(identity.sign(signed)).decode()
