@@ -3,17 +3,22 @@
 A 2026-07-28 client hears it on its `subscriptions/listen` stream (the SDK's
 subscription bus); a handshake-era client (Claude Desktop, Gemini CLI, the
 stdio gateway's client) has no such stream and gets the plain
-`notifications/*/list_changed` on its session, so every session that listed
-something is remembered until sending to it fails. Tools, prompts and
-resources share one set of sessions: a client that listed only prompts still
+`notifications/*/list_changed` on its connection, so every connection that
+listed something is remembered while it lasts (weakly: the SDK drops a
+connection when its client goes). The SDK hands each request a new
+`ServerSession` wrapper, so remembering sessions told a client that had
+listed k times k times of each change (and kept every wrapper). Tools,
+prompts and resources share one set: a client that listed only prompts still
 hears that resources changed.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Literal
 
 from mcp.server import ServerRequestContext
+from mcp.server.connection import Connection
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
 
@@ -30,14 +35,15 @@ class ListChanges:
 
     def __init__(self) -> None:
         self._bus = InMemorySubscriptionBus()
-        self._legacy_sessions: set[Any] = set()
+        self._legacy_connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         self.listen = ListenHandler(self._bus)
         """The `subscriptions/listen` handler modern clients follow changes through."""
 
     def remember(self, ctx: ServerRequestContext[Any]) -> None:
-        """Note a handshake-era client's session: it is told of changes directly."""
+        """Note a handshake-era client's connection: it is told of changes directly."""
         if ctx.protocol_version < "2026":
-            self._legacy_sessions.add(ctx.session)
+            # The SDK (2.x) exposes a request's connection only on the session wrapper, privately.
+            self._legacy_connections.add(ctx.session._connection)
 
     def close(self) -> None:
         """End every `subscriptions/listen` stream gracefully (the peer is stopping: the server need not wait for them)."""
@@ -45,8 +51,5 @@ class ListChanges:
 
     async def announce(self, kind: ListKind) -> None:
         await self._bus.publish(_EVENTS[kind]())
-        for session in list(self._legacy_sessions):
-            try:
-                await getattr(session, _LEGACY[kind])()
-            except Exception:  # noqa: BLE001 - a closed session just leaves the set
-                self._legacy_sessions.discard(session)
+        for connection in list(self._legacy_connections):
+            await getattr(connection, _LEGACY[kind])()  # best effort: the SDK drops it if the client has gone
