@@ -42,7 +42,7 @@ from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from bench._fleet import Fleet, cpu_seconds, rss_bytes
-from federation.discovery.probe import HealthProbe
+from federation.http1 import ConnectionPool, Timeouts
 from federation.node import Node
 from federation.settings import PeerSettings
 
@@ -117,10 +117,11 @@ class Bench:
 
     # -- ping cost ------------------------------------------------------------
     async def ping_cost(self, pings: int) -> tuple[float, float]:
-        """CPU seconds per health ping, both ends in this process: (httpx, HealthProbe)."""
+        """CPU seconds per health ping, both ends in this process: (httpx, the lean pool the health monitor uses)."""
         async with Node(self.settings(name="pinged", mdns="off")) as pinged, httpx.AsyncClient(trust_env=False) as http:
             url = pinged.url + "/health"
-            probe = HealthProbe(url)
+            pool = ConnectionPool(max_per_origin=1, max_idle_per_origin=1, keepalive_expiry=30)
+            timeouts = Timeouts(connect=5, read=5, pool=5)
 
             async def cost(ping: Callable[[], Awaitable[object]]) -> float:
                 for _ in range(50):
@@ -131,9 +132,9 @@ class Bench:
                 return (time.process_time() - started) / pings
 
             try:
-                return await cost(lambda: http.get(url)), await cost(probe.get)
+                return await cost(lambda: http.get(url)), await cost(lambda: pool.fetch(b"GET", url, [], timeouts, limit=65536))
             finally:
-                await probe.aclose()
+                await pool.aclose()
 
     # -- 2. clean leave -----------------------------------------------------
     async def leave(self, reps: int) -> list[float]:
@@ -233,7 +234,7 @@ async def run(reps: int, sizes: list[int]) -> None:
         left = await bench.leave(reps)
         print(f"2. clean leave -> dropped       {_ms(left)}\n")
         with_httpx, with_probe = await bench.ping_cost(2000)
-        print(f"2b. one health ping, CPU of both ends: httpx {with_httpx * 1000:.3f} ms, HealthProbe {with_probe * 1000:.3f} ms "
+        print(f"2b. one health ping, CPU of both ends: httpx {with_httpx * 1000:.3f} ms, lean pool {with_probe * 1000:.3f} ms "
               f"({with_httpx / with_probe:.1f}x less); a peer pinging 49 others each second spends {49 * with_probe * 100:.1f}% of a core\n")
         cold, suspect, dead = await bench.crash(max(2, reps // 3))
         print("3. peer process (python start-up included)")

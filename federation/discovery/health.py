@@ -32,13 +32,15 @@ A reply also names the digest of the answerer's card (`cd`): a pinger
 holding another fetches the card again (what the peer offers, tools and
 content, is followed by its card).
 
-Each peer gets one kept-alive connection: a `HealthProbe` for plain HTTP
-(the cheap path, see probe.py), httpx for HTTPS. `/health` is open, so pings
-carry no credential and news is only ever a reason to ping (rumours.py).
+Each peer gets a kept-alive connection from one lean HTTP/1.1 pool
+(`federation.http1`, as the forwarder's; httpx cost ~5x the CPU per ping).
+`/health` is open, so pings carry no credential and news is only ever a
+reason to ping (rumours.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -51,8 +53,9 @@ import httpx
 from federation.const import DEAD_FORGET_SECONDS, HEALTH_PATH, HEALTH_TIMEOUT_SECONDS
 from federation.contract import Via
 from federation.discovery.admission import Member, Rejected, discovery_client, fetch_card
-from federation.discovery.probe import HealthProbe, ProbeError
 from federation.discovery.rumours import NEWS_HEADER, Rumours, Status, decode_news, encode_news
+from federation.http1 import ConnectionPool, HttpError, Timeouts
+from federation.listen import KEEP_ALIVE_SECONDS
 from federation.peers import Peer, PeerTable
 from federation.urls import base_url
 
@@ -66,6 +69,7 @@ PROBES_PER_ROUND = 3
 _DIRECT: tuple[Via, ...] = ("static", "mdns")
 _PARALLEL_PINGS = 64
 _NEWS_ROUNDS = 3  # news is told for this many intervals
+_MAX_HEALTH_BYTES = 64 * 1024
 _WAVE_SPACING = 0.25  # of an interval: pings prompted by news wait this long after the last such wave
 
 
@@ -85,16 +89,21 @@ class HealthMonitor:
     `pings` and `rounds` count what it sent, so a caller can see the rate stay flat as the mesh grows.
     """
 
-    def __init__(self, peers: PeerTable, http: httpx.AsyncClient, *, self_id: str, interval: float, mesh: str | None = None, member: Member | None = None) -> None:
+    def __init__(
+        self, peers: PeerTable, http: httpx.AsyncClient, pings: ConnectionPool, *, self_id: str, interval: float, mesh: str | None = None, member: Member | None = None
+    ) -> None:
+        """`http` fetches changed cards (with the membership proof in a secret mesh); `pings` carries the pings."""
         self._peers = peers
         self._http = http
+        self._pool = pings
         self._self_id = self_id
         self._mesh = mesh
         self._member = member
         self._interval = interval
         self._timeout = max(interval, HEALTH_TIMEOUT_SECONDS)
+        self._ping_timeouts = Timeouts(connect=self._timeout, read=self._timeout, pool=self._timeout)  # `_ping`'s deadline cuts first
         self._limiter = anyio.CapacityLimiter(_PARALLEL_PINGS)
-        self._probes: dict[str, HealthProbe] = {}  # health URL -> its kept-alive connection
+        self._pinged_urls: set[str] = set()  # health URLs pinged lately: a peer gone or moved has its connection closed
         self._rumours = Rumours(ttl=interval * _NEWS_ROUNDS)
         self._reported: dict[str, float] = {}  # peer id -> until when another peer's "dead" backs a miss
         self._turns: list[str] = []  # peer ids still to ping this pass, in shuffled order
@@ -129,26 +138,23 @@ class HealthMonitor:
 
     async def run(self) -> None:
         next_round = anyio.current_time()
-        try:
-            while True:
-                due = anyio.current_time() >= next_round
-                if due or self._prompted or self._push:
-                    targets = self._targets()
-                    for url in set(self._probes) - set(targets.values()):  # peers gone or moved
-                        await self._probes.pop(url).aclose()
-                    await self._ping_each(self._round(targets) if due else self._wave(targets))
-                    if due:
-                        next_round = anyio.current_time() + self._interval
-                        self.rounds += 1
-                    else:
-                        await anyio.sleep(self._interval * _WAVE_SPACING)
-                self._wake = anyio.Event()
-                if not (self._prompted or self._push):
-                    with anyio.move_on_after(max(0.0, next_round - anyio.current_time())):
-                        await self._wake.wait()
-        finally:
-            for probe in self._probes.values():
-                await probe.aclose()
+        while True:
+            due = anyio.current_time() >= next_round
+            if due or self._prompted or self._push:
+                targets = self._targets()
+                for url in self._pinged_urls - set(targets.values()):  # peers gone or moved
+                    self._pool.drop(url)
+                self._pinged_urls &= set(targets.values())
+                await self._ping_each(self._round(targets) if due else self._wave(targets))
+                if due:
+                    next_round = anyio.current_time() + self._interval
+                    self.rounds += 1
+                else:
+                    await anyio.sleep(self._interval * _WAVE_SPACING)
+            self._wake = anyio.Event()
+            if not (self._prompted or self._push):
+                with anyio.move_on_after(max(0.0, next_round - anyio.current_time())):
+                    await self._wake.wait()
 
     def _targets(self) -> dict[str, str]:
         """Peer id -> health URL of every direct peer; the long dead are forgotten here."""
@@ -209,17 +215,15 @@ class HealthMonitor:
                 task_group.start_soon(self._ping, peer_id, url)
 
     async def _health(self, url: str) -> object:
+        """The peer's `/health` reply, parsed; HttpError or ValueError when there is none."""
         news = self.news()
-        headers = {NEWS_HEADER: " ".join(news)} if news else None
+        headers = [(NEWS_HEADER.lower().encode(), " ".join(news).encode("latin-1"))] if news else []
         self.pings += 1
-        if url.startswith("http://"):
-            probe = self._probes.get(url)
-            if probe is None:
-                probe = self._probes[url] = HealthProbe(url)
-            return await probe.get(headers)
-        response = await self._http.get(url, headers=headers)
-        response.raise_for_status()
-        return response.json()
+        self._pinged_urls.add(url)
+        status, body = await self._pool.fetch(b"GET", url, headers, self._ping_timeouts, limit=_MAX_HEALTH_BYTES)
+        if status != 200:
+            raise HttpError(f"{url} answered HTTP {status}")
+        return json.loads(body)
 
     async def _ping(self, peer_id: str, url: str) -> None:
         self._pinged[peer_id] = time.monotonic()
@@ -229,7 +233,7 @@ class HealthMonitor:
             with anyio.move_on_after(self._timeout) as waited:
                 try:
                     health = await self._health(url)
-                except (ProbeError, httpx.HTTPError, ValueError):
+                except (HttpError, ValueError):
                     pass
             latency_ms = (time.perf_counter() - clock) * 1000
         peer = self._peers.get(peer_id)
@@ -293,8 +297,12 @@ async def health_monitor(
     peers: PeerTable, *, self_id: str, interval: float, mesh: str | None = None, member: Member | None = None
 ) -> AsyncIterator[HealthMonitor]:
     """Node service: liveness pings among the peers in `peers` every `interval` s for the node's lifetime (`mesh`, `member`: to fetch changed cards)."""
-    async with discovery_client() as http, anyio.create_task_group() as task_group:
-        monitor = HealthMonitor(peers, http, self_id=self_id, interval=interval, mesh=mesh, member=member)
-        task_group.start_soon(monitor.run)
-        yield monitor
-        task_group.cancel_scope.cancel()
+    pings = ConnectionPool(max_per_origin=2, max_idle_per_origin=1, keepalive_expiry=KEEP_ALIVE_SECONDS / 2)
+    try:
+        async with discovery_client() as http, anyio.create_task_group() as task_group:
+            monitor = HealthMonitor(peers, http, pings, self_id=self_id, interval=interval, mesh=mesh, member=member)
+            task_group.start_soon(monitor.run)
+            yield monitor
+            task_group.cancel_scope.cancel()
+    finally:
+        await pings.aclose()

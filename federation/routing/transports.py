@@ -34,13 +34,13 @@ from federation.connections import CONNECTION_LIMIT_CODE
 from federation.const import TRACE_META_KEY
 from federation.hopstamp import MetaStamp, ResultStamper
 from federation.hostguard import HOST_REFUSED_CODE
+from federation.http1 import ConnectionPool, HttpError, PoolTimeout, ReadTimeout, Timeouts
 from federation.listen import KEEP_ALIVE_SECONDS
 from federation.logrelay import LogRoutes, LogWish
 from federation.membership import UNAUTHORIZED_CODE
 from federation.peers import Peer
 from federation.proof import Tokens
 from federation.ratelimit import RATE_LIMITED_CODE
-from federation.routing.http1 import ConnectionPool, HttpError, PoolTimeout, ReadTimeout, Timeouts
 from federation.routing.sessions import CONNECT_SECONDS, PeerGone, SessionPool, root_cause
 from federation.toolhost import ToolAnswer
 
@@ -186,7 +186,7 @@ class MessageTransport:
     async def _stream(
         self, url: str, headers: list[tuple[bytes, bytes]], payload: bytes, timeouts: Timeouts, stamp: MetaStamp, reply: Reply
     ) -> ToolAnswer | None:
-        async with self._pool.stream(url, headers, payload, timeouts) as response:
+        async with self._pool.stream(b"POST", url, headers, payload, timeouts) as response:
             content_type = next((v.decode("latin-1") for k, v in response.headers if k == b"content-type"), "")
             sse = content_type.startswith("text/event-stream")
             stamper = ResultStamper(stamp, sse=sse)

@@ -10,8 +10,8 @@ from typing import Any
 import anyio
 import pytest
 
+from federation.http1 import ConnectionPool, PoolTimeout, ReadTimeout, Response, Timeouts, TooLarge, Unreachable
 from federation.listen import serve_app
-from federation.routing.http1 import ConnectionPool, PoolTimeout, ReadTimeout, Response, Timeouts, Unreachable
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +27,7 @@ def new_pool(**limits: Any) -> ConnectionPool:
 
 
 async def post(pool: ConnectionPool, url: str, body: bytes = b"{}", timeouts: Timeouts = QUICK) -> tuple[int, bytes]:
-    async with pool.stream(url, [(b"content-type", b"application/json")], body, timeouts) as response:
+    async with pool.stream(b"POST", url, [(b"content-type", b"application/json")], body, timeouts) as response:
         return response.status, await read_all(response, timeouts.read)
 
 
@@ -212,7 +212,7 @@ async def test_a_call_cancelled_mid_answer_closes_its_connection_and_the_next_ca
     pool = new_pool()
     async with serve_app(streaming) as url:
         with anyio.move_on_after(0.5):
-            async with pool.stream(url + "/stream", [], b"{}", QUICK) as response:
+            async with pool.stream(b"POST", url + "/stream", [], b"{}", QUICK) as response:
                 async for _chunk in response.body(5):
                     pass
         with anyio.fail_after(5):
@@ -236,10 +236,21 @@ async def test_a_large_answer_read_slowly_arrives_whole() -> None:
     pool = new_pool()
     async with serve_app(large) as url:
         received = bytearray()
-        async with pool.stream(url, [], b"{}", QUICK) as response:
+        async with pool.stream(b"POST", url, [], b"{}", QUICK) as response:
             async for chunk in response.body(5):
                 received += chunk
                 await anyio.sleep(0.001)
         assert bytes(received) == big
         assert await post(pool, url) == (200, big), "the connection is reused after a paused answer"
         await pool.aclose()
+
+
+async def test_a_whole_answer_is_fetched_within_its_limit_and_refused_past_it() -> None:
+    app = Recorder()
+    pool = new_pool()
+    async with serve_app(app) as url:
+        status, body = await pool.fetch(b"GET", url + "/health", [], QUICK, limit=100)
+        with pytest.raises(TooLarge, match="sent more than 3 bytes"):
+            await pool.fetch(b"GET", url + "/health", [], QUICK, limit=3)
+        await pool.aclose()
+    assert status == 200 and body.endswith(b":")  # the recorder answers `port:` and the (empty) body

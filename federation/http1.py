@@ -1,4 +1,4 @@
-"""A pooled HTTP/1.1 client for the one request a forwarding peer sends: POST a message, stream the answer back.
+"""A lean pooled HTTP/1.1 client for a peer's hot paths: the forwarder's POSTs and the health pings.
 
 Why not httpcore (or httpx on top of it): a hop is one request on a kept-alive
 connection, and with peers in separate processes httpcore's pure-Python h11
@@ -7,7 +7,11 @@ a hop's ~1 ms (measured in `bench.hops`' process variant). Here a connection is
 an asyncio protocol that feeds httptools' C parser (the one uvicorn serves
 with) and wakes the waiting call once per event; nothing else runs per byte.
 
-What a forwarder needs and nothing more: connections kept alive per origin
+The health monitor's pings (`federation.discovery.health`) use it too: every
+peer pings a few others every second, and with httpx a ping cost ~0.7 ms of
+client CPU, enough that 50 peers on one 2-core machine could not keep up.
+
+What those need and nothing more: connections kept alive per origin
 (LIFO, so the warmest is reused) and expired before our servers close idle ones;
 at most `max_per_origin` connections at once, further calls queueing up to
 their `pool` deadline (`PoolTimeout`: the peer is overloaded, not gone); a read
@@ -32,7 +36,7 @@ import httptools
 
 from federation.tls import client_context
 
-__all__ = ["ConnectionPool", "HttpError", "PoolTimeout", "ReadTimeout", "Response", "Timeouts", "Unreachable"]
+__all__ = ["ConnectionPool", "HttpError", "PoolTimeout", "ReadTimeout", "Response", "Timeouts", "TooLarge", "Unreachable"]
 
 _PAUSE_BYTES = 256 * 1024
 """Answer bytes buffered before reading from the peer pauses until the caller takes them."""
@@ -48,6 +52,10 @@ class Unreachable(HttpError):
 
 class ReadTimeout(HttpError):
     """The peer (or the connection attempt) was silent for longer than the call's deadline."""
+
+
+class TooLarge(HttpError):
+    """A whole answer read with `fetch` was longer than its limit."""
 
 
 class PoolTimeout(HttpError):
@@ -265,9 +273,27 @@ class ConnectionPool:
                 connection.close()
         self._origins.clear()
 
+    def drop(self, url: str) -> None:
+        """Close the idle connections to `url`'s origin (a peer that is gone or moved)."""
+        parts = urlsplit(url)
+        tls = parts.scheme == "https"
+        origin = self._origins.pop((parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), tls), None)
+        for connection in list(origin.idle if origin else []):
+            connection.close()
+
+    async def fetch(self, method: bytes, url: str, headers: list[tuple[bytes, bytes]], timeouts: Timeouts, *, limit: int) -> tuple[int, bytes]:
+        """(status, whole body) of a request without a body; TooLarge past `limit` bytes."""
+        async with self.stream(method, url, headers, b"", timeouts) as response:
+            body = bytearray()
+            async for chunk in response.body(timeouts.read):
+                body += chunk
+                if len(body) > limit:
+                    raise TooLarge(f"{url} sent more than {limit} bytes")
+            return response.status, bytes(body)
+
     @asynccontextmanager
-    async def stream(self, url: str, headers: list[tuple[bytes, bytes]], body: bytes, timeouts: Timeouts) -> AsyncIterator[Response]:
-        """POST `body` to `url`; yields the response once its headers are in, then its body is read from it.
+    async def stream(self, method: bytes, url: str, headers: list[tuple[bytes, bytes]], body: bytes, timeouts: Timeouts) -> AsyncIterator[Response]:
+        """Send `method` with `body` to `url`; yields the response once its headers are in, then its body is read from it.
 
         `headers` must not hold Host or Content-Length (both are set here).
         """
@@ -275,7 +301,7 @@ class ConnectionPool:
         tls = parts.scheme == "https"
         origin = self._origin(parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), tls)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = _encode(target, [(b"host", parts.netloc.encode()), *headers, (b"content-length", str(len(body)).encode())], body)
+        request = _encode(method, target, [(b"host", parts.netloc.encode()), *headers, (b"content-length", str(len(body)).encode())], body)
         connection, response = await self._send(origin, request, timeouts)
         try:
             yield response
@@ -373,7 +399,7 @@ async def _headers(response: Response, timeout: float) -> None:
         await response.wait(timeout)
 
 
-def _encode(target: str, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
-    lines = [b"POST " + target.encode() + b" HTTP/1.1"]
+def _encode(method: bytes, target: str, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    lines = [method + b" " + target.encode() + b" HTTP/1.1"]
     lines.extend(name + b": " + value for name, value in headers)
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
