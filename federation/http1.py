@@ -379,8 +379,8 @@ class ConnectionPool:
         return connection
 
     def _release(self, origin: _Origin, connection: _Connection) -> None:
-        if not connection.done():
-            connection.close()
+        if not connection.done() or self._origins.get((origin.host, origin.port, origin.tls)) is not origin:
+            connection.close()  # half read, or its origin was dropped meanwhile: nobody would take it again
             return
         if origin.waiting:  # a queued call takes it at once
             connection.idle_since = time.monotonic()

@@ -254,3 +254,26 @@ async def test_a_whole_answer_is_fetched_within_its_limit_and_refused_past_it() 
             await pool.fetch(b"GET", url + "/health", [], QUICK, limit=3)
         await pool.aclose()
     assert status == 200 and body.endswith(b":")  # the recorder answers `port:` and the (empty) body
+
+
+async def test_a_connection_to_a_peer_dropped_mid_call_is_closed_when_the_call_ends() -> None:
+    answer = asyncio.Event()
+    closed = asyncio.Event()
+
+    async def slow_then_wait_for_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await answer.wait()
+        writer.write(OK)  # keep-alive: only the client can end this connection now
+        await writer.drain()
+        if not await reader.read():
+            closed.set()
+
+    pool = new_pool()
+    async with raw_server(slow_then_wait_for_close) as url, anyio.create_task_group() as group:
+        group.start_soon(post, pool, url)
+        await anyio.sleep(0.2)
+        pool.drop(url)  # the peer is gone from the table while a call to it is in flight
+        answer.set()
+        with anyio.fail_after(5):
+            await closed.wait()
+    await pool.aclose()
