@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httptools
 
@@ -275,9 +275,7 @@ class ConnectionPool:
 
     def drop(self, url: str) -> None:
         """Close the idle connections to `url`'s origin (a peer that is gone or moved)."""
-        parts = urlsplit(url)
-        tls = parts.scheme == "https"
-        origin = self._origins.pop((parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), tls), None)
+        origin = self._origins.pop(_origin_key(urlsplit(url)), None)
         for connection in list(origin.idle if origin else []):
             connection.close()
 
@@ -298,8 +296,7 @@ class ConnectionPool:
         `headers` must not hold Host or Content-Length (both are set here).
         """
         parts = urlsplit(url)
-        tls = parts.scheme == "https"
-        origin = self._origin(parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), tls)
+        origin = self._origin(*_origin_key(parts))
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         request = _encode(method, target, [(b"host", parts.netloc.encode()), *headers, (b"content-length", str(len(body)).encode())], body)
         connection, response = await self._send(origin, request, timeouts)
@@ -392,6 +389,12 @@ class ConnectionPool:
             return
         connection.idle_since = time.monotonic()
         origin.idle.append(connection)
+
+
+def _origin_key(parts: SplitResult) -> tuple[str, int, bool]:
+    """(host, port, tls) of a URL: the connections to one are interchangeable."""
+    tls = parts.scheme == "https"
+    return parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), tls
 
 
 async def _headers(response: Response, timeout: float) -> None:
