@@ -335,13 +335,10 @@ class ConnectionPool:
                 return connection
             if origin.open < self._max:
                 return await self._connect(origin, timeouts.connect)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise PoolTimeout(f"all {self._max} connections stayed busy")
             waiter = asyncio.get_running_loop().create_future()
             origin.waiting.append(waiter)
             try:
-                await asyncio.wait_for(waiter, left)
+                await asyncio.wait_for(waiter, max(0.0, deadline - time.monotonic()))  # none left: TimeoutError at once
             except TimeoutError:
                 raise PoolTimeout(f"all {self._max} connections stayed busy") from None
             except BaseException:

@@ -152,7 +152,7 @@ class MessageTransport:
 
     def __init__(self, tokens: Tokens | None) -> None:
         self._tokens = tokens
-        # Our own HTTP/1.1 pool, not httpx or httpcore: see federation.routing.http1 for why.
+        # Our own HTTP/1.1 pool, not httpx or httpcore: see federation.http1 for why.
         self._pool = ConnectionPool(max_per_origin=256, max_idle_per_origin=64, keepalive_expiry=KEEP_ALIVE_SECONDS / 2)
 
     async def aclose(self) -> None:
