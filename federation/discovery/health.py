@@ -11,16 +11,20 @@ What a ping shows is told to others (rumours.py) on the pings themselves:
 in the request and in the answer. Hearing "suspect" or "dead" about a peer
 makes us ping it soon (once per interval per peer, k per wave, however
 many tell us). A miss counts as usual: the first marks the peer suspect,
-three in a row dead, and a suspect is pinged every round, so the first
-peer to notice a crash calls it dead within about three intervals. A miss
-that is a refusal or a reset (no process there, not a slow one), backed
-by another peer's "dead", is dead at once (`PeerTable.fail`), and telling
-a new suspect or dead also pings k random peers at once: the verdict
-spreads hop by hop in a fraction of an interval, each hearer checking it
-with its own ping. A timeout never counts as more than one miss: on an
-overloaded machine (40 peers on 2 cores) treating slow answers as a
-second witness spread false deaths mesh-wide, and each flip costs every
-peer work. Per peer that is k pings per interval, plus k dead and
+three in a row dead, and a suspect is pinged every round. A miss that
+shows the process gone (the connection refused or reset, or another peer
+answering at its address), backed by another peer's own "suspect" or
+"dead" within the news' lifetime, heard before or after, is dead at once
+(`PeerTable.fail`): two peers saw it fail and one saw nothing listening.
+Telling a new suspect or dead also pings k random peers at once, so a
+crash is called dead ~one hop after the first miss instead of three
+intervals, and the verdict spreads hop by hop in a fraction of an
+interval, each hearer checking it with its own ping (100 peers on 2
+cores waited ~2.3 s for the first peer's third miss: crashes took 3.5-4
+s to reach everyone). A timeout or an odd answer (not 200, not JSON)
+never counts as more than one miss: on an overloaded machine (40 peers
+on 2 cores) treating slow answers as a second witness spread false
+deaths mesh-wide, and each flip costs every peer work. Per peer that is k pings per interval, plus k dead and
 every suspect peer, plus per crash one confirmation and k pushes, whatever
 N is. A peer that hears itself suspected answers "up" (SWIM's refutation),
 and a peer that sees a suspect or dead peer answer tells "up". Dead peers
@@ -54,7 +58,7 @@ from federation.const import DEAD_FORGET_SECONDS, HEALTH_PATH, HEALTH_TIMEOUT_SE
 from federation.contract import Via
 from federation.discovery.admission import Member, Rejected, discovery_client, fetch_card
 from federation.discovery.rumours import NEWS_HEADER, Rumours, Status, decode_news, encode_news
-from federation.http1 import ConnectionPool, HttpError, Timeouts
+from federation.http1 import ConnectionPool, HttpError, Timeouts, Unreachable
 from federation.listen import KEEP_ALIVE_SECONDS
 from federation.peers import Peer, PeerTable
 from federation.urls import base_url
@@ -105,7 +109,8 @@ class HealthMonitor:
         self._limiter = anyio.CapacityLimiter(_PARALLEL_PINGS)
         self._pinged_urls: set[str] = set()  # health URLs pinged lately: a peer gone or moved has its connection closed
         self._rumours = Rumours(ttl=interval * _NEWS_ROUNDS)
-        self._reported: dict[str, float] = {}  # peer id -> until when another peer's "dead" backs a miss
+        self._reported: dict[str, float] = {}  # peer id -> until when another peer's "suspect" or "dead" backs a miss
+        self._gone: dict[str, float] = {}  # peer id -> until when our own ping finding it gone backs another's report
         self._turns: list[str] = []  # peer ids still to ping this pass, in shuffled order
         self._prompted: set[str] = set()  # peer ids news asks us to ping now
         self._pinged: dict[str, float] = {}  # peer id -> when we last pinged it: news older than that is no reason to ping
@@ -129,8 +134,12 @@ class HealthMonitor:
             peer = self._peers.get(peer_id)
             if peer is None or _direct_url(peer) is None:
                 continue
-            if status == "dead":
+            if status != "up":
                 self._reported[peer_id] = now + self._interval * _NEWS_ROUNDS
+                if self._gone.get(peer_id, 0.0) > now and peer.status != "dead":  # we found it gone just before: a second witness
+                    self._peers.fail(peer_id)
+                    self._tell(peer_id, "dead")
+                    continue
             fresh = now - self._pinged.get(peer_id, 0.0) >= self._interval  # the same news comes from many peers
             if fresh and ((peer.status != "up") if status == "up" else (peer.status != "dead")):
                 self._prompted.add(peer_id)
@@ -175,6 +184,7 @@ class HealthMonitor:
         """This interval's pings: the next k in turn, every suspect, k dead ones, k of those news asked about."""
         now = time.monotonic()
         self._reported = {p: until for p, until in self._reported.items() if until > now}
+        self._gone = {p: until for p, until in self._gone.items() if until > now}
         self._pinged = {p: at for p, at in self._pinged.items() if p in targets}
         status = {p: self._peers.get(p).status for p in targets}  # type: ignore[union-attr]  # from the table just now
         chosen = {p for p in targets if status[p] == "suspect"}
@@ -230,9 +240,12 @@ class HealthMonitor:
         async with self._limiter:
             clock = time.perf_counter()
             health: object = None
+            unreachable = False
             with anyio.move_on_after(self._timeout) as waited:
                 try:
                     health = await self._health(url)
+                except Unreachable:
+                    unreachable = True
                 except (HttpError, ValueError):
                     pass
             latency_ms = (time.perf_counter() - clock) * 1000
@@ -241,12 +254,17 @@ class HealthMonitor:
             return
         was = peer.status
         if not isinstance(health, dict) or health.get("id") != peer_id:  # silent, failing, or someone else now answers there
-            if not waited.cancelled_caught and self._reported.get(peer_id, 0.0) > time.monotonic():
-                self._peers.fail(peer_id)  # refused or reset, and reported dead: a gone process, not a slow one
+            now = time.monotonic()
+            gone = not waited.cancelled_caught and (unreachable or isinstance(health, dict))  # nothing listening, or another peer there
+            if gone and self._reported.get(peer_id, 0.0) > now:
+                self._peers.fail(peer_id)  # a gone process, not a slow one, and another peer missed it too
             else:
                 self._peers.miss(peer_id, timed_out=waited.cancelled_caught)
+                if gone:
+                    self._gone[peer_id] = now + self._interval * _NEWS_ROUNDS
         else:
             self._reported.pop(peer_id, None)
+            self._gone.pop(peer_id, None)
             self._peers.observe(
                 peer_id,
                 latency_ms=latency_ms,
