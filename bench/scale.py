@@ -10,14 +10,17 @@ process that imported the code once; `--launch spawn` for one process each,
 default timings) are launched at once, then:
 
 - converge: from the last one serving until every peer lists every other up
-  (launch -> serving is start-up, printed apart);
+  (launch -> serving is start-up, printed apart), to the moment: each row's
+  `since` (when its status last changed) says when the last one came up, so
+  the figure does not depend on how often the bench polls;
 - RSS per peer (median) and PSS per peer (shared pages split between the
   processes sharing them, the parent's included), and the idle mesh's CPU
   over 5 s, in cores;
 - pings/s per peer, from each peer's `/health` counter (SWIM-style liveness:
   flat in N; it was N-1 before);
-- crash: one peer SIGKILLed until every other lists it dead (mDNS) or no
-  longer lists it (relay: the tunnel drops, the directory follows);
+- crash: one peer SIGKILLed until every other lists it dead (mDNS: to the
+  moment, from `since`) or no longer lists it (relay: the tunnel drops, the
+  directory follows; as polled);
 - relay: the relay process's idle CPU with N peers attached (directory reads).
 
 Then the relay's CPU per 1,000 relayed `echo` calls (one client session,
@@ -104,18 +107,22 @@ class Mesh:
                 task_group.start_soon(one, i)
         return answers
 
-    async def converged(self, expect: Callable[[list[dict[str, Any]]], bool], among: list[int]) -> tuple[Callable[[], Awaitable[bool]], Callable[[], int]]:
+    async def converged(
+        self, expect: Callable[[list[dict[str, Any]]], bool], among: list[int], moment: Callable[[list[dict[str, Any]]], float]
+    ) -> tuple[Callable[[], Awaitable[bool]], Callable[[], int], list[float]]:
         """A check that every peer in `among` has a `/peers` listing `expect` accepts (each, once true, is not asked again),
-        and how many peers it still asks."""
+        how many peers it still asks, and the `moment` (unix time, from the rows' `since`) each listing came true."""
         pending = set(among)
+        moments: list[float] = []
 
         async def check() -> bool:
             for i, body in (await self._each(sorted(pending), "/peers")).items():
                 if isinstance(body, dict) and expect(body.get("peers", [])):
                     pending.discard(i)
+                    moments.append(moment(body["peers"]))
             return not pending
 
-        return check, lambda: len(pending)
+        return check, lambda: len(pending), moments
 
     async def pings(self) -> int:
         return sum(b.get("pings", 0) for b in (await self._each(list(range(len(self.bases))), "/health")).values() if isinstance(b, dict))
@@ -142,11 +149,11 @@ async def _mesh_run(fleet: Fleet, http: httpx.AsyncClient, size: int, via: str, 
     extra = ("--mdns", "off", "--relay", relay_url) if via == "relay" else ()
     launched = time.perf_counter()
     processes, pids, urls = await _start(fleet, size, via, launch, extra)
-    serving = time.perf_counter() - launched
+    serving, all_serving = time.perf_counter() - launched, time.time()
     mesh = Mesh(http, processes, urls)
     everyone = list(range(size))
-    check, asked = await mesh.converged(lambda peers: sum(p["status"] == "up" for p in peers) == size - 1, everyone)
-    converge = await _until(check, _CONVERGE_DEADLINE, asked)
+    check, asked, ups = await mesh.converged(lambda peers: sum(p["status"] == "up" for p in peers) == size - 1, everyone, _last_change)
+    converge = None if await _until(check, _CONVERGE_DEADLINE, asked) is None else max(0.0, max(ups) - all_serving)
     shared = sum(pss_bytes(p.pid) for p in processes) if launch == "fork" else 0  # the parent's pages, shared by all copies
     figures: Figures = {
         "serving": serving,
@@ -166,7 +173,7 @@ async def _mesh_run(fleet: Fleet, http: httpx.AsyncClient, size: int, via: str, 
     figures["relay_cpu"] = cpu[size] if relay else None
     ids = {i: (body or {}).get("id") for i, body in (await mesh._each(everyone, "/health")).items()}
     os.kill(pids[0], signal.SIGKILL)
-    killed = time.perf_counter()
+    killed = time.time()
     answers = await mesh._each(everyone, "/health")  # which peer that was: the one that no longer answers
     victim = next((i for i in everyone if not isinstance(answers[i], dict)), None)
     if victim is None:
@@ -174,13 +181,14 @@ async def _mesh_run(fleet: Fleet, http: httpx.AsyncClient, size: int, via: str, 
     else:
         victim_id = ids[victim]
         others = [i for i in everyone if i != victim]
-        if via == "relay":
-            gone, asked = await mesh.converged(lambda peers: all(p["id"] != victim_id or p["status"] != "up" for p in peers), others)
+        if via == "relay":  # the row goes: the moment is when the listing was read (the poll's resolution)
+            gone, asked, moments = await mesh.converged(lambda peers: all(p["id"] != victim_id or p["status"] != "up" for p in peers), others, lambda _: time.time())
         else:
-            gone, asked = await mesh.converged(lambda peers: any(p["id"] == victim_id and p["status"] == "dead" for p in peers), others)
-        found = time.perf_counter() - killed
+            gone, asked, moments = await mesh.converged(
+                lambda peers: any(p["id"] == victim_id and p["status"] == "dead" for p in peers), others, lambda peers: next(p["since"] for p in peers if p["id"] == victim_id)
+            )
         took = await _until(gone, _CRASH_DEADLINE, asked)
-        figures["crash"] = None if took is None else found + took
+        figures["crash"] = None if took is None else max(moments) - killed
     for pid in pids[1:]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -211,6 +219,11 @@ async def _relay_cost(fleet: Fleet, relay: Process, relay_url: str, calls: int) 
         spent = cpu_seconds(relay.pid) - before
     peer.kill()
     return spent * 1000 / calls
+
+
+def _last_change(peers: list[dict[str, Any]]) -> float:
+    """When the last of these rows took its status (`since`): the moment a peer saw them all as they are now."""
+    return max((p["since"] for p in peers), default=0.0)
 
 
 def _import_floor_mb() -> float:

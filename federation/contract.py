@@ -63,6 +63,7 @@ class PeerRow(BaseModel):
     latency_ms: float | None = Field(default=None, description="health-ping latency, smoothed")
     calls_served: int = 0
     last_seen: float = Field(default=0.0, description="unix time of the last successful contact")
+    since: float = Field(default=0.0, description="unix time the status last changed (0: not known, a stored row)")
     mesh: str | None = None
     digest: str = Field(default="", description="changes when the peer's models or tools change")
 

@@ -47,6 +47,7 @@ class Peer:
     status: PeerStatus = "up"
     first_seen: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.time)
+    since: float = field(default_factory=time.time)  # when `status` last changed: how long a peer has been down or back
     latency_ms: float | None = None
     misses: int = 0
     in_flight: int = 0
@@ -81,6 +82,7 @@ class Peer:
             self.card,
             latency_ms=self.latency_ms,
             last_seen=self.last_seen,
+            since=round(self.since, 3),
             via=self.via,
             url=self.url,
             routes=dict(self.routes),
@@ -93,6 +95,11 @@ class Peer:
     def fields(self) -> dict[str, Any]:
         """The row's fields, for `EventBus.publish(kind, **fields)`."""
         return dict(self.row())
+
+
+def _set_status(peer: Peer, status: PeerStatus) -> None:
+    if peer.status != status:
+        peer.status, peer.since = status, time.time()
 
 
 class PeerTable:
@@ -170,7 +177,7 @@ class PeerTable:
     def _mark_seen(self, peer: Peer) -> None:
         peer.last_seen = time.time()
         peer.misses = 0
-        peer.status = "up"
+        _set_status(peer, "up")
 
     def miss(self, peer_id: str, *, timed_out: bool = False) -> None:
         """A failed contact: suspect after the first, dead after `DEAD_AFTER_MISSES` (timeouts: once it has answered, or its grace ran out)."""
@@ -180,11 +187,11 @@ class PeerTable:
         peer.misses += 1
         joining = not peer.answered and time.time() - peer.first_seen < JOIN_GRACE_SECONDS
         if peer.misses >= DEAD_AFTER_MISSES and not (joining and timed_out):
-            peer.status = "dead"
+            _set_status(peer, "dead")
             peer.in_flight = peer.queued = 0  # its last report said busy; a dead peer runs nothing we could wait for
             self._events.publish("peer_down", reason="unresponsive", **peer.fields())
         elif peer.status == "up":
-            peer.status = "suspect"
+            _set_status(peer, "suspect")
             self._events.publish("peer_suspect", **peer.fields())
 
     def fail(self, peer_id: str) -> None:

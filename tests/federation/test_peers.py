@@ -91,6 +91,24 @@ async def test_any_success_brings_a_suspect_or_dead_peer_back_up(misses: int) ->
     assert (await published(bus, events))[-2:] == [("peer_up", "up", None), ("peer_suspect", "suspect", None)]
 
 
+async def test_a_row_says_since_when_its_status_holds() -> None:
+    """`since` moves with the status only: how long a peer has been down (or back), not when it was last pinged."""
+    peers, _, _ = table()
+    alice = Identity.generate()
+    peer = peers.admit(card_of(alice), "mdns", "http://127.0.0.1:1/mcp")
+    assert peer is not None
+    peer.since = 1.0  # long ago
+    peers.observe(alice.peer_id, latency_ms=3.0)
+    assert peer.row().since == 1.0, "still up: same since"
+    peers.miss(alice.peer_id)
+    suspected = peer.row().since
+    assert suspected > 1.0
+    peers.miss(alice.peer_id)
+    assert peer.row().since == suspected, "still suspect"
+    peers.observe(alice.peer_id, latency_ms=3.0)
+    assert peer.row().since >= suspected and peer.status == "up"
+
+
 async def test_a_dead_peer_that_announces_itself_again_is_up() -> None:
     peers, bus, events = table()
     alice = Identity.generate()
