@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import federation.store
 from federation.errors import ConfigError
 from federation.identity import Identity
 from federation.ledger import summarize
-from federation.store import Store
+from federation.store import Store, database_url
 
 pytestmark = pytest.mark.anyio
 
@@ -97,3 +98,19 @@ def test_a_bare_postgresql_url_opens_with_psycopg_3(postgres_url: str) -> None:
         assert store.count_calls() == 0
     finally:
         store.close()
+
+
+def test_a_reader_sees_what_was_committed_while_the_writer_holds_its_transaction_open(tmp_path: Path) -> None:
+    """WAL: `mcpfed peers` / `mcpfed ledger` read a serving peer's store while it writes, without waiting for it."""
+    url = database_url(tmp_path)
+    writer, reader = Store(url, WRITER), Store(url)
+    try:
+        writer.save_peers("me", [])
+        with writer._engine.connect() as busy:
+            busy.exec_driver_sql("BEGIN EXCLUSIVE")
+            busy.exec_driver_sql("DELETE FROM peerrecord")  # a write in progress, not committed
+            assert reader.peers("me") == [] and reader.count_calls() == 0  # in rollback mode: "database is locked" after 5 s
+            busy.rollback()
+    finally:
+        writer.close()
+        reader.close()
