@@ -33,6 +33,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from federation.home import state_dir
+from federation.tls import client_context
 from servers.parent_death import die_with_parent
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ def run_copies(settings: PeerSettings, serve_one: Callable[[PeerSettings], None]
     """Fork `settings.copies` peers, each run by `serve_one`; wait for all; the exit status (0: all stopped cleanly)."""
     for module in _PRELOAD:
         importlib.import_module(module)
+    client_context()  # the system CAs parsed once (~25 ms), not by every copy
     gc.collect()
     gc.freeze()  # everything imported so far: never scanned, so its pages stay shared
     parent = os.getpid()

@@ -137,6 +137,7 @@ class Node:
             trust(self.settings.ca)
         self.home = state_dir(self.settings.home)
         self.identity = Identity.load_or_create(self.home)
+        self._signed: tuple[PeerCard, PeerCard] | None = None  # (unsigned, signed): the card as last signed
         keys = MeshKeys(self.settings.mesh_secret) if self.settings.mesh_secret else None
         self.member = Member(self.identity.peer_id, keys) if keys else None
         """How this peer proves its membership to others (None outside a mesh with a secret)."""
@@ -411,7 +412,12 @@ class Node:
         return Load(in_flight=self.engine.in_flight, queued=self.engine.queued)
 
     def card(self) -> PeerCard:
-        return sign_card(self._unsigned_card(), self.identity)
+        """The signed card, signed again only when what it says changed: every card fetch and proof asks for it
+        (while 100 peers meet, ~100 times each), and signing was most of serving one. `issued_at` is when it last changed."""
+        unsigned = self._unsigned_card()
+        if self._signed is None or self._signed[0] != unsigned:
+            self._signed = (unsigned, sign_card(unsigned, self.identity))
+        return self._signed[1]
 
     def _unsigned_card(self) -> PeerCard:
         """The card before signing: enough for its digest, which `/health` names at every ping."""

@@ -10,6 +10,7 @@ import anyio
 import pytest
 from mcp.server.mcpserver import MCPServer
 
+from federation.card import verify_card
 from federation.client import connect
 from federation.content import ROUTE_META_KEY
 from federation.node import Node
@@ -49,10 +50,12 @@ async def test_a_light_mesh_holds_no_session_until_a_peer_gains_content_which_th
             await wait_until(lambda node=node, cards=cards: cards <= _resources(node), f"{node.name} offers every peer's card")  # type: ignore[misc]
         await anyio.sleep(1.5)  # a few health rounds: nothing opens a session
         assert [node.forwarder.sessions.peers() for node in nodes] == [set(), set(), set()], "light peers asked each other nothing"
-        assert alice.card().content is False
+        unchanged = alice.card()
+        await anyio.sleep(0.01)
+        assert unchanged.content is False and alice.card() == unchanged, "signed once while it says the same"
 
         await alice.content.add_server(_fresh_content("alice"))
-        assert alice.card().content is True, "the card says the peer now offers content"
+        assert verify_card(alice.card().model_dump_json()).content is True, "the card says the peer now offers content, signed anew"
         for node in (bob, carol):
             await wait_until(lambda node=node: "ai://alice/fresh.md" in _resources(node), f"{node.name} offers alice's new resource")  # type: ignore[misc]
         async with connect(carol.mcp_url) as client:
