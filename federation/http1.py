@@ -1,4 +1,4 @@
-"""A lean pooled HTTP/1.1 client for a peer's hot paths: the forwarder's POSTs and the health pings.
+"""A lean pooled HTTP/1.1 client for a peer's hot paths: the forwarder's POSTs, the health pings, card fetches.
 
 Why not httpcore (or httpx on top of it): a hop is one request on a kept-alive
 connection, and with peers in separate processes httpcore's pure-Python h11
@@ -10,6 +10,8 @@ with) and wakes the waiting call once per event; nothing else runs per byte.
 The health monitor's pings (`federation.discovery.health`) use it too: every
 peer pings a few others every second, and with httpx a ping cost ~0.7 ms of
 client CPU, enough that 50 peers on one 2-core machine could not keep up.
+So does discovery (`federation.discovery.admission`): while a mesh of N forms,
+each peer fetches every other's card (and proves membership to it), N² fetches.
 
 What those need and nothing more: connections kept alive per origin
 (LIFO, so the warmest is reused) and expired before our servers close idle ones;
@@ -259,13 +261,19 @@ class _Origin:
 
 
 class ConnectionPool:
-    """Kept-alive connections per origin; `async with pool.stream(...)` sends one request. `aclose()` when done."""
+    """Kept-alive connections per origin; `async with pool.stream(...)` sends one request. `aclose()` (or `async with pool`) when done."""
 
     def __init__(self, *, max_per_origin: int, max_idle_per_origin: int, keepalive_expiry: float) -> None:
         self._max = max_per_origin
         self._max_idle = max_idle_per_origin
         self._expiry = keepalive_expiry
         self._origins: dict[tuple[str, int, bool], _Origin] = {}
+
+    async def __aenter__(self) -> ConnectionPool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         for origin in self._origins.values():
@@ -279,15 +287,17 @@ class ConnectionPool:
         for connection in list(origin.idle if origin else []):
             connection.close()
 
-    async def fetch(self, method: bytes, url: str, headers: list[tuple[bytes, bytes]], timeouts: Timeouts, *, limit: int) -> tuple[int, bytes]:
-        """(status, whole body) of a request without a body; TooLarge past `limit` bytes."""
-        async with self.stream(method, url, headers, b"", timeouts) as response:
-            body = bytearray()
+    async def fetch(
+        self, method: bytes, url: str, headers: list[tuple[bytes, bytes]], timeouts: Timeouts, *, limit: int, body: bytes = b""
+    ) -> tuple[int, bytes]:
+        """(status, whole answer body) of a small request (`body`: its content-type goes in `headers`); TooLarge past `limit` bytes."""
+        async with self.stream(method, url, headers, body, timeouts) as response:
+            answer = bytearray()
             async for chunk in response.body(timeouts.read):
-                body += chunk
-                if len(body) > limit:
+                answer += chunk
+                if len(answer) > limit:
                     raise TooLarge(f"{url} sent more than {limit} bytes")
-            return response.status, bytes(body)
+            return response.status, bytes(answer)
 
     @asynccontextmanager
     async def stream(self, method: bytes, url: str, headers: list[tuple[bytes, bytes]], body: bytes, timeouts: Timeouts) -> AsyncIterator[Response]:

@@ -51,7 +51,6 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import httpx2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -60,6 +59,7 @@ from starlette.responses import JSONResponse, Response
 
 from federation.bodylimit import BodyTooLarge, read_body
 from federation.const import PROOF_PATH
+from federation.http1 import ConnectionPool, Timeouts, TooLarge
 from federation.urls import base_url, serves_at
 
 __all__ = [
@@ -94,6 +94,7 @@ _MAC = re.compile(r"[0-9a-f]{64}")
 _EXPIRY = re.compile(r"[0-9]{1,12}")
 _TOKEN_MAC = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 MAC, unpadded
 _URL = re.compile(r"https?://[\x21-\x7e]{1,256}")
+_JSON = [(b"content-type", b"application/json")]
 
 
 _VERIFIED_KEPT = 4096
@@ -310,23 +311,22 @@ def _refusal(exc: ProofError) -> Response:
 
 
 # -- the caller's side -------------------------------------------------------------
-async def _post(http: httpx.AsyncClient, url: str, message: dict[str, Any], limit: int) -> bytes:
+async def _post(http: ConnectionPool, url: str, message: dict[str, Any], limit: int, timeouts: Timeouts) -> bytes:
     """POST one proof message; the answer body (at most `limit` bytes), ProofError for a refusal."""
-    async with http.stream("POST", url, json=message) as response:
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise ProofError("bad-response", f"{url} answered more than {limit} bytes")
-        if response.status_code != 200:
-            raise ProofError("no-proof", f"{url} answered HTTP {response.status_code} to a membership proof")
-        return bytes(body)
+    try:
+        status, body = await http.fetch(b"POST", url, _JSON, timeouts, limit=limit, body=json.dumps(message).encode("utf-8"))
+    except TooLarge as exc:
+        raise ProofError("bad-response", f"{url} answered more than {limit} bytes") from exc
+    if status != 200:
+        raise ProofError("no-proof", f"{url} answered HTTP {status} to a membership proof")
+    return body
 
 
 async def prove(
-    http: httpx.AsyncClient,
+    http: ConnectionPool,
     url: str,
     *,
+    timeouts: Timeouts,
     keys: MeshKeys,
     own_id: str,
     expected_id: str | None,
@@ -338,11 +338,12 @@ async def prove(
 
     Nothing here carries a credential: the caller's own proof goes out only
     after the responder's has verified (and named `expected_id`, and for
-    `check_address` this very address).
+    `check_address` this very address). A request that gets no answer raises
+    `federation.http1.HttpError` (the caller knows whether that is worth a retry).
     """
     target = base_url(url) + PROOF_PATH
     nonce, to = secrets.token_hex(16), base_url(url)
-    answer = _parse(await _post(http, target, {"step": "challenge", "caller": own_id, "nonce": nonce, "to": to}, MAX_PROOF_BODY))
+    answer = _parse(await _post(http, target, {"step": "challenge", "caller": own_id, "nonce": nonce, "to": to}, MAX_PROOF_BODY, timeouts))
     responder, their_nonce, proof = _field(answer, "responder", _ID), _field(answer, "nonce", _NONCE), _field(answer, "proof", _MAC)
     addressed = answer.get("addressed") is True
     if not hmac.compare_digest(proof, keys.proof("responder", kind, responder, own_id, nonce, their_nonce, to, str(addressed))):
@@ -352,5 +353,5 @@ async def prove(
     if check_address and not addressed:
         raise ProofError("address-mismatch", f"member {responder!r} answered through {url}, an address that is not its own (a forwarded challenge)")
     mine = keys.proof("caller", kind, own_id, responder, nonce, their_nonce, to)
-    card = await _post(http, target, {"step": "confirm", "caller": own_id, "nonce": their_nonce, "proof": mine}, card_limit)
+    card = await _post(http, target, {"step": "confirm", "caller": own_id, "nonce": their_nonce, "proof": mine}, card_limit, timeouts)
     return responder, card

@@ -37,7 +37,8 @@ holding another fetches the card again (what the peer offers, tools and
 content, is followed by its card).
 
 Each peer gets a kept-alive connection from one lean HTTP/1.1 pool
-(`federation.http1`, as the forwarder's; httpx cost ~5x the CPU per ping).
+(`federation.http1`, as the forwarder's; httpx cost ~5x the CPU per ping),
+the discovery pool that also fetches changed cards.
 `/health` is open, so pings carry no credential and news is only ever a
 reason to ping (rumours.py).
 """
@@ -52,14 +53,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import httpx
 
 from federation.const import DEAD_FORGET_SECONDS, HEALTH_PATH, HEALTH_TIMEOUT_SECONDS
 from federation.contract import Via
 from federation.discovery.admission import Member, Rejected, discovery_client, fetch_card
 from federation.discovery.rumours import NEWS_HEADER, Rumours, Status, decode_news, encode_news
 from federation.http1 import ConnectionPool, HttpError, Timeouts, Unreachable
-from federation.listen import KEEP_ALIVE_SECONDS
 from federation.peers import Peer, PeerTable
 from federation.urls import base_url
 
@@ -94,12 +93,11 @@ class HealthMonitor:
     """
 
     def __init__(
-        self, peers: PeerTable, http: httpx.AsyncClient, pings: ConnectionPool, *, self_id: str, interval: float, mesh: str | None = None, member: Member | None = None
+        self, peers: PeerTable, pool: ConnectionPool, *, self_id: str, interval: float, mesh: str | None = None, member: Member | None = None
     ) -> None:
-        """`http` fetches changed cards (with the membership proof in a secret mesh); `pings` carries the pings."""
+        """`pool` carries the pings and fetches changed cards (with the membership proof in a secret mesh)."""
         self._peers = peers
-        self._http = http
-        self._pool = pings
+        self._pool = pool
         self._self_id = self_id
         self._mesh = mesh
         self._member = member
@@ -292,7 +290,7 @@ class HealthMonitor:
             return
         via, url = route
         try:
-            card = await fetch_card(self._http, url, mesh=self._mesh, member=self._member, expected_id=peer.id, check_address=via == "mdns")
+            card = await fetch_card(self._pool, url, mesh=self._mesh, member=self._member, expected_id=peer.id, check_address=via == "mdns")
         except Rejected as rejected:
             logger.debug("could not fetch the changed card of %s (%s): %s", peer.name, peer.id, rejected)
             return
@@ -315,12 +313,8 @@ async def health_monitor(
     peers: PeerTable, *, self_id: str, interval: float, mesh: str | None = None, member: Member | None = None
 ) -> AsyncIterator[HealthMonitor]:
     """Node service: liveness pings among the peers in `peers` every `interval` s for the node's lifetime (`mesh`, `member`: to fetch changed cards)."""
-    pings = ConnectionPool(max_per_origin=2, max_idle_per_origin=1, keepalive_expiry=KEEP_ALIVE_SECONDS / 2)
-    try:
-        async with discovery_client() as http, anyio.create_task_group() as task_group:
-            monitor = HealthMonitor(peers, http, pings, self_id=self_id, interval=interval, mesh=mesh, member=member)
-            task_group.start_soon(monitor.run)
-            yield monitor
-            task_group.cancel_scope.cancel()
-    finally:
-        await pings.aclose()
+    async with discovery_client() as pool, anyio.create_task_group() as task_group:
+        monitor = HealthMonitor(peers, pool, self_id=self_id, interval=interval, mesh=mesh, member=member)
+        task_group.start_soon(monitor.run)
+        yield monitor
+        task_group.cancel_scope.cancel()

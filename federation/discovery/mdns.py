@@ -28,7 +28,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from zeroconf import DNSOutgoing, DNSQuestion, IPVersion, ServiceStateChange, Zeroconf, current_time_millis
@@ -50,6 +49,7 @@ from federation.const import (
 from federation.discovery.admission import Member, Rejected, RejectionLog, discovery_client, fetch_card
 from federation.discovery.hint import Hint, HintError, mesh_tag, parse_hint, txt_record
 from federation.discovery.interfaces import MdnsPlan
+from federation.http1 import ConnectionPool
 from federation.peers import PeerTable
 
 __all__ = ["MdnsDiscovery", "instance_name", "mdns_discovery"]
@@ -97,7 +97,7 @@ class MdnsDiscovery:
     def __init__(
         self,
         zc: AsyncZeroconf,
-        http: httpx.AsyncClient,
+        http: ConnectionPool,
         plan: MdnsPlan,
         *,
         name: str,

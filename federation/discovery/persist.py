@@ -26,7 +26,6 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
-import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
 from federation.const import PEERS_REFRESH_SECONDS
@@ -34,6 +33,7 @@ from federation.contract import EventKind, PeerRow
 from federation.discovery.admission import Member, Rejected, discovery_client, fetch_card
 from federation.events import EventBus, Subscription
 from federation.home import state_dir
+from federation.http1 import ConnectionPool
 from federation.identity import Identity
 from federation.peers import Peer, PeerTable
 from federation.store import PeerRecord, Store, database_url
@@ -166,7 +166,7 @@ class Recollection:
         peer = self._peers.get(peer_id)
         return peer is not None and peer.status == "up"
 
-    async def verify(self, http: httpx.AsyncClient, recalled: RecalledPeer) -> None:
+    async def verify(self, http: ConnectionPool, recalled: RecalledPeer) -> None:
         """Fetch the card where the peer was last reached; admit it if it is still that peer, in our mesh."""
         try:
             card = await fetch_card(http, recalled.url, mesh=self._mesh, member=self._member, expected_id=recalled.id, check_address=recalled.via == "mdns")

@@ -47,8 +47,9 @@ from federation.const import (
     RELAYED_PREFIX,
     TUNNEL_PATH,
 )
-from federation.discovery.admission import Member, discovery_client
+from federation.discovery.admission import CARD_TIMEOUTS, Member, discovery_client
 from federation.errors import CardError
+from federation.http1 import HttpError
 from federation.identity import Identity
 from federation.peers import PeerTable
 from federation.proof import ProofError, Tokens, prove
@@ -168,7 +169,7 @@ class _RelayLink:
         async with discovery_client() as http:
             with anyio.fail_after(RELAY_CONNECT_SECONDS):
                 self._relay_id, _ = await prove(
-                    http, self._relay, keys=member.keys, own_id=member.peer_id, expected_id=None, check_address=False, card_limit=_PROVEN_ANSWER_BYTES, kind="relay"
+                    http, self._relay, timeouts=CARD_TIMEOUTS, keys=member.keys, own_id=member.peer_id, expected_id=None, check_address=False, card_limit=_PROVEN_ANSWER_BYTES, kind="relay"
                 )
 
     def _credential(self) -> dict[str, str]:
@@ -179,7 +180,7 @@ class _RelayLink:
         while True:
             try:
                 await self._attach()
-            except (OSError, TimeoutError, WebSocketException, FrameError, TunnelRefused, ProofError, httpx.HTTPError) as exc:
+            except (OSError, TimeoutError, WebSocketException, FrameError, TunnelRefused, ProofError, HttpError) as exc:
                 self._report(exc)
             except Exception:  # a bug in one link must not stop the node; it retries like any failure
                 logger.exception("relay link to %s failed unexpectedly", self._relay)

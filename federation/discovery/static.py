@@ -20,10 +20,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
-import httpx
 
 from federation.const import DISCOVERY_RETRY_SECONDS, STATIC_REFRESH_SECONDS
 from federation.discovery.admission import Member, Rejected, RejectionLog, discovery_client, fetch_card
+from federation.http1 import ConnectionPool
 from federation.peers import PeerTable
 from federation.urls import mcp_url
 
@@ -56,7 +56,7 @@ class StaticPeers:
     """
 
     def __init__(
-        self, urls: list[str], *, name: str, peer_id: str, mesh: str | None, member: Member | None, peers: PeerTable, http: httpx.AsyncClient
+        self, urls: list[str], *, name: str, peer_id: str, mesh: str | None, member: Member | None, peers: PeerTable, http: ConnectionPool
     ) -> None:
         self._peer_id = peer_id
         self._mesh = mesh

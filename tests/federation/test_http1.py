@@ -250,10 +250,12 @@ async def test_a_whole_answer_is_fetched_within_its_limit_and_refused_past_it() 
     pool = new_pool()
     async with serve_app(app) as url:
         status, body = await pool.fetch(b"GET", url + "/health", [], QUICK, limit=100)
+        _, echoed = await pool.fetch(b"POST", url + "/mesh/proof", [(b"content-type", b"application/json")], QUICK, limit=100, body=b'{"step":1}')
         with pytest.raises(TooLarge, match="sent more than 3 bytes"):
             await pool.fetch(b"GET", url + "/health", [], QUICK, limit=3)
         await pool.aclose()
     assert status == 200 and body.endswith(b":")  # the recorder answers `port:` and the (empty) body
+    assert echoed.split(b":", 1)[1] == b'{"step":1}'
 
 
 async def test_a_connection_to_a_peer_dropped_mid_call_is_closed_when_the_call_ends() -> None:

@@ -54,7 +54,8 @@ def _fold(events: list[Event]) -> list[tuple[str, str]]:
 
 
 async def test_three_peers_see_each_other_and_notice_crash_return_and_leave(mdns_node: StartNode, spawn_peer: SpawnPeer) -> None:
-    async with mdns_node(name="alpha") as alpha, mdns_node(name="beta") as beta, recorded_events(alpha.url) as events:
+    # Recording starts before beta does: `/events` tells only what happens after subscribing, and beta is admitted within milliseconds.
+    async with mdns_node(name="alpha") as alpha, recorded_events(alpha.url) as events, mdns_node(name="beta") as beta:
         gamma = await spawn_peer("gamma")
 
         async def gamma_sees_both() -> bool:

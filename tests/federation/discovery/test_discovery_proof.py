@@ -19,7 +19,9 @@ from starlette.responses import Response
 
 from federation.client import connect
 from federation.const import PROOF_PATH
+from federation.discovery.admission import CARD_TIMEOUTS
 from federation.discovery.hint import txt_record
+from federation.http1 import ConnectionPool
 from federation.identity import Identity
 from federation.node import Node
 from federation.peers import PeerTable
@@ -146,13 +148,15 @@ async def test_a_replayed_proof_fails_both_ways(member: StartNode, announcer: An
         # A genuine caller proof, replayed to the member it was made for, is refused: its nonce was used.
         confirms: list[bytes] = []
 
-        async def keep_confirm(request: httpx.Request) -> None:
-            if b'"confirm"' in request.content:
-                confirms.append(request.content)
+        class Recording(ConnectionPool):
+            async def fetch(self, *args: Any, body: bytes = b"", **kwargs: Any) -> tuple[int, bytes]:
+                if b'"confirm"' in body:
+                    confirms.append(body)
+                return await super().fetch(*args, body=body, **kwargs)
 
-        async with httpx.AsyncClient(event_hooks={"request": [keep_confirm]}) as recording:
+        async with Recording(max_per_origin=1, max_idle_per_origin=1, keepalive_expiry=5) as recording:
             proven, _ = await prove(
-                recording, victim.url, keys=MeshKeys(SECRET), own_id=guard.peer_id, expected_id=victim.peer_id, check_address=True, card_limit=1 << 20
+                recording, victim.url, timeouts=CARD_TIMEOUTS, keys=MeshKeys(SECRET), own_id=guard.peer_id, expected_id=victim.peer_id, check_address=True, card_limit=1 << 20
             )
         assert proven == victim.peer_id and len(confirms) == 1
         again = await http.post(victim.url + PROOF_PATH, content=confirms[0], headers={"content-type": "application/json"})
