@@ -268,6 +268,7 @@ class ConnectionPool:
         self._max_idle = max_idle_per_origin
         self._expiry = keepalive_expiry
         self._origins: dict[tuple[str, int, bool], _Origin] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> ConnectionPool:
         return self
@@ -276,6 +277,9 @@ class ConnectionPool:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for origin in self._origins.values():
             for connection in list(origin.idle):
                 connection.close()
@@ -396,6 +400,28 @@ class ConnectionPool:
             return
         connection.idle_since = time.monotonic()
         origin.idle.append(connection)
+        self._sweep_later()
+
+    def _sweep_later(self) -> None:
+        """Close idle connections as they expire, also in a pool nobody uses again.
+
+        Otherwise one is closed only when its origin is next used, or by the
+        peer's server at its own keep-alive end: while a mesh of 100 meets,
+        each peer fetches 99 cards once, and held 99 idle sockets that long.
+        """
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(self._expiry, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = time.monotonic()
+        for key, origin in list(self._origins.items()):
+            for connection in [c for c in origin.idle if now - c.idle_since >= self._expiry]:
+                connection.close()
+            if origin.open == 0 and not origin.waiting:
+                del self._origins[key]  # nothing left to it: its entry goes too, so a long-lived pool stays small
+        if any(origin.idle for origin in self._origins.values()):
+            self._sweep_later()
 
 
 def _origin_key(parts: SplitResult) -> tuple[str, int, bool]:

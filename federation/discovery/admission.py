@@ -20,7 +20,6 @@ from federation.card import PeerCard, verify_card
 from federation.const import CARD_FETCH_TIMEOUT_SECONDS, CARD_PATH, MAX_CARD_BYTES
 from federation.errors import CardError, PeerError
 from federation.http1 import ConnectionPool, HttpError, PoolTimeout, ReadTimeout, Timeouts, TooLarge
-from federation.listen import KEEP_ALIVE_SECONDS
 from federation.proof import MeshKeys, ProofError, prove
 from federation.urls import base_url, serves_at
 
@@ -44,17 +43,23 @@ CARD_TIMEOUTS = Timeouts(connect=CARD_FETCH_TIMEOUT_SECONDS, read=CARD_FETCH_TIM
 """Each step of a card fetch or a membership proof; `fetch_card` also bounds the whole at `CARD_FETCH_TIMEOUT_SECONDS`."""
 
 
-def discovery_client() -> ConnectionPool:
+_CARD_KEEPALIVE_SECONDS = 5.0
+"""An idle connection discovery fetched a card on is closed after this: the membership proof's second step and a prompt
+re-fetch reuse it, and a mesh that just met does not hold a socket to every peer."""
+
+
+def discovery_client(keepalive: float = _CARD_KEEPALIVE_SECONDS) -> ConnectionPool:
     """The connections discovery fetches cards on (`async with` closes them): lean HTTP/1.1, `federation.http1`.
 
     Each peer fetches every other's card while a mesh forms (N² fetches), and
     httpx cost ~0.7 ms of CPU a request against ~0.1 ms here. One connection
     per origin does (a fetch or a proof at a time), two let a ping pass a fetch
-    (`federation.discovery.health` shares its pool); idle ones close before the
-    peer's server would (`KEEP_ALIVE_SECONDS`). Like every client of a peer it
+    (`federation.discovery.health` shares its pool). A card is fetched once, so
+    an idle connection closes after `keepalive` seconds (the health monitor keeps
+    its pings' longer, as long as a peer's server would). Like every client of a peer it
     uses no proxy, follows no redirect and sends no credential (see `federation.proof`).
     """
-    return ConnectionPool(max_per_origin=2, max_idle_per_origin=1, keepalive_expiry=KEEP_ALIVE_SECONDS / 2)
+    return ConnectionPool(max_per_origin=2, max_idle_per_origin=1, keepalive_expiry=keepalive)
 
 
 async def _get_body(http: ConnectionPool, url: str) -> bytes:

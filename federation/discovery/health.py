@@ -59,6 +59,7 @@ from federation.contract import Via
 from federation.discovery.admission import Member, Rejected, discovery_client, fetch_card
 from federation.discovery.rumours import NEWS_HEADER, Rumours, Status, decode_news, encode_news
 from federation.http1 import ConnectionPool, HttpError, Timeouts, Unreachable
+from federation.listen import KEEP_ALIVE_SECONDS
 from federation.peers import Peer, PeerTable
 from federation.urls import base_url
 
@@ -313,7 +314,7 @@ async def health_monitor(
     peers: PeerTable, *, self_id: str, interval: float, mesh: str | None = None, member: Member | None = None
 ) -> AsyncIterator[HealthMonitor]:
     """Node service: liveness pings among the peers in `peers` every `interval` s for the node's lifetime (`mesh`, `member`: to fetch changed cards)."""
-    async with discovery_client() as pool, anyio.create_task_group() as task_group:
+    async with discovery_client(keepalive=KEEP_ALIVE_SECONDS / 2) as pool, anyio.create_task_group() as task_group:
         monitor = HealthMonitor(peers, pool, self_id=self_id, interval=interval, mesh=mesh, member=member)
         task_group.start_soon(monitor.run)
         yield monitor

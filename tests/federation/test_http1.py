@@ -12,6 +12,7 @@ import pytest
 
 from federation.http1 import ConnectionPool, PoolTimeout, ReadTimeout, Response, Timeouts, TooLarge, Unreachable
 from federation.listen import serve_app
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -146,6 +147,27 @@ async def test_a_kept_alive_connection_the_peer_closed_is_not_used_again() -> No
         assert await post(pool, url, b'{"n":2}') == (200, b"{}")
     await pool.aclose()
     assert served == [b'{"n":1}', b'{"n":2}']
+
+
+async def test_an_idle_connection_is_closed_when_it_expires_though_the_pool_is_not_used_again() -> None:
+    """A peer that fetched a card once must not hold the socket until the other side's keep-alive ends."""
+    closed = anyio.Event()
+
+    async def answer_then_wait_for_the_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        await reader.read()  # EOF: the client closed its end
+        closed.set()
+        writer.close()
+
+    pool = new_pool(keepalive_expiry=0.2)
+    async with raw_server(answer_then_wait_for_the_close) as url:
+        assert await post(pool, url) == (200, b"{}")
+        with anyio.fail_after(5):
+            await closed.wait()
+        await wait_until(lambda: not pool._origins, "the origin with no connection left forgotten")  # the pool stays small
+    await pool.aclose()
 
 
 async def test_a_silent_peer_is_a_read_timeout() -> None:
