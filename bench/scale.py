@@ -12,7 +12,9 @@ default timings) are launched at once, then:
 - converge: from the last one serving until every peer lists every other up
   (launch -> serving is start-up, printed apart), to the moment: each row's
   `since` (when its status last changed) says when the last one came up, so
-  the figure does not depend on how often the bench polls;
+  the figure does not depend on how often the bench polls; and the CPU each
+  peer spent from its start until then (on one machine the mesh is CPU-bound:
+  launch plus convergence is about the sum of it over 2 cores);
 - RSS per peer (median) and PSS per peer (shared pages split between the
   processes sharing them, the parent's included), and the idle mesh's CPU
   over 5 s, in cores;
@@ -158,6 +160,7 @@ async def _mesh_run(fleet: Fleet, http: httpx.AsyncClient, size: int, via: str, 
     figures: Figures = {
         "serving": serving,
         "converge": converge,
+        "cpu_to_converge": sum(cpu_seconds(pid) for pid in pids) / size,  # each peer's own, from its start
         "rss_mb": statistics.median(rss_bytes(pid) for pid in pids) / 1e6,
         "pss_mb": (sum(pss_bytes(pid) for pid in pids) + shared) / size / 1e6,
     }
@@ -238,13 +241,13 @@ def _cell(value: float | None, fmt: str) -> str:
 
 def _header(via: str, launch: str) -> None:
     print(f"\n{via} ({launch})")
-    print("   N | launch->serving | serving->converged | RSS/peer | PSS/peer | idle CPU (cores) | pings/s/peer | SIGKILL->everyone knows | relay idle CPU | load avg")
+    print("   N | launch->serving | serving->converged | CPU-s/peer to converge | RSS/peer | PSS/peer | idle CPU (cores) | pings/s/peer | SIGKILL->everyone knows | relay idle CPU | load avg")
 
 
 def _row(n: int, f: Figures) -> None:
     relay = "" if f["relay_cpu"] is None else f"{f['relay_cpu']:6.3f}"
     print(
-        f"{n:4d} | {f['serving']:13.1f} s | {_cell(f['converge'], '16.1f')} s | {f['rss_mb']:5.0f} MB | {f['pss_mb']:5.0f} MB | {f['cpu_cores']:16.2f} | "
+        f"{n:4d} | {f['serving']:13.1f} s | {_cell(f['converge'], '16.1f')} s | {f['cpu_to_converge']:22.2f} | {f['rss_mb']:5.0f} MB | {f['pss_mb']:5.0f} MB | {f['cpu_cores']:16.2f} | "
         f"{f['pings_per_peer_s']:12.1f} | {_cell(f['crash'], '21.1f')} s | {relay:>14} | {_load()}",
         flush=True,
     )
