@@ -24,9 +24,9 @@ cores waited ~2.3 s for the first peer's third miss: crashes took 3.5-4
 s to reach everyone). A timeout or an odd answer (not 200, not JSON)
 never counts as more than one miss: on an overloaded machine (40 peers
 on 2 cores) treating slow answers as a second witness spread false
-deaths mesh-wide, and each flip costs every peer work. Per peer that is k pings per interval, plus k dead and
-every suspect peer, plus per crash one confirmation and k pushes, whatever
-N is. A peer that hears itself suspected answers "up" (SWIM's refutation),
+deaths mesh-wide, and each flip costs every peer work. Per peer that is
+k pings per interval, plus k dead and every suspect peer, plus per crash
+one confirmation and k pushes, whatever N is. A peer that hears itself suspected answers "up" (SWIM's refutation),
 and a peer that sees a suspect or dead peer answer tells "up". Dead peers
 stay in play (k of them per round), so one that returns comes back by
 itself; one dead for `DEAD_FORGET_SECONDS` is dropped. Peers known only
