@@ -196,7 +196,8 @@ async def _mesh_run(fleet: Fleet, http: httpx.AsyncClient, size: int, via: str, 
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for process in processes:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):  # --launch spawn: the crash victim is one of them, already gone
+            process.kill()
         await process.wait()
     return figures
 
