@@ -4,7 +4,8 @@ A card is served at `GET /peer` (JSON) and `GET /peer.md` (Markdown for
 people). Discovery and relays pass cards around; whoever receives one checks
 it with `verify_card` before trusting anything in it. The signature covers the
 canonical JSON of every field but `signature` itself, so a one-byte change
-anywhere fails.
+anywhere fails; it is checked over the JSON as received, so a card from a newer
+version, with fields this one does not know, verifies too (docs/discovery.md).
 """
 
 from __future__ import annotations
