@@ -4,7 +4,8 @@ A card is served at `GET /peer` (JSON) and `GET /peer.md` (Markdown for
 people). Discovery and relays pass cards around; whoever receives one checks
 it with `verify_card` before trusting anything in it. The signature covers the
 canonical JSON of every field but `signature` itself, so a one-byte change
-anywhere fails.
+anywhere fails; it is checked over the JSON as received, so a card from a newer
+version, with fields this one does not know, verifies too (docs/discovery.md).
 """
 
 from __future__ import annotations
@@ -72,11 +73,6 @@ class LendOffer(BaseModel):
     host: str | None = Field(default=None, description="the peer whose layers it holds now (one host at a time); None when free")
 
 
-_ADDED_OPTIONAL = ("lend", "content")
-"""Fields added after the first cards: left out of the signed bytes while unset, so cards signed before them still verify
-(so is a model's `split`)."""
-
-
 class PeerCard(BaseModel):
     id: str
     name: str
@@ -100,14 +96,7 @@ class PeerCard(BaseModel):
 
     def signed_bytes(self) -> bytes:
         """Canonical JSON of every field except the signature."""
-        body = self.model_dump(mode="json", exclude={"signature"})
-        for key in _ADDED_OPTIONAL:
-            if body[key] is None:
-                del body[key]
-        for model in body["models"]:
-            if model["split"] is None:
-                del model["split"]
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return _signed_bytes(self.model_dump(mode="json"))
 
     def digest(self) -> str:
         """Short hash of what the peer offers (not its load): changes when models, tools or whether it offers content change."""
@@ -116,6 +105,44 @@ class PeerCard(BaseModel):
             del body["content"]
         raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return hashlib.sha256(raw).hexdigest()[:12]
+
+
+_ADDED_OPTIONAL: dict[type[BaseModel], frozenset[str]] = {PeerCard: frozenset({"lend", "content"}), ModelSummary: frozenset({"split"})}
+"""Fields added after the first cards: left out of the signed bytes while unset, so cards signed before them still verify.
+A field this version does not know is left out while null by the same rule: a newer version added it, unset."""
+
+_NESTED: dict[type[BaseModel], dict[str, type[BaseModel]]] = {
+    PeerCard: {"models": ModelSummary, "tools": ToolSummary, "load": Load, "shares": SharedModel, "lend": LendOffer},
+    ModelSummary: {"split": LayerShare},
+}
+"""The fields holding a model (or a list of them) that `_canonical` follows, so the rule above applies inside them too."""
+
+
+def _canonical(body: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """`body` (the JSON of a `model`) as signed: added-later or unknown fields left out while null, all else kept as is.
+
+    Works on the JSON received, not on what this version parsed from it, so
+    the fields a newer version signed stay in: its cards verify here, and
+    nobody can add, drop or change a signed value unnoticed.
+    """
+    added, nested = _ADDED_OPTIONAL.get(model, frozenset()), _NESTED.get(model, {})
+    kept: dict[str, Any] = {}
+    for key, value in body.items():
+        if value is None and (key in added or key not in model.model_fields):
+            continue
+        inner = nested.get(key)
+        if inner is not None and isinstance(value, list):
+            value = [_canonical(item, inner) if isinstance(item, dict) else item for item in value]
+        elif inner is not None and isinstance(value, dict):
+            value = _canonical(value, inner)
+        kept[key] = value
+    return kept
+
+
+def _signed_bytes(card: dict[str, Any]) -> bytes:
+    """What the signature covers: the canonical JSON of every field but the signature, in a card's JSON."""
+    body = _canonical({key: value for key, value in card.items() if key != "signature"}, PeerCard)
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def sign_card(card: PeerCard, identity: Identity) -> PeerCard:
@@ -133,15 +160,22 @@ def sign_card(card: PeerCard, identity: Identity) -> PeerCard:
 
 
 def verify_card(card: PeerCard | dict[str, Any] | bytes | str, *, expected_id: str | None = None, mesh: str | None = None) -> PeerCard:
-    """Parse and check a card; raise `CardError` saying exactly what is wrong."""
+    """Parse and check a card; raise `CardError` saying exactly what is wrong.
+
+    The signature is checked over the JSON received (a `PeerCard` is taken as
+    its JSON), so fields a newer version added are signed and verified too,
+    though this version does not parse them.
+    """
     try:
-        if isinstance(card, (bytes, str)):
-            parsed = PeerCard.model_validate_json(card)
-        elif isinstance(card, dict):
-            parsed = PeerCard.model_validate(card)
+        if isinstance(card, PeerCard):
+            body = card.model_dump(mode="json")
         else:
-            parsed = card
-    except ValueError as exc:
+            body = json.loads(card) if isinstance(card, (bytes, str)) else card
+        if not isinstance(body, dict):
+            raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+        signed = _signed_bytes(body)  # first: its working copy is gone before the parsed card takes memory
+        parsed = PeerCard.model_validate(body)
+    except (ValueError, TypeError, RecursionError) as exc:  # not JSON, not a card, or nested past what JSON parsing allows
         raise CardError(f"malformed peer card: {exc}") from exc
     try:
         public_key = b64decode_exact(parsed.pubkey)
@@ -152,7 +186,7 @@ def verify_card(card: PeerCard | dict[str, Any] | bytes | str, *, expected_id: s
         raise CardError(f"peer card claims id {parsed.id!r} but its key hashes to {peer_id_for(public_key)!r}")
     if expected_id is not None and parsed.id != expected_id:
         raise CardError(f"expected peer {expected_id!r} but the card is for {parsed.id!r}")
-    if not verify_signature(public_key, signature, parsed.signed_bytes()):
+    if not verify_signature(public_key, signature, signed):
         raise CardError(f"peer card {parsed.id!r} has a bad signature (altered in transit or forged)")
     if mesh is not None and parsed.mesh != mesh:
         raise CardError(f"peer {parsed.id!r} belongs to mesh {parsed.mesh!r}, not {mesh!r}")

@@ -12,6 +12,7 @@ the relay goes on forwarding.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from federation.card import PeerCard
 from federation.const import RELAY_PRESENCE_SECONDS
 from federation.database import open_engine
 from federation.errors import ConfigError
+from federation.relay.received import ReceivedCard
 
 __all__ = ["Directory", "Listing"]
 
@@ -44,13 +46,13 @@ class RelayedCard(_RelayTables, table=True):
 
     peer_id: str = Field(primary_key=True)
     mesh: str | None = Field(default=None, index=True)
-    card: str = Field(description="the signed card, JSON")
+    card: str = Field(description="the signed card, JSON, as its peer sent it")
     relay_url: str = Field(description="public URL of the relay holding the peer's tunnel")
     online: bool = True
     seen_at: float = Field(index=True)
 
 
-Listing = tuple[PeerCard, str]
+Listing = tuple[ReceivedCard, str]
 """A card and the public URL of the relay that holds its peer's tunnel."""
 
 
@@ -75,14 +77,15 @@ class Directory:
             logger.warning("relay directory unavailable (%s): %s", type(exc).__name__, exc)
             return fallback
 
-    async def publish(self, card: PeerCard) -> None:
-        await self._run(self._publish, card, fallback=None)
+    async def publish(self, received: ReceivedCard) -> None:
+        await self._run(self._publish, received, fallback=None)
 
-    def _publish(self, card: PeerCard) -> None:
-        self._publish_all([card])
+    def _publish(self, received: ReceivedCard) -> None:
+        self._publish_all([received])
 
-    def _row(self, card: PeerCard) -> RelayedCard:
-        return RelayedCard(peer_id=card.id, mesh=card.mesh, card=card.model_dump_json(), relay_url=self.relay_url, online=True, seen_at=time.time())
+    def _row(self, received: ReceivedCard) -> RelayedCard:
+        card = received.card
+        return RelayedCard(peer_id=card.id, mesh=card.mesh, card=json.dumps(received.raw), relay_url=self.relay_url, online=True, seen_at=time.time())
 
     async def leave(self, peer_id: str) -> None:
         """The peer's tunnel here closed (a sibling may already hold a newer one: leave that alone)."""
@@ -93,7 +96,7 @@ class Directory:
             session.exec(update(RelayedCard).where(col(RelayedCard.peer_id) == peer_id, col(RelayedCard.relay_url) == self.relay_url).values(online=False))
             session.commit()
 
-    async def refresh(self, cards: Iterable[PeerCard]) -> None:
+    async def refresh(self, cards: Iterable[ReceivedCard]) -> None:
         """Re-publish the cards of the peers tunnelled here, fresh.
 
         Written whole rather than just stamped: a database that was down when a
@@ -104,7 +107,7 @@ class Directory:
         if listed:
             await self._run(self._publish_all, listed, fallback=None)
 
-    def _publish_all(self, cards: list[PeerCard]) -> None:
+    def _publish_all(self, cards: list[ReceivedCard]) -> None:
         with Session(self._engine) as session:
             for card in cards:
                 session.merge(self._row(card))
@@ -121,4 +124,10 @@ class Directory:
             query = query.where(RelayedCard.mesh == mesh)
         with Session(self._engine) as session:
             rows = session.exec(query).all()
-        return [(PeerCard.model_validate_json(row.card), row.relay_url) for row in rows]
+        return [(_received(row.card), row.relay_url) for row in rows]
+
+
+def _received(stored: str) -> ReceivedCard:
+    """A stored card, kept as stored (the JSON its peer sent) beside what this version reads in it."""
+    raw = json.loads(stored)
+    return ReceivedCard(PeerCard.model_validate(raw), raw)

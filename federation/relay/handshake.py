@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import binascii
 import secrets
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from starlette.websockets import WebSocket
 
-from federation.card import PeerCard, verify_card
+from federation.card import verify_card
 from federation.const import RELAY_CONNECT_SECONDS
 from federation.errors import CardError
 from federation.identity import b64decode_exact, peer_id_for, verify_signature
@@ -31,6 +31,7 @@ from federation.relay.frames import (
     encode_control,
     parse_control,
 )
+from federation.relay.received import ReceivedCard
 
 __all__ = ["Refusal", "admit", "check_card", "receive_frame"]
 
@@ -84,17 +85,17 @@ def _check_auth(auth: Auth, nonce: str) -> None:
         raise Refusal(f"the challenge signature does not verify for peer {auth.peer_id!r}: the peer does not hold that key")
 
 
-def check_card(card: PeerCard, peer_id: str, mesh: str | None) -> PeerCard:
-    """A card may only be published by its own peer, for this relay's mesh."""
-    if card.id != peer_id:
-        raise Refusal(f"card for peer {card.id!r} published over the tunnel of peer {peer_id!r}: a peer may publish only its own card")
+def check_card(card: dict[str, Any], peer_id: str, mesh: str | None) -> ReceivedCard:
+    """A card may only be published by its own peer, for this relay's mesh; kept as sent, to be passed on so."""
+    if card.get("id") != peer_id:
+        raise Refusal(f"card for peer {card.get('id')!r} published over the tunnel of peer {peer_id!r}: a peer may publish only its own card")
     try:
-        return verify_card(card, expected_id=peer_id, mesh=mesh)
+        return ReceivedCard(verify_card(card, expected_id=peer_id, mesh=mesh), card)
     except CardError as exc:
         raise Refusal(f"card refused: {exc}") from None
 
 
-async def admit(websocket: WebSocket, limits: Limits, mesh: str | None) -> tuple[Auth, PeerCard]:
+async def admit(websocket: WebSocket, limits: Limits, mesh: str | None) -> tuple[Auth, ReceivedCard]:
     """Run the handshake on an accepted WebSocket; Refusal says why it failed."""
     nonce = secrets.token_hex(16)
     await websocket.send_bytes(encode_control(Challenge(nonce=nonce, limits=limits)))

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.responses import Response
 
-from federation.card import PeerCard
+from federation.relay.received import ReceivedCard
 
 __all__ = ["PeersListing"]
 
@@ -31,12 +31,12 @@ class PeersListing:
         self._body = b""
         self._etag = ""
 
-    def respond(self, request: Request, relay: str, mesh: str | None, here: Sequence[PeerCard], elsewhere: Sequence[tuple[PeerCard, str]]) -> Response:
-        """The full listing, or 304 when the reader already has it."""
-        key = (relay, mesh, tuple((c.id, c.signature) for c in here), tuple((c.id, c.signature, url) for c, url in elsewhere))
+    def respond(self, request: Request, relay: str, mesh: str | None, here: Sequence[ReceivedCard], elsewhere: Sequence[tuple[ReceivedCard, str]]) -> Response:
+        """The full listing, or 304 when the reader already has it; each card as its peer sent it (unknown fields too)."""
+        key = (relay, mesh, tuple((c.id, c.signature) for c, _ in here), tuple((c.id, c.signature, url) for (c, _), url in elsewhere))
         if key != self._key:
-            peers = [{"card": c.model_dump(mode="json"), "relay": relay, "here": True} for c in here]
-            peers += [{"card": c.model_dump(mode="json"), "relay": url, "here": False} for c, url in elsewhere]
+            peers = [{"card": raw, "relay": relay, "here": True} for _, raw in here]
+            peers += [{"card": raw, "relay": url, "here": False} for (_, raw), url in elsewhere]
             self._body = json.dumps({"relay": relay, "mesh": mesh, "peers": peers}).encode()
             self._etag = '"' + hashlib.sha256(self._body).hexdigest()[:20] + '"'
             self._key = key

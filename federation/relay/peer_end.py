@@ -88,7 +88,7 @@ async def handshake(connection: ClientConnection, identity: Identity, card: Peer
         max_request_bytes=max_request_bytes,
     )
     await connection.send(encode_control(auth))
-    await connection.send(encode_control(Publish(card=card)))
+    await connection.send(encode_control(Publish(card=card.model_dump(mode="json"))))
     welcome = await _receive_control(connection, challenge.limits.max_frame_bytes)
     if not isinstance(welcome, Welcome):
         raise FrameError("the relay answered the handshake without a welcome")
@@ -137,7 +137,7 @@ class PeerEnd:
         self._streams: dict[int, _Stream] = {}
 
     async def publish(self, card: PeerCard) -> None:
-        await self.connection.send(encode_control(Publish(card=card)))
+        await self.connection.send(encode_control(Publish(card=card.model_dump(mode="json"))))
 
     async def serve(self, group: TaskGroup) -> str:
         """Read frames, starting a task in `group` per request; returns why the tunnel ended."""

@@ -33,7 +33,6 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from federation.card import PeerCard
 from federation.const import HEALTH_PATH, PEERS_PATH, PROOF_PATH, RELAY_PRESENCE_SECONDS, RELAYED_PREFIX, TUNNEL_PATH
 from federation.errors import ConfigError
 from federation.home import state_dir
@@ -47,6 +46,7 @@ from federation.relay.frames import FrameError, Limits, Publish, Refused, Welcom
 from federation.relay.handshake import Refusal, admit, check_card, receive_frame
 from federation.relay.listing import PeersListing
 from federation.relay.proxy import forward
+from federation.relay.received import ReceivedCard
 from federation.relay.settings import RelaySettings
 from federation.relay.tunnel import Tunnel
 from federation.tls import server_options, trust
@@ -155,7 +155,7 @@ class Relay:
         with self._presence:
             while True:
                 await anyio.sleep(RELAY_PRESENCE_SECONDS)
-                await self._directory.refresh([tunnel.card for tunnel in self._tunnels.values()])
+                await self._directory.refresh([tunnel.received for tunnel in self._tunnels.values()])
 
     def _proven_answer(self) -> bytes:
         """What a member that proved itself gets at the end of the proof: this relay's id and URL."""
@@ -173,7 +173,7 @@ class Relay:
         if tunnel := self._tunnels.get(peer_id):
             return tunnel
         assert self._directory is not None
-        for card, relay_url in await self._directory.elsewhere(self.settings.mesh):
+        for (card, _), relay_url in await self._directory.elsewhere(self.settings.mesh):
             if card.id == peer_id:
                 return f"peer {peer_id} is attached to relay {relay_url}, not this one: use {relay_url}{RELAYED_PREFIX}{peer_id}/mcp"
         return (
@@ -183,8 +183,8 @@ class Relay:
 
     async def _get_peers(self, request: Request) -> Response:
         assert self._directory is not None
-        here = [t.card for t in self._tunnels.values()]
-        elsewhere = [(card, relay_url) for card, relay_url in await self._directory.elsewhere(self.settings.mesh) if card.id not in self._tunnels]
+        here = [t.received for t in self._tunnels.values()]
+        elsewhere = [(held, relay_url) for held, relay_url in await self._directory.elsewhere(self.settings.mesh) if held.card.id not in self._tunnels]
         return self._listing.respond(request, self.public_url, self.settings.mesh, here, elsewhere)
 
     async def _get_health(self, request: Request) -> Response:
@@ -194,19 +194,20 @@ class Relay:
     async def _tunnel_endpoint(self, websocket: WebSocket) -> None:
         await websocket.accept()
         try:
-            auth, card = await admit(websocket, self.limits(), self.settings.mesh)
+            auth, received = await admit(websocket, self.limits(), self.settings.mesh)
         except Refusal as refused:
             logger.warning("refused a tunnel from %s: %s", websocket.client, refused.message)
             await _close(websocket, refused)
             return
-        tunnel = Tunnel(websocket, card, self.limits(auth.max_request_bytes), send_timeout=self.settings.send_timeout)
+        card = received.card
+        tunnel = Tunnel(websocket, received, self.limits(auth.max_request_bytes), send_timeout=self.settings.send_timeout)
         if previous := self._tunnels.get(card.id):
             previous.fail(f"peer {card.id} attached again; this older tunnel is closed")
         self._tunnels[card.id] = tunnel
         logger.info("peer %s (%s) attached", card.name, card.id)
         try:
             await tunnel.send(encode_control(Welcome(path=f"{RELAYED_PREFIX}{card.id}/mcp")))
-            await self._publish(card)
+            await self._publish(received)
             refusal = await self._serve_tunnel(tunnel)
         finally:
             tunnel.fail(tunnel.close_reason or f"peer {card.id}'s tunnel closed")
@@ -251,12 +252,12 @@ class Relay:
             message = parse_control(frame)
             if not isinstance(message, Publish):
                 raise FrameError(f"a peer may not send {message.type!r} after the handshake")
-            tunnel.card = check_card(message.card, tunnel.peer_id, self.settings.mesh)
-            await self._publish(tunnel.card)
+            tunnel.received = check_card(message.card, tunnel.peer_id, self.settings.mesh)
+            await self._publish(tunnel.received)
 
-    async def _publish(self, card: PeerCard) -> None:
+    async def _publish(self, received: ReceivedCard) -> None:
         assert self._directory is not None
-        await self._directory.publish(card)
+        await self._directory.publish(received)
 
     async def _leave(self, peer_id: str) -> None:
         assert self._directory is not None

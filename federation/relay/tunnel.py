@@ -20,7 +20,6 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.websockets import WebSocket
 
-from federation.card import PeerCard
 from federation.relay.frames import (
     Frame,
     FrameError,
@@ -34,6 +33,7 @@ from federation.relay.frames import (
     encode_open,
     parse_model,
 )
+from federation.relay.received import ReceivedCard
 
 __all__ = ["End", "RelayedStream", "Tunnel", "TunnelClosed", "TunnelFull"]
 
@@ -90,9 +90,9 @@ class RelayedStream:
 class Tunnel:
     """A connected, authenticated peer."""
 
-    def __init__(self, websocket: WebSocket, card: PeerCard, limits: Limits, *, send_timeout: float) -> None:
+    def __init__(self, websocket: WebSocket, received: ReceivedCard, limits: Limits, *, send_timeout: float) -> None:
         self.websocket = websocket
-        self.card = card
+        self.received = received
         self.limits = limits
         self._send_timeout = send_timeout
         self._writing = anyio.Lock(fast_acquire=True)  # one writer at a time: uvicorn wakes every waiting writer at once
@@ -103,7 +103,7 @@ class Tunnel:
 
     @property
     def peer_id(self) -> str:
-        return self.card.id
+        return self.received.card.id
 
     @property
     def in_flight(self) -> int:

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from federation.card import Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card, verify_card
+from federation.card import _NESTED, Load, ModelSummary, PeerCard, ToolSummary, card_markdown, sign_card, verify_card
 from federation.errors import CardError
 from federation.identity import Identity
+from tests.support.cards import future_card, resign
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,94 @@ def test_every_one_byte_change_to_any_field_fails(card: PeerCard) -> None:
     for path, leaf in changes:
         with pytest.raises(CardError):
             verify_card(with_leaf(data, path, leaf))
+
+
+SIGNED_BEFORE = (
+    # Signed by the version before this rule was written (null added-later fields left out of the signed bytes by name).
+    '{"id":"sn4ibhuwf5hs235j","name":"alice","pubkey":"UW38CjquamRt0oZycZXeHnoQdiYvx5bqFpnDSaYiiV4=","mesh":"home","protocol":"1",'
+    '"software":"mcp-federation/0.1.0","endpoints":["http://127.0.0.1:8801/mcp"],"models":[{"name":"Gemma 3 270m","architecture":"gemma3",'
+    '"quantization":"Q4_K_M","size_bytes":253113024,"sha256":"abababababababababababababababababababababababababababababababab","n_ctx":4096,'
+    '"n_gpu_layers":0,"split":null}],"tools":[{"name":"generate","description":"Continue a prompt."}],"load":{"in_flight":1,"queued":2},'
+    '"shares":[],"lend":null,"content":null,"issued_at":1796039961.28,'
+    '"signature":"MjMZ4diYFlRCBHS9rIKpURDMtQ+3hpzZtneE/AnrAJYSaVrJSc51Gd+5PDgAAgftD4toOhF03HvNmVfYW8gCDw=="}',
+    '{"id":"sn4ibhuwf5hs235j","name":"alice","pubkey":"UW38CjquamRt0oZycZXeHnoQdiYvx5bqFpnDSaYiiV4=","mesh":"home","protocol":"1",'
+    '"software":"mcp-federation/0.1.0","endpoints":["http://127.0.0.1:8801/mcp"],"models":[{"name":"Gemma 3 270m","architecture":"gemma3",'
+    '"quantization":"Q4_K_M","size_bytes":253113024,"sha256":"abababababababababababababababababababababababababababababababab","n_ctx":4096,'
+    '"n_gpu_layers":0,"split":[{"peer":"alice","id":null,"layers":10},{"peer":"bob","id":"bbbbbbbbbbbbbbbb","layers":8}]}],'
+    '"tools":[{"name":"generate","description":"Continue a prompt."}],"load":{"in_flight":1,"queued":2},'
+    '"shares":[{"name":"tiny","architecture":"","quantization":"","size_bytes":10,'
+    '"sha256":"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"}],"lend":{"bytes":1000000000,"device":"cpu","host":null},'
+    '"content":false,"issued_at":1796039961.28,'
+    '"signature":"w/NNT3A1WfMFpFiZHvo4vjCw0rriqhYj358VvuUlLxp+2AADRQfiqEVat9HUHw8CXDz4q+GBW3oHfllJF0Q9Aw=="}',
+)
+
+
+@pytest.mark.parametrize("raw", SIGNED_BEFORE, ids=["added-fields-unset", "added-fields-set"])
+def test_cards_signed_before_the_canonical_rule_still_verify_and_sign_the_same(raw: str) -> None:
+    card = verify_card(raw, mesh="home")
+    assert card.signed_bytes() == PeerCard.model_validate_json(raw).signed_bytes()
+    assert verify_card(card) == card
+    unset_left_out = json.loads(raw)
+    for key in [key for key, value in unset_left_out.items() if value is None and key in ("lend", "content")]:
+        del unset_left_out[key]  # as a peer from before these fields sends its card
+    for model in unset_left_out["models"]:
+        if model["split"] is None:
+            del model["split"]
+    assert verify_card(unset_left_out) == card
+
+
+def _model_types(annotation: Any) -> set[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {annotation}
+    return {found for arg in getattr(annotation, "__args__", ()) for found in _model_types(arg)}
+
+
+def test_every_field_holding_a_model_is_followed_by_the_canonical_rule() -> None:
+    """A nested model left out of the map would have its added-later fields signed while null: old cards would fail."""
+    seen, todo = set(), [PeerCard]
+    while todo:
+        model = todo.pop()
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            for inner in _model_types(field.annotation):
+                assert _NESTED.get(model, {}).get(name) is inner, f"{model.__name__}.{name} holds {inner.__name__}: add it to card._NESTED"
+                todo += [inner] if inner not in seen else []
+    assert seen >= set(_NESTED)
+
+
+def test_a_card_from_a_newer_version_with_fields_unknown_here_verifies(card: PeerCard, identity: Identity) -> None:
+    newer = future_card(card, identity)
+    for form in (newer, json.dumps(newer), json.dumps(newer).encode()):
+        parsed = verify_card(form, expected_id=identity.peer_id, mesh="home")
+        assert parsed.model_dump(exclude={"signature"}) == card.model_dump(exclude={"signature"}), "the fields unknown here are not parsed"
+
+
+def test_any_change_to_a_newer_versions_card_fails_unknown_fields_included(card: PeerCard, identity: Identity) -> None:
+    newer = future_card(card, identity)
+    changes = list(one_byte_changes(newer))
+    assert {path for path, _ in changes} >= {("future_field", "x"), ("models", 0, "future_nested")}
+    for path, leaf in changes:
+        with pytest.raises(CardError):
+            verify_card(with_leaf(newer, path, leaf))
+    for dropped in ("future_field", "software", "tools"):  # fields with a default here: the card still parses
+        with pytest.raises(CardError, match="bad signature"):
+            verify_card({key: value for key, value in newer.items() if key != dropped})
+
+
+def test_an_unknown_field_added_to_a_card_fails_unless_null(card: PeerCard) -> None:
+    data = json.loads(card.model_dump_json())
+    with pytest.raises(CardError, match="bad signature"):
+        verify_card(data | {"unknown": 0})
+    with pytest.raises(CardError, match="bad signature"):
+        verify_card(with_leaf(data, ("load", "unknown"), "x"))
+    assert verify_card(data | {"unknown": None}) == card, "a newer version's field left out while unset: not signed"
+
+
+def test_unknown_values_are_signed_as_they_are_nulls_inside_them_included(card: PeerCard, identity: Identity) -> None:
+    with_extra = resign(json.loads(card.model_dump_json()) | {"extra": [1, None]}, identity)
+    assert verify_card(with_extra) == card.model_copy(update={"signature": with_extra["signature"]})
+    with pytest.raises(CardError, match="bad signature"):
+        verify_card(with_extra | {"extra": [1]})
 
 
 def test_id_that_is_not_the_hash_of_the_key_fails(card: PeerCard, identity: Identity) -> None:

@@ -116,11 +116,11 @@ async def challenge(ws: ClientConnection) -> Challenge:
     return message
 
 
-async def attach_by_hand(ws: ClientConnection, identity: Identity, card: PeerCard | None = None) -> None:
-    """The honest handshake, done by hand (then the caller misbehaves)."""
+async def attach_by_hand(ws: ClientConnection, identity: Identity, card: dict[str, Any] | None = None) -> None:
+    """The honest handshake, done by hand (then the caller misbehaves); `card` is the JSON published (default: `card_for`'s)."""
     nonce = (await challenge(ws)).nonce
     await ws.send(encode_control(sign_auth(identity, nonce)))
-    await ws.send(encode_control(Publish(card=card or card_for(identity))))
+    await ws.send(encode_control(Publish(card=card or card_for(identity).model_dump(mode="json"))))
     welcome = parse_control(decode(await ws.recv(), max_bytes=1 << 20))
     assert welcome.type == "welcome", welcome
 

@@ -76,17 +76,17 @@ async def test_card_for_another_peer_over_a_tunnel_is_refused(relay: Relay, hone
     sneaky = Identity.generate()
     async with raw_tunnel(relay.url) as ws:  # during the handshake
         await ws.send(encode_control(sign_auth(sneaky, (await challenge(ws)).nonce)))
-        await ws.send(encode_control(Publish(card=honest.card())))
+        await ws.send(encode_control(Publish(card=honest.card().model_dump(mode="json"))))
         message, _ = await refusal(ws)
     assert f"card for peer {honest.peer_id!r} published over the tunnel of peer {sneaky.peer_id!r}" in message
     async with raw_tunnel(relay.url) as ws:  # and after an honest handshake
         await attach_by_hand(ws, sneaky)
-        await ws.send(encode_control(Publish(card=honest.card())))
+        await ws.send(encode_control(Publish(card=honest.card().model_dump(mode="json"))))
         message, _ = await refusal(ws)
     assert "a peer may publish only its own card" in message
     async with raw_tunnel(relay.url) as ws:  # its own card, but for another mesh
         await ws.send(encode_control(sign_auth(sneaky, (await challenge(ws)).nonce)))
-        await ws.send(encode_control(Publish(card=card_for(sneaky, mesh="someothermesh"))))
+        await ws.send(encode_control(Publish(card=card_for(sneaky, mesh="someothermesh").model_dump(mode="json"))))
         message, _ = await refusal(ws)
     assert "belongs to mesh 'someothermesh'" in message
     assert relay.peer_ids == [honest.peer_id]
